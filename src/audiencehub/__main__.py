@@ -1,0 +1,3 @@
+from audiencehub.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""Request dependencies: the caller (from the four AEP headers) and JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from audiencehub.api.errors import describe_validation
+from audiencehub.errors import BadRequest, MissingHeader
+from audiencehub.services.auth import Principal
+from audiencehub.wiring import Container
+
+REQUIRED_HEADERS = ("authorization", "x-api-key", "x-gw-ims-org-id", "x-sandbox-name")
+M = TypeVar("M", bound=BaseModel)
+
+
+def container(request: Request) -> Container:
+    found: Container = request.app.state.container
+    return found
+
+
+def principal(request: Request) -> Principal:
+    headers = request.headers
+    missing = [h for h in REQUIRED_HEADERS if not headers.get(h, "").strip()]
+    if missing:
+        raise MissingHeader(f"missing header(s): {', '.join(missing)}")
+    scheme, _, token = headers["authorization"].strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise MissingHeader("the Authorization header must be 'Bearer {ACCESS_TOKEN}'")
+    return container(request).auth.authenticate(
+        token=token.strip(),
+        api_key=headers["x-api-key"].strip(),
+        org_id=headers["x-gw-ims-org-id"].strip(),
+        sandbox=headers["x-sandbox-name"].strip(),
+    )
+
+
+Caller = Annotated[Principal, Depends(principal)]
+Services = Annotated[Container, Depends(container)]
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The JSON body as ``model``, whatever the Content-Type: seed 003's curl calls send none."""
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("body: a JSON object is required")
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise BadRequest(f"body: must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(describe_validation(list(exc.errors()))) from exc
+
+
+def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for endpoints that read their body with :func:`parse_body`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
+            },
+        }
+    }

@@ -1,0 +1,90 @@
+"""One shape for every error: problem+json with the AEP error code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from audiencehub.errors import AudiencehubError, BadRequest, InternalError, NotFound
+
+log = logging.getLogger(__name__)
+
+ERROR_TYPE_BASE = "https://ns.adobe.com/aep/errors/"
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:
+    body = {
+        "type": ERROR_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "errorCode": code,
+        "detail": detail,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def error_response(exc: AudiencehubError) -> JSONResponse:
+    return problem(exc.status, exc.code, exc.title, exc.detail)
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        if part in ("body", "query", "path", "header"):
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def describe_validation(errors: list[Any]) -> str:
+    """``field.path: what is wrong (got value)`` for each error, as users need to fix their request."""
+    lines = []
+    for err in errors:
+        where = _loc(tuple(err.get("loc", ())))
+        msg = str(err.get("msg", "is not valid")).removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            lines.append(f"{where}: is required")
+        elif err.get("type") == "extra_forbidden":
+            lines.append(f"{where}: is not a field that can be sent here")
+        elif "input" in err and err.get("type") not in ("model_type", "dict_type"):
+            lines.append(f"{where}: {msg} (got {err['input']!r})")
+        else:
+            lines.append(f"{where}: {msg}")
+    return "; ".join(lines)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AudiencehubError)
+    async def _domain(_: Request, exc: AudiencehubError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(BadRequest(describe_validation(list(exc.errors()))))
+
+    @app.exception_handler(ValidationError)
+    async def _model(_: Request, exc: ValidationError) -> JSONResponse:
+        return error_response(BadRequest(describe_validation(list(exc.errors()))))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(NotFound(f"no such endpoint: {request.method} {request.url.path}"))
+        if exc.status_code == 405:
+            return problem(405, "100910-405", "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+        return problem(exc.status_code, f"100970-{exc.status_code}", "ERROR", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(InternalError("the server could not process the request; see its log"))

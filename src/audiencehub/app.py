@@ -1,0 +1,80 @@
+"""``create_app(settings)``: the FastAPI application over one container of services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from audiencehub import __version__
+from audiencehub.api import errors, external_audiences, ims, landing_zone
+from audiencehub.config import Settings
+from audiencehub.domain.audiences import AudienceCreate, AudiencePatch, RunCreate
+from audiencehub.wiring import build
+
+log = logging.getLogger("audiencehub")
+BODY_MODELS = (AudienceCreate, AudiencePatch, RunCreate)
+
+
+def announce_credentials(settings: Settings, creds: Any) -> None:
+    path = settings.home / "credentials.json"
+    print(
+        "\n  audiencehub generated development credentials (shown once; kept in "
+        f"{path}, mode 0600):\n"
+        f"    org id (x-gw-ims-org-id): {creds.org_id}\n"
+        f"    sandbox (x-sandbox-name): {creds.sandbox}\n"
+        f"    client id (x-api-key):    {creds.client_id}\n"
+        f"    client secret:            {creds.client_secret}\n",
+        flush=True,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    container = build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        creds = container.bootstrap()
+        if creds is not None:
+            announce_credentials(settings, creds)
+        container.runner.start()
+        log.info("audiencehub %s serving data from %s", __version__, settings.home.resolve())
+        try:
+            yield
+        finally:
+            container.close()
+
+    app = FastAPI(
+        title="audiencehub",
+        version=__version__,
+        description="Self-hostable audience platform with AEP-compatible APIs.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.container = container
+    errors.install(app)
+    app.include_router(ims.router)
+    app.include_router(landing_zone.router)
+    app.include_router(external_audiences.router)
+
+    @app.get("/health", tags=["Health"], operation_id="health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in BODY_MODELS:
+                full = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(full.pop("$defs", {}))
+                components[model.__name__] = full
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

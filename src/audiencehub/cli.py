@@ -1,0 +1,176 @@
+"""The ``audiencehub`` command: serve the API, manage orgs, sandboxes and clients, upload files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audiencehub.config import Settings
+
+app = typer.Typer(help="audiencehub: a self-hostable audience platform with AEP-compatible APIs.", no_args_is_help=True)
+orgs = typer.Typer(help="Orgs (x-gw-ims-org-id).", no_args_is_help=True)
+sandboxes = typer.Typer(help="Sandboxes of an org (x-sandbox-name).", no_args_is_help=True)
+clients = typer.Typer(help="API clients (x-api-key and client secret).", no_args_is_help=True)
+app.add_typer(orgs, name="orgs")
+app.add_typer(sandboxes, name="sandboxes")
+app.add_typer(clients, name="clients")
+
+CHUNK = 1 << 20
+
+
+def _tenancy():  # type: ignore[no-untyped-def]
+    from audiencehub.metadata.store import MetadataStore
+    from audiencehub.services.tenancy import TenancyService
+
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = MetadataStore(settings.metadata_url)
+    store.create_all()
+    return TenancyService(store)
+
+
+def _fail(exc: Exception) -> None:
+    detail = getattr(exc, "detail", str(exc))
+    typer.echo(f"error: {detail}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (AUDIENCEHUB_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (AUDIENCEHUB_PORT or PORT).")] = None,
+) -> None:
+    """Serve the API with data under $AUDIENCEHUB_HOME (default ./var)."""
+    import uvicorn
+
+    from audiencehub.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@orgs.command("create")
+def org_create(
+    org_id: Annotated[str | None, typer.Option("--id", help="Org id; default a generated ...@AdobeOrg.")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+) -> None:
+    """Create an org with its sandbox 'prod'."""
+    try:
+        typer.echo(_tenancy().create_org(org_id, name))
+    except Exception as exc:
+        _fail(exc)
+
+
+@orgs.command("list")
+def org_list() -> None:
+    """List orgs with their sandboxes and client ids."""
+    typer.echo(json.dumps(_tenancy().list_orgs(), indent=2))
+
+
+@sandboxes.command("create")
+def sandbox_create(org_id: str, name: str, title: Annotated[str | None, typer.Option()] = None) -> None:
+    """Create a sandbox in an org."""
+    try:
+        _tenancy().create_sandbox(org_id, name, title)
+        typer.echo(name)
+    except Exception as exc:
+        _fail(exc)
+
+
+@clients.command("create")
+def client_create(
+    org_id: str,
+    client_id: Annotated[str | None, typer.Option(help="Client id; default generated.")] = None,
+    secret: Annotated[str | None, typer.Option(help="Client secret; default generated.")] = None,
+    name: Annotated[str, typer.Option()] = "API client",
+) -> None:
+    """Create an API client; prints its secret once (it is stored hashed)."""
+    try:
+        creds = _tenancy().create_client(org_id, client_id=client_id, secret=secret, name=name)
+    except Exception as exc:
+        _fail(exc)
+    typer.echo(json.dumps(creds.to_json(), indent=2))
+
+
+def _credentials(home: Path) -> dict[str, str]:
+    path = home / "credentials.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Local file to send.")],
+    path: Annotated[str, typer.Argument(help="Path in the landing zone, e.g. activation/example.csv.")],
+    url: Annotated[str, typer.Option(envvar="AUDIENCEHUB_URL", help="Server base URL.")] = "http://127.0.0.1:8080",
+    client_id: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_CLIENT_ID")] = None,
+    client_secret: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_CLIENT_SECRET")] = None,
+    org_id: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_ORG_ID")] = None,
+    sandbox: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_SANDBOX")] = None,
+) -> None:
+    """Upload FILE to the landing zone at PATH, with a progress bar.
+
+    Credentials come from the options, their environment variables, or
+    $AUDIENCEHUB_HOME/credentials.json (written on the server's first start).
+    """
+    import httpx
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    saved = _credentials(Path(os.environ.get("AUDIENCEHUB_HOME", "./var")))
+    cid = client_id or saved.get("client_id")
+    secret = client_secret or saved.get("client_secret")
+    org = org_id or saved.get("org_id")
+    box = sandbox or saved.get("sandbox", "prod")
+    if not (cid and secret and org):
+        typer.echo("error: no credentials: pass --client-id, --client-secret and --org-id", err=True)
+        raise typer.Exit(2)
+    base = url.rstrip("/")
+    with httpx.Client(timeout=httpx.Timeout(60.0, write=None, read=600.0)) as http:
+        tok = http.post(
+            f"{base}/ims/token/v3",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": cid,
+                "client_secret": secret,
+                "scope": "openid",
+            },
+        )
+        if tok.status_code != 200:
+            typer.echo(f"error: token request failed ({tok.status_code}): {tok.text}", err=True)
+            raise typer.Exit(1)
+        headers = {
+            "Authorization": f"Bearer {tok.json()['access_token']}",
+            "x-api-key": cid,
+            "x-gw-ims-org-id": org,
+            "x-sandbox-name": box,
+            "Content-Type": "application/octet-stream",
+        }
+        size = file.stat().st_size
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn()
+        ) as bar:
+            task = bar.add_task(f"uploading {file.name}", total=size)
+
+            def chunks() -> Iterator[bytes]:
+                with file.open("rb") as fh:
+                    while block := fh.read(CHUNK):
+                        bar.advance(task, len(block))
+                        yield block
+
+            headers["Content-Length"] = str(size)
+            resp = http.put(f"{base}/data/foundation/connectors/landingzone/{path}", content=chunks(), headers=headers)
+    if resp.status_code != 201:
+        typer.echo(f"error: upload failed ({resp.status_code}): {resp.text}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(resp.json()))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,70 @@
+"""Settings, read once from the environment (prefix ``AUDIENCEHUB_``) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIENCEHUB_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path("./var")
+    """Root of everything the server keeps: metadata.db, lake/, landing/, secrets.key."""
+
+    host: str = "127.0.0.1"
+    """Address the API listens on."""
+
+    port: int = Field(default=8080, validation_alias=AliasChoices("AUDIENCEHUB_PORT", "PORT"))
+    """Port the API listens on (``PORT`` is read too, as ``make run`` passes it)."""
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AUDIENCEHUB_DATABASE_URL", "DATABASE_URL")
+    )
+    """Metadata store URL; default ``sqlite:///$AUDIENCEHUB_HOME/metadata.db``."""
+
+    public_url: str | None = None
+    """Base URL used in links the API returns; default ``http://{host}:{port}``."""
+
+    bootstrap_org_id: str | None = None
+    """Org created on first start (with sandbox ``prod``), instead of generated dev credentials."""
+
+    bootstrap_client_id: str | None = None
+    """API client (x-api-key) created on first start for the bootstrap org."""
+
+    bootstrap_client_secret: str | None = None
+    """Secret of the bootstrap client; stored hashed."""
+
+    token_ttl_seconds: int = Field(default=86400, ge=60)
+    """Lifetime of access tokens issued by ``/ims/token/v3``."""
+
+    workers: int = Field(default=2, ge=1, le=64)
+    """Job threads inside the server process (audience creation, ingestion runs)."""
+
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """How often a running job proves it is alive."""
+
+    job_stale_after_seconds: float = Field(default=60.0, gt=0)
+    """A running job without a heartbeat for this long is recovered (failed or rolled forward)."""
+
+    max_upload_bytes: int = Field(default=50 * 1024**3, gt=0)
+    """Largest file the landing zone accepts in one PUT."""
+
+    engine_threads: int | None = Field(default=None, ge=1)
+    """Threads DuckDB may use for one job; default: all cores."""
+
+    engine_memory_limit: str = "1GB"
+    """DuckDB memory limit per job; larger work spills to $AUDIENCEHUB_HOME/tmp."""
+
+    debug_hold_at: str | None = None
+    """Fault injection for tests: a run pauses at this checkpoint until its hold file is removed."""
+
+    @property
+    def metadata_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'metadata.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,0 +1,1 @@
+"""Plain types and pure rules. Imports nothing of ours but errors."""

@@ -1,0 +1,220 @@
+"""SQL for the DATASET_INGEST stage: read a CSV, coerce, validate identities, keep reasons.
+
+Every statement is a SELECT in DuckDB's dialect (the Spark engine translates with sqlglot).
+No user text is pasted into SQL: CSV columns are renamed positionally (``c0``, ``c1``, ...),
+output columns are field names that ``domain/audiences.FIELD_NAME`` restricts to
+``[A-Za-z0-9_]``, and every literal goes through :func:`lit`.
+
+The validated file of a CSV holds one row per record, in file order, with the typed fields,
+``_check`` (the index of the first failed check, NULL when the row is accepted) and ``_value``
+(the raw text that failed). ``file_row_number`` of that Parquet file is the record number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from audiencehub.domain.audiences import FieldType
+from audiencehub.domain.namespaces import (
+    LOWERCASE_RULES,
+    PHONE_STRIP_PATTERN,
+    RULE_PATTERN,
+    RULE_REASON,
+    Rule,
+)
+
+SQL_TYPE: dict[FieldType, str] = {
+    FieldType.STRING: "VARCHAR",
+    FieldType.NUMBER: "DOUBLE",
+    FieldType.LONG: "BIGINT",
+    FieldType.INTEGER: "INTEGER",
+    FieldType.DATE: "DATE",
+    FieldType.DATETIME: "TIMESTAMPTZ",
+    FieldType.BOOLEAN: "BOOLEAN",
+}
+
+TYPE_REASON: dict[FieldType, str] = {
+    FieldType.NUMBER: "is not a number",
+    FieldType.LONG: "is not a long (64-bit integer)",
+    FieldType.INTEGER: "is not an integer (32-bit)",
+    FieldType.DATE: "is not a date (YYYY-MM-DD)",
+    FieldType.DATETIME: "is not a datetime (ISO 8601, e.g. 2025-05-23T20:19:00+00:00)",
+    FieldType.BOOLEAN: "is not a boolean (true/false, yes/no, 1/0)",
+}
+
+TRUE_WORDS = ("true", "t", "yes", "y", "1")
+FALSE_WORDS = ("false", "f", "no", "n", "0")
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def path_list(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join(lit(str(p)) for p in paths) + "]"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A field of the audience and where its values sit in one CSV file."""
+
+    name: str
+    type: FieldType
+    rule: Rule | None
+    position: int
+
+
+@dataclass(frozen=True)
+class Check:
+    column: str
+    reason: str
+
+
+def checks_for(columns: Sequence[Column]) -> list[Check]:
+    """The checks in the order they are tried; ``_check`` holds index + 1 of the first that fails."""
+    out: list[Check] = []
+    for col in columns:
+        if col.rule is not None:
+            out.append(Check(col.name, RULE_REASON[col.rule]))
+        if col.type in TYPE_REASON:
+            out.append(Check(col.name, TYPE_REASON[col.type]))
+    identities = [c.name for c in columns if c.rule is not None]
+    out.append(Check(",".join(identities), "no identity: every identity field is empty"))
+    return out
+
+
+def _identity_norm(raw: str, rule: Rule) -> str:
+    if rule in LOWERCASE_RULES:
+        return f"NULLIF(lower(trim({raw})), '')"
+    if rule is Rule.PHONE:
+        return f"NULLIF(regexp_replace(trim({raw}), {lit(PHONE_STRIP_PATTERN)}, '', 'g'), '')"
+    return f"NULLIF(trim({raw}), '')"
+
+
+def _typed(text: str, ftype: FieldType) -> str:
+    if ftype is FieldType.STRING:
+        return text
+    if ftype is FieldType.BOOLEAN:
+        trues = ", ".join(lit(w) for w in TRUE_WORDS)
+        falses = ", ".join(lit(w) for w in FALSE_WORDS)
+        return f"CASE WHEN lower({text}) IN ({trues}) THEN true WHEN lower({text}) IN ({falses}) THEN false END"
+    return f"TRY_CAST({text} AS {SQL_TYPE[ftype]})"
+
+
+def rejects_table(file_index: int) -> str:
+    """The session table where the engine keeps the malformed lines of file ``file_index``."""
+    return f"_rejects_{file_index}"
+
+
+def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column], file_index: int) -> str:
+    """The validated rows of one CSV file (see the module doc).
+
+    Malformed lines (too many or too few columns, broken quoting, invalid UTF-8) do not become
+    rows; the engine records them, with their line numbers, in :func:`rejects_table`.
+    """
+    names = ", ".join(lit(f"c{i}") for i in range(header_width))
+    scan = (
+        f"read_csv({lit(str(csv_path))}, header = true, all_varchar = true, names = [{names}], "
+        "delim = ',', quote = '\"', escape = '\"', compression = 'auto', store_rejects = true, "
+        f"rejects_table = {lit(rejects_table(file_index))}, "
+        f"rejects_scan = {lit(rejects_table(file_index) + '_scan')})"
+    )
+    level1: list[str] = []  # v_i: the text of field i (NULL when empty); n_i: its normalized identity
+    level2: list[str] = []  # t_i: the typed value; plus the texts for the checks
+    checks: list[str] = []
+    values: list[str] = []
+    k = 0
+    for i, col in enumerate(columns):
+        raw = f"c{col.position}"
+        level1.append(f"{raw} AS r{i}")
+        if col.rule is not None:
+            norm = _identity_norm(raw, col.rule)
+            pattern = RULE_PATTERN[col.rule]
+            valid = norm if pattern is None else f"CASE WHEN regexp_full_match({norm}, {lit(pattern)}) THEN {norm} END"
+            level1.append(f"{norm} AS v{i}")
+            level1.append(f"{valid} AS n{i}")
+            level2.append(f"{_typed(f'n{i}', col.type)} AS t{i}")
+            k += 1
+            checks.append(f"WHEN v{i} IS NOT NULL AND n{i} IS NULL THEN {k}")
+            values.append(f"WHEN {k} THEN r{i}")
+        else:
+            text = f"NULLIF(c{col.position}, '')" if col.type is FieldType.STRING else f"NULLIF(trim({raw}), '')"
+            level1.append(f"{text} AS v{i}")
+            level2.append(f"{_typed(f'v{i}', col.type)} AS t{i}")
+        if col.type in TYPE_REASON:
+            k += 1
+            checks.append(f"WHEN v{i} IS NOT NULL AND t{i} IS NULL THEN {k}")
+            values.append(f"WHEN {k} THEN r{i}")
+    identity_idx = [i for i, c in enumerate(columns) if c.rule is not None]
+    k += 1
+    checks.append(f"WHEN {' AND '.join(f'v{i} IS NULL' for i in identity_idx)} THEN {k}")
+    carried = ", ".join(f"r{i}, v{i}" + (f", n{i}" if columns[i].rule is not None else "") for i in range(len(columns)))
+    outputs = ", ".join(f"t{i} AS {ident(c.name)}" for i, c in enumerate(columns))
+    return (
+        f"SELECT {outputs}, _check, CASE _check {' '.join(values) or 'WHEN -1 THEN NULL'} END AS _value FROM ("
+        f"SELECT *, CAST(CASE {' '.join(checks)} END AS INTEGER) AS _check FROM ("
+        f"SELECT {carried}, {', '.join(level2)} FROM ("
+        f"SELECT {', '.join(level1)} FROM {scan})))"
+    )
+
+
+def counts_select(validated: Sequence[Path]) -> str:
+    return f"SELECT count(*), count(_check) FROM read_parquet({path_list(validated)})"
+
+
+def batch_select(validated: Sequence[Path], columns: Sequence[str]) -> str:
+    """The accepted rows, as the dataset stores them."""
+    cols = ", ".join(ident(c) for c in columns)
+    return f"SELECT {cols} FROM read_parquet({path_list(validated)}) WHERE _check IS NULL"
+
+
+def malformed_count_select(file_count: int) -> str:
+    parts = [f"SELECT count(DISTINCT line) AS n FROM {rejects_table(i)}" for i in range(file_count)]
+    return f"SELECT sum(n) FROM ({' UNION ALL '.join(parts)})"
+
+
+def errors_select(
+    validated: Sequence[tuple[str, Path]], checks: Sequence[Check], headers: Sequence[Sequence[str]]
+) -> str:
+    """Every rejected record: file, record and line numbers, column, raw value and reason.
+
+    Rows that failed a check come from the validated files; malformed lines from the rejects
+    tables. A record's line is its number plus the header plus the malformed lines before it
+    (exact unless a quoted field spans lines).
+    """
+    reasons = ", ".join(f"({i + 1}, {lit(c.column)}, {lit(c.reason)})" for i, c in enumerate(checks))
+    checked, malformed, skips = [], [], []
+    for n, (name, path) in enumerate(validated):
+        table = rejects_table(n)
+        checked.append(
+            f"SELECT {lit(name)} AS file, {n} AS file_index, file_row_number + 1 AS record, _check, _value "
+            f"FROM read_parquet({lit(str(path))}, file_row_number = true) WHERE _check IS NOT NULL"
+        )
+        cols = ", ".join(f"({lit(f'c{i}')}, {lit(h)})" for i, h in enumerate(headers[n])) or "(NULL, NULL)"
+        malformed.append(
+            f"SELECT {lit(name)} AS file, {n} AS file_index, CAST(NULL AS BIGINT) AS record, line, "
+            f"string_agg(DISTINCT h.header, ',') AS col, any_value(csv_line) AS value, "
+            f"arg_min(error_type || ': ' || error_message, coalesce(column_idx, 0)) AS reason "
+            f"FROM {table} LEFT JOIN (VALUES {cols}) h(c, header) ON {table}.column_name = h.c GROUP BY line"
+        )
+        skips.append(
+            f"SELECT {n} AS file_index, line - row_number() OVER (ORDER BY line) AS good_before "
+            f"FROM (SELECT DISTINCT line FROM {table})"
+        )
+    return (
+        "WITH skips AS (" + " UNION ALL ".join(skips) + "), "
+        "checked AS (SELECT e.file, e.file_index, e.record, "
+        "e.record + 1 + (SELECT count(*) FROM skips s WHERE s.file_index = e.file_index "
+        'AND s.good_before <= e.record) AS line, r.col AS "column", e._value AS value, r.reason '
+        f"FROM ({' UNION ALL '.join(checked)}) e JOIN (VALUES {reasons}) r(k, col, reason) ON e._check = r.k), "
+        f"malformed AS ({' UNION ALL '.join(malformed)}) "
+        'SELECT file, record, line, "column", value, reason FROM ('
+        "SELECT * FROM checked UNION ALL SELECT file, file_index, record, line, col, value, reason FROM malformed) "
+        "ORDER BY file_index, line"
+    )

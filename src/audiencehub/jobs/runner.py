@@ -1,0 +1,156 @@
+"""The embedded worker pool: threads in the server process that claim jobs from the job table.
+
+Each job heartbeats while it runs. On start, jobs left RUNNING by a previous process are handed
+to their handler's ``recover`` (roll forward or fail) or re-queued when the handler is idempotent;
+a sweep does the same for jobs whose heartbeat went stale while this process runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from audiencehub.errors import TransientError
+from audiencehub.metadata import jobs
+from audiencehub.metadata.store import MetadataStore, Row, Scope
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+IDLE_WAIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Handler:
+    execute: Callable[[str, Scope], None]
+    """Does the work for the job's ``ref_id``; records its own outcome on the resource."""
+    recover: Callable[[str, Scope], None]
+    """The job's worker died: roll forward or mark the resource FAILED."""
+    retryable: bool = False
+    """Idempotent jobs are re-queued after a crash or a transient error instead of recovered."""
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: MetadataStore,
+        handlers: dict[str, Handler],
+        *,
+        workers: int,
+        heartbeat_s: float,
+        stale_after_s: float,
+    ) -> None:
+        self._store = store
+        self._handlers = handlers
+        self._workers = workers
+        self._heartbeat_s = heartbeat_s
+        self._stale_after_s = stale_after_s
+        self.worker_id = f"embedded-{uuid.uuid4().hex[:12]}"
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._recover(self._orphans(at_start=True))
+        for n in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"job-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        keeper = threading.Thread(target=self._keep_alive, name="job-heartbeat", daemon=True)
+        keeper.start()
+        self._threads.append(keeper)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            with self._store.tx() as conn:
+                job = jobs.claim(conn, self.worker_id)
+            if job is None:
+                with self._wake:
+                    self._wake.wait(IDLE_WAIT_S)
+                continue
+            self._run(job)
+
+    def _run(self, job: Row) -> None:
+        handler = self._handlers[job["kind"]]
+        scope = Scope(job["org_id"], job["sandbox"])
+        with self._running_lock:
+            self._running.add(job["id"])
+        status, error = jobs.SUCCEEDED, None
+        try:
+            handler.execute(job["ref_id"], scope)
+        except TransientError as exc:
+            if handler.retryable and job["attempts"] < MAX_ATTEMPTS:
+                log.warning("job %s (%s) hit a transient error, retrying: %s", job["id"], job["kind"], exc.detail)
+                time.sleep(min(2 ** job["attempts"], 30))
+                with self._store.tx() as conn:
+                    jobs.requeue(conn, job["id"])
+                self._forget(job["id"])
+                self.wake()
+                return
+            status, error = jobs.FAILED, exc.detail
+            handler.recover(job["ref_id"], scope)
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job["id"], job["kind"])
+            status, error = jobs.FAILED, f"{type(exc).__name__}: {exc}"
+            handler.recover(job["ref_id"], scope)
+        with self._store.tx() as conn:
+            jobs.finish(conn, job["id"], status, error)
+        self._forget(job["id"])
+
+    def _forget(self, job_id: str) -> None:
+        with self._running_lock:
+            self._running.discard(job_id)
+
+    def _keep_alive(self) -> None:
+        while not self._stopping.wait(self._heartbeat_s):
+            with self._running_lock:
+                running = list(self._running)
+            try:
+                with self._store.tx() as conn:
+                    jobs.heartbeat(conn, running, self.worker_id)
+                self._recover(self._orphans(at_start=False))
+            except Exception:  # a failed heartbeat must not kill the keeper; the next one retries
+                log.exception("job heartbeat failed")
+
+    def _orphans(self, *, at_start: bool) -> list[Row]:
+        stale_before = time.time() - self._stale_after_s
+        with self._store.tx() as conn:
+            found = jobs.orphans(conn, stale_before=stale_before, not_worker=self.worker_id if at_start else None)
+        with self._running_lock:
+            return [j for j in found if j["id"] not in self._running]
+
+    def _recover(self, orphans: list[Row]) -> None:
+        for job in orphans:
+            handler = self._handlers.get(job["kind"])
+            scope = Scope(job["org_id"], job["sandbox"])
+            if handler is not None and handler.retryable and job["attempts"] < MAX_ATTEMPTS:
+                log.warning("re-queueing job %s (%s) whose worker stopped", job["id"], job["kind"])
+                with self._store.tx() as conn:
+                    jobs.requeue(conn, job["id"])
+                continue
+            log.warning("recovering job %s (%s) whose worker stopped", job["id"], job["kind"])
+            if handler is not None:
+                handler.recover(job["ref_id"], scope)
+            with self._store.tx() as conn:
+                jobs.finish(conn, job["id"], jobs.FAILED, "the worker running this job stopped")
+        if orphans:
+            self.wake()

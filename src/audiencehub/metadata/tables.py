@@ -1,0 +1,177 @@
+"""The catalog's tables (SQLAlchemy Core). Every resource row carries its org and sandbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+
+def _scope() -> list[Column]:
+    return [Column("org_id", String(128), nullable=False), Column("sandbox", String(128), nullable=False)]
+
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sandboxes = Table(
+    "sandboxes",
+    metadata,
+    Column("org_id", String(128), ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("title", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("org_id", String(128), ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("secret_hash", String(512), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+audiences = Table(
+    "audiences",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("name", String(256), nullable=False),
+    Column("custom_audience_id", String(256)),
+    Column("state", String(16), nullable=False),  # CREATING, ACTIVE
+    Column("spec", JSON, nullable=False),
+    Column("dataset_id", String(36)),
+    Column("schema_id", String(256)),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "sandbox", "name", name="uq_audience_name"),
+    UniqueConstraint("org_id", "sandbox", "custom_audience_id", name="uq_audience_custom_id"),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("audience_id", String(36), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("error", Text),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("audience_id", String(36), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("differential", Boolean, nullable=False),
+    Column("replace_members", Boolean, nullable=False, default=False),
+    Column("filter_start", BigInteger, nullable=False),
+    Column("filter_end", BigInteger, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("stages", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("progress", JSON),
+    Column("error", Text),
+    Column("batch_id", String(36)),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    # One queued or processing run per audience: the database decides races, not a read-then-write.
+    Index(
+        "uq_runs_active",
+        "audience_id",
+        unique=True,
+        sqlite_where=text("status IN ('QUEUED', 'PROCESSING')"),
+        postgresql_where=text("status IN ('QUEUED', 'PROCESSING')"),
+    ),
+)
+
+schemas = Table(
+    "schemas",
+    metadata,
+    Column("id", String(256), primary_key=True),
+    *_scope(),
+    Column("title", String(256), nullable=False),
+    Column("class_id", String(256), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("name", String(256), nullable=False),
+    Column("schema_id", String(256), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("dataset_id", String(36), nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # staging, success, failed
+    Column("run_id", String(36)),
+    Column("record_count", BigInteger, nullable=False, default=0),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("completed_at", BigInteger),
+    Column("error", Text),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("kind", String(64), nullable=False),
+    Column("ref_id", String(36), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # QUEUED, RUNNING, SUCCEEDED, FAILED
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker_id", String(64)),
+    Column("heartbeat_at", Float),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+)

@@ -1,0 +1,106 @@
+"""The profile store: identities, profiles and audience memberships.
+
+One interface; the embedded backend is a DuckDB database per sandbox (``profile/duckdb.py``),
+the scale-out one will be Parquet tables in the lake. Both follow one rule: a run's changes
+appear all at once or not at all, and applying the same run twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audiencehub.domain.audiences import FieldType
+from audiencehub.metadata.store import Scope
+
+
+@dataclass(frozen=True)
+class IdentityColumn:
+    column: str
+    namespace: str
+    """The identity namespace code, e.g. ``Email``."""
+
+
+@dataclass(frozen=True)
+class AudienceRows:
+    """The accepted rows of one run, as the DATASET_INGEST stage left them (validated Parquet files)."""
+
+    run_id: str
+    audience_id: str
+    namespace: str
+    """The audience's membership namespace (``CustomerAudienceUpload`` by default)."""
+    ttl_days: int
+    files: list[Path]
+    """Validated files in processing order; within a file, row order is file order. Last row wins."""
+    identities: list[IdentityColumn]
+    """Identity columns in field order; the first non-empty one resolves the profile."""
+    payload: list[tuple[str, FieldType]]
+    """Enrichment attributes that travel with the membership."""
+    delete_column: tuple[str, FieldType] | None
+    replace: bool
+    """True for a full (non-differential) run: members absent from the files exit."""
+    qualified_at: int
+    """Epoch seconds recorded as ``lastQualificationTime``."""
+
+
+@dataclass
+class ApplyResult:
+    profilesCreated: int = 0
+    profilesUpdated: int = 0
+    membersRealized: int = 0
+    membersExited: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Membership:
+    namespace: str
+    audience_id: str
+    status: str
+    last_qualification_time: int
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Profile:
+    profile_id: str
+    identities: list[tuple[str, str]]
+    memberships: list[Membership]
+
+
+class ProfileStore(ABC):
+    @abstractmethod
+    def apply_audience(self, scope: Scope, rows: AudienceRows) -> ApplyResult:
+        """Resolves rows to profiles and records memberships, atomically; idempotent per run id."""
+
+    @abstractmethod
+    def applied(self, scope: Scope, run_id: str) -> ApplyResult | None:
+        """The result recorded when ``run_id`` was applied, or None if it never was."""
+
+    @abstractmethod
+    def set_audience(self, scope: Scope, audience_id: str, namespace: str, ttl_days: int) -> None:
+        """Records an audience's namespace and ttl (memberships older than ttl read as exited)."""
+
+    @abstractmethod
+    def remove_audience(self, scope: Scope, audience_id: str) -> None:
+        """Removes every membership of the audience."""
+
+    @abstractmethod
+    def lookup(self, scope: Scope, namespace: str, identity: str) -> Profile | None:
+        """The profile that holds the identity, with all its identities and memberships."""
+
+    @abstractmethod
+    def members(self, scope: Scope, audience_id: str, *, limit: int, offset: int) -> tuple[list[Profile], int]:
+        """One page of the audience's members (every status) and their total count."""
+
+    @abstractmethod
+    def counts(self, scope: Scope, audience_id: str) -> dict[str, int]:
+        """How many members have each effective status."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases open databases."""

@@ -1,0 +1,404 @@
+"""Ingestion runs: source files → validated rows → dataset batch → profile store, atomically.
+
+Commit protocol (one run, two stores):
+1. everything is written under ``_staging/{runId}``, invisible to readers;
+2. the profile store applies the run in one transaction that also records the run id;
+3. the staged batch is moved into the dataset folder and the metadata store commits batch and run.
+A crash before 2 leaves nothing (the run is reported FAILED on restart); a crash after 2 is
+rolled forward on restart, because step 3 is idempotent and the profile store says the run applied.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audiencehub.domain.audiences import DELETE_FIELD, AudienceField, SourceSpec
+from audiencehub.domain.paths import landing_zone_key
+from audiencehub.domain.runs import RunMetrics, Stage, StageState, Status
+from audiencehub.engines import ingest_sql as q
+from audiencehub.engines.base import Engine, EngineSession
+from audiencehub.errors import AudiencehubError
+from audiencehub.metadata import tables as t
+from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row, now, update_row
+from audiencehub.profile.base import AudienceRows, IdentityColumn, ProfileStore
+from audiencehub.services.lake import Lake
+from audiencehub.sources.base import FileInfo, Source, SourceNotFound
+
+log = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PROGRESS_EVERY_S = 1.0
+
+
+class RunFailed(Exception):
+    """A run ends FAILED with this message; nothing is committed."""
+
+
+@dataclass
+class InputFile:
+    info: FileInfo
+    local: Path
+    header: list[str]
+    columns: list[q.Column]
+
+
+class Hold:
+    """Test fault injection: pause a run at a named checkpoint until its hold file is removed."""
+
+    def __init__(self, folder: Path, at: str | None) -> None:
+        self.folder = folder
+        self.at = at
+
+    def __call__(self, run_id: str, checkpoint: str) -> None:
+        if self.at != checkpoint:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        marker = self.folder / f"{run_id}.{checkpoint}"
+        marker.touch()
+        deadline = time.monotonic() + 600
+        while marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class IngestionService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        engine: Engine,
+        profiles: ProfileStore,
+        lake: Lake,
+        source_for: Callable[[Scope, SourceSpec], Source],
+        hold: Hold,
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._profiles = profiles
+        self._lake = lake
+        self._source_for = source_for
+        self._hold = hold
+
+    # -- the job -------------------------------------------------------------------------------
+
+    def execute(self, run_id: str, scope: Scope) -> None:
+        run, audience = self._load(scope, run_id)
+        if Status(run["status"]).finished:
+            return
+        stages = [StageState.from_dict(s) for s in run["stages"]]
+        metrics = RunMetrics()
+        staging = self._lake.staging(scope, run_id)
+        self._transition(scope, run_id, Status.PROCESSING, stages, Stage.DATASET_INGEST, metrics)
+        try:
+            files = self._select_files(scope, audience, run)
+            metrics.filesProcessed = len(files)
+            with self._engine.session(progress=self._progress_writer(scope, run_id, len(files))) as session:
+                validated = self._dataset_stage(session, audience, run, files, staging, metrics)
+            self._transition(scope, run_id, Status.PROCESSING, stages, Stage.PROFILE_STORE_INGEST, metrics)
+            self._hold(run_id, "before_profile")
+            rows = self._audience_rows(audience, run, validated)
+            result = self._profiles.apply_audience(scope, rows)
+            self._hold(run_id, "after_profile_commit")
+            self._commit(scope, run, audience, stages, metrics, result.to_dict())
+        except Exception as exc:
+            self._fail(scope, run_id, stages, metrics, exc)
+        finally:
+            self._lake.remove(staging)
+
+    def recover(self, run_id: str, scope: Scope) -> None:
+        """A run whose worker died: roll forward if the profile store applied it, else fail it."""
+        run, audience = self._load(scope, run_id)
+        if Status(run["status"]).finished:
+            return
+        stages = [StageState.from_dict(s) for s in run["stages"]]
+        metrics = RunMetrics.from_dict(run["metrics"])
+        result = self._profiles.applied(scope, run_id)
+        staged = self._lake.staging(scope, run_id) / "batch"
+        if result is not None and (staged.exists() or run["batch_id"]):
+            log.info("run %s was applied to the profile store before the stop; completing its commit", run_id)
+            self._commit(scope, run, audience, stages, metrics, result.to_dict())
+        else:
+            self._fail(
+                scope,
+                run_id,
+                stages,
+                metrics,
+                RunFailed("the server stopped while this run was processing; nothing was committed, start a new run"),
+            )
+        self._lake.remove(self._lake.staging(scope, run_id))
+
+    # -- stages --------------------------------------------------------------------------------
+
+    def _select_files(self, scope: Scope, audience: Row, run: Row) -> list[InputFile]:
+        spec = SourceSpec.model_validate(audience["spec"]["sourceSpec"]).params
+        source = self._source_for(scope, SourceSpec(params=spec))
+        key = landing_zone_key(spec.path)
+        try:
+            if spec.type == "file":
+                found = [source.stat(key)]
+            else:
+                found = [f for f in source.list(key) if f.path.lower().endswith(CSV_SUFFIXES)]
+        except SourceNotFound as exc:
+            raise RunFailed(f"{exc.detail} (sourceSpec.path {spec.path!r})") from exc
+        start, end = run["filter_start"], run["filter_end"]
+        chosen = sorted((f for f in found if start <= f.modified <= end), key=lambda f: (f.modified, f.path))
+        if not chosen:
+            raise RunFailed(
+                f"no file under {spec.path!r} in the {source.describe()} was modified between "
+                f"dataFilterStartTime {start} and dataFilterEndTime {end} "
+                f"({len(found)} file(s) found outside that window)"
+            )
+        fields = [AudienceField.model_validate(f) for f in audience["spec"]["fields"]]
+        return [self._input(source, info, fields) for info in chosen]
+
+    @staticmethod
+    def _input(source: Source, info: FileInfo, fields: list[AudienceField]) -> InputFile:
+        header = read_header(source, info.path)
+        positions: dict[str, int] = {}
+        for i, name in enumerate(header):
+            key = name.strip().lower()
+            if key in positions:
+                raise RunFailed(f"{info.path}: the header names the column {name.strip()!r} more than once")
+            positions[key] = i
+        missing = [f.name for f in fields if f.name.lower() not in positions]
+        if missing:
+            raise RunFailed(
+                f"{info.path}: the header lacks the column(s) {', '.join(missing)} declared in fields "
+                f"(header: {', '.join(h.strip() for h in header)})"
+            )
+        columns = [
+            q.Column(f.name, f.type, f.namespace.rule if f.namespace else None, positions[f.name.lower()])
+            for f in fields
+        ]
+        return InputFile(info, source.local_path(info.path), header, columns)
+
+    def _dataset_stage(
+        self,
+        session: EngineSession,
+        audience: Row,
+        run: Row,
+        files: list[InputFile],
+        staging: Path,
+        metrics: RunMetrics,
+    ) -> list[Path]:
+        validated = []
+        for n, f in enumerate(files):
+            out = staging / "validated" / f"{n:05d}.parquet"
+            session.copy(q.validated_select(f.local, len(f.header), f.columns, n), out)
+            validated.append(out)
+        total, failed = session.query(q.counts_select(validated))[0]
+        malformed = session.query(q.malformed_count_select(len(files)))[0][0] or 0
+        metrics.recordsRead = int(total) + int(malformed)
+        metrics.recordsFailed = int(failed) + int(malformed)
+        metrics.recordsIngested = metrics.recordsRead - metrics.recordsFailed
+        if metrics.recordsFailed:
+            checks = q.checks_for(files[0].columns)
+            named = [(f.info.path, v) for f, v in zip(files, validated, strict=True)]
+            errors = staging / "errors.csv"
+            session.copy(q.errors_select(named, checks, [f.header for f in files]), errors, fmt="csv")
+            self._lake.publish(errors, self._lake.errors_file(_scope(run), run["id"]))
+        threshold = float(run["options"].get("errorThresholdPercent", 5.0))
+        if metrics.recordsRead and metrics.recordsFailed * 100.0 > threshold * metrics.recordsRead:
+            share = 100.0 * metrics.recordsFailed / metrics.recordsRead
+            raise RunFailed(
+                f"{metrics.recordsFailed} of {metrics.recordsRead} records ({share:.2f}%) were rejected, more than "
+                f"errorThresholdPercent {threshold:g}; nothing was committed. Download the reasons from "
+                f"/external-audience/{audience['id']}/runs/{run['id']}/errors"
+            )
+        names = [f["name"] for f in audience["spec"]["fields"]]
+        session.copy(q.batch_select(validated, names), staging / "batch" / "part-00000.parquet")
+        return validated
+
+    @staticmethod
+    def _audience_rows(audience: Row, run: Row, validated: list[Path]) -> AudienceRows:
+        fields = [AudienceField.model_validate(f) for f in audience["spec"]["fields"]]
+        delete = next(((f.name, f.type) for f in fields if f.name.lower() == DELETE_FIELD), None)
+        return AudienceRows(
+            run_id=run["id"],
+            audience_id=audience["id"],
+            namespace=audience["spec"]["namespace"],
+            ttl_days=int(audience["spec"]["ttlInDays"]),
+            files=validated,
+            identities=[IdentityColumn(f.name, f.identityNs) for f in fields if f.identityNs],
+            payload=[(f.name, f.type) for f in fields if not f.identityNs and f.name.lower() != DELETE_FIELD],
+            delete_column=delete,
+            replace=bool(run["replace_members"]),
+            qualified_at=now(),
+        )
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _load(self, scope: Scope, run_id: str) -> tuple[Row, Row]:
+        with self._store.tx() as conn:
+            run = get_row(conn, t.runs, scope, id=run_id)
+            audience = get_row(conn, t.audiences, scope, id=run["audience_id"]) if run else None
+        if run is None or audience is None:
+            raise RunFailed(f"run {run_id} or its audience no longer exists")
+        return run, audience
+
+    def _transition(
+        self,
+        scope: Scope,
+        run_id: str,
+        status: Status,
+        stages: list[StageState],
+        stage: Stage,
+        metrics: RunMetrics,
+    ) -> None:
+        stamp = now()
+        for s in stages:
+            if s.status is Status.PROCESSING and s.stage is not stage:
+                s.advance(Status.SUCCESS)
+                s.finishedAt = stamp
+            if s.stage is stage and s.status is Status.QUEUED:
+                s.advance(Status.PROCESSING)
+                s.startedAt = stamp
+        with self._store.tx() as conn:
+            update_row(
+                conn,
+                t.runs,
+                run_id,
+                {
+                    "status": status.value,
+                    "stages": [s.to_dict() for s in stages],
+                    "metrics": metrics.to_dict(),
+                    "progress": {"stage": stage.value, "percent": 0.0},
+                    "updated_at": stamp,
+                },
+            )
+
+    def _progress_writer(self, scope: Scope, run_id: str, file_count: int) -> Callable[[float], None]:
+        last = [0.0]
+        lock = threading.Lock()
+
+        def report(percent: float) -> None:
+            with lock:
+                if time.monotonic() - last[0] < PROGRESS_EVERY_S:
+                    return
+                last[0] = time.monotonic()
+            with self._store.tx() as conn:
+                update_row(
+                    conn,
+                    t.runs,
+                    run_id,
+                    {"progress": {"stage": Stage.DATASET_INGEST.value, "percent": round(percent, 1)}},
+                )
+
+        return report
+
+    def _commit(
+        self,
+        scope: Scope,
+        run: Row,
+        audience: Row,
+        stages: list[StageState],
+        metrics: RunMetrics,
+        profile_result: dict[str, int],
+    ) -> None:
+        run_id, dataset_id = run["id"], audience["dataset_id"]
+        batch_id = run["batch_id"] or str(uuid.uuid5(uuid.NAMESPACE_URL, f"audiencehub:batch:{run_id}"))
+        staged = self._lake.staging(scope, run_id) / "batch"
+        final = self._lake.batch(scope, dataset_id, batch_id)
+        self._lake.publish(staged, final)
+        size = sum(p.stat().st_size for p in final.glob("*.parquet"))
+        for key, value in profile_result.items():
+            setattr(metrics, key, value)
+        stamp = now()
+        for s in stages:
+            if s.status is Status.QUEUED:
+                s.advance(Status.PROCESSING)
+            if s.status is Status.PROCESSING:
+                s.advance(Status.SUCCESS)
+                s.finishedAt = stamp
+        with self._store.tx() as conn:
+            if get_row(conn, t.batches, scope, id=batch_id) is None:
+                insert_row(
+                    conn,
+                    t.batches,
+                    {
+                        "id": batch_id,
+                        "org_id": scope.org_id,
+                        "sandbox": scope.sandbox,
+                        "dataset_id": dataset_id,
+                        "status": "success",
+                        "run_id": run_id,
+                        "record_count": metrics.recordsIngested,
+                        "size_bytes": size,
+                        "created_at": run["created_at"],
+                        "completed_at": stamp,
+                    },
+                )
+            update_row(
+                conn,
+                t.runs,
+                run_id,
+                {
+                    "status": Status.SUCCESS.value,
+                    "stages": [s.to_dict() for s in stages],
+                    "metrics": metrics.to_dict(),
+                    "progress": None,
+                    "batch_id": batch_id,
+                    "updated_at": stamp,
+                    "finished_at": stamp,
+                },
+            )
+
+    def _fail(
+        self, scope: Scope, run_id: str, stages: list[StageState], metrics: RunMetrics, exc: BaseException
+    ) -> None:
+        if isinstance(exc, RunFailed):
+            message = str(exc)
+        elif isinstance(exc, AudiencehubError):
+            message = exc.detail
+        else:
+            log.exception("run %s failed", run_id)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+        stamp = now()
+        for s in stages:
+            if s.status is Status.PROCESSING:
+                s.advance(Status.FAILED)
+                s.error = message
+                s.finishedAt = stamp
+            elif s.status is Status.QUEUED:
+                s.advance(Status.SKIPPED)
+        with self._store.tx() as conn:
+            update_row(
+                conn,
+                t.runs,
+                run_id,
+                {
+                    "status": Status.FAILED.value,
+                    "stages": [s.to_dict() for s in stages],
+                    "metrics": metrics.to_dict(),
+                    "progress": None,
+                    "error": message,
+                    "updated_at": stamp,
+                    "finished_at": stamp,
+                },
+            )
+
+
+def _scope(row: Row) -> Scope:
+    return Scope(row["org_id"], row["sandbox"])
+
+
+def read_header(source: Source, path: str) -> list[str]:
+    """The first record of a CSV file (UTF-8, BOM or not, gzip when the name ends in .gz)."""
+    with source.open(path) as raw:
+        stream: Any = gzip.open(raw) if path.lower().endswith(".gz") else raw  # noqa: SIM115 (closed with raw)
+        try:
+            text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+            header = next(csv.reader(text), None)
+        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+            raise RunFailed(f"{path}: the header row cannot be read ({exc})") from exc
+    if not header or not any(h.strip() for h in header):
+        raise RunFailed(f"{path}: the file is empty; the first row must name the columns")
+    return header

@@ -1,0 +1,116 @@
+"""The composition root: the one place that picks concrete backends and builds the services."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from audiencehub.config import Settings
+from audiencehub.domain.audiences import CloudType, SourceSpec
+from audiencehub.engines.duckdb import DuckDBEngine
+from audiencehub.errors import Unprocessable
+from audiencehub.jobs.runner import Handler, JobRunner
+from audiencehub.metadata.store import MetadataStore, Scope
+from audiencehub.profile.duckdb import DuckDBProfileStore
+from audiencehub.services.auth import AuthService
+from audiencehub.services.external_audiences import (
+    JOB_CREATE,
+    JOB_RUN,
+    AudienceCreation,
+    ExternalAudienceService,
+)
+from audiencehub.services.ingestion import Hold, IngestionService
+from audiencehub.services.keyring import Keyring
+from audiencehub.services.lake import Lake
+from audiencehub.services.landing_zone import LandingZoneService
+from audiencehub.services.tenancy import ClientCredentials, TenancyService
+from audiencehub.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    store: MetadataStore
+    keyring: Keyring
+    auth: AuthService
+    tenancy: TenancyService
+    landing: LandingZoneService
+    lake: Lake
+    profiles: DuckDBProfileStore
+    audiences: ExternalAudienceService
+    ingestion: IngestionService
+    runner: JobRunner
+
+    def bootstrap(self) -> ClientCredentials | None:
+        s = self.settings
+        return self.tenancy.bootstrap(
+            credentials_path=s.home / "credentials.json",
+            org_id=s.bootstrap_org_id,
+            client_id=s.bootstrap_client_id,
+            client_secret=s.bootstrap_client_secret,
+        )
+
+    def close(self) -> None:
+        self.runner.stop()
+        self.profiles.close()
+        self.store.dispose()
+
+
+def build(settings: Settings, *, start_jobs: bool = True) -> Container:
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    store = MetadataStore(settings.metadata_url)
+    store.create_all()
+    keyring = Keyring(home / "secrets.key")
+    lake = Lake(home / "lake")
+    tmp = home / "tmp"
+    engine = DuckDBEngine(threads=settings.engine_threads, memory_limit=settings.engine_memory_limit, temp_dir=tmp)
+    profiles = DuckDBProfileStore(
+        home / "lake",
+        memory_limit=settings.engine_memory_limit,
+        threads=settings.engine_threads,
+        temp_dir=tmp,
+    )
+    landing = LandingZoneService(home / "landing", settings.max_upload_bytes)
+
+    def source_for(scope: Scope, spec: SourceSpec) -> Source:
+        cloud = spec.params.resolved_cloud_type
+        if cloud is CloudType.DLZ:
+            return landing.source(scope)
+        raise Unprocessable(f"sourceSpec: cloudType {cloud} is not available in this version")
+
+    ingestion = IngestionService(
+        store, engine, profiles, lake, source_for, Hold(home / "holds", settings.debug_hold_at)
+    )
+    creation = AudienceCreation(store, profiles)
+    runner = JobRunner(
+        store,
+        {
+            JOB_CREATE: Handler(
+                execute=creation.execute,
+                recover=lambda ref, scope: creation.fail(ref, scope, "the server stopped while creating the audience"),
+                retryable=True,
+            ),
+            JOB_RUN: Handler(execute=ingestion.execute, recover=ingestion.recover),
+        },
+        workers=settings.workers,
+        heartbeat_s=settings.job_heartbeat_seconds,
+        stale_after_s=settings.job_stale_after_seconds,
+    )
+    audiences = ExternalAudienceService(store, profiles, lake, wake=runner.wake)
+    container = Container(
+        settings=settings,
+        store=store,
+        keyring=keyring,
+        auth=AuthService(store, keyring, settings.token_ttl_seconds),
+        tenancy=TenancyService(store),
+        landing=landing,
+        lake=lake,
+        profiles=profiles,
+        audiences=audiences,
+        ingestion=ingestion,
+        runner=runner,
+    )
+    return container
