@@ -12,11 +12,13 @@ Endpoint = Callable[..., Any]
 
 def route(router: APIRouter, method: str, path: str, **kwargs: Any) -> Callable[[Endpoint], Endpoint]:
     def register(endpoint: Endpoint) -> Endpoint:
-        path_main = path.rstrip("/") or "/"
+        # Under a prefix, "" is the prefix itself (``/landingzone``), and "/" its slashed twin.
+        path_main = path.rstrip("/") or ("" if router.prefix else "/")
         router.add_api_route(path_main, endpoint, methods=[method], **kwargs)
-        other = dict(kwargs, include_in_schema=False)
-        other.pop("operation_id", None)
-        router.add_api_route(path_main + "/", endpoint, methods=[method], **other)
+        if path_main != "/":
+            other = dict(kwargs, include_in_schema=False)
+            other.pop("operation_id", None)
+            router.add_api_route(path_main + "/", endpoint, methods=[method], **other)
         return endpoint
 
     return register

@@ -149,7 +149,8 @@ class IngestionService:
         except SourceNotFound as exc:
             raise RunFailed(f"{exc.detail} (sourceSpec.path {spec.path!r})") from exc
         start, end = run["filter_start"], run["filter_end"]
-        chosen = sorted((f for f in found if start <= f.modified <= end), key=lambda f: (f.modified, f.path))
+        # Whole seconds: the window is in epoch seconds, and a file written this second is in it.
+        chosen = sorted((f for f in found if start <= int(f.modified) <= end), key=lambda f: (f.modified, f.path))
         if not chosen:
             raise RunFailed(
                 f"no file under {spec.path!r} in the {source.describe()} was modified between "

@@ -1,0 +1,155 @@
+"""Ingestion benchmark: a full external-audience run through the service layer vs a bare DuckDB COPY.
+
+    .venv/bin/python benchmarks/ingest.py --rows 10000000
+
+Generates an audience CSV (email identity + 5 typed enrichment columns), then measures, each in its
+own process so that peak memory is that phase's alone:
+  floor:  COPY (SELECT * FROM read_csv(file)) TO 'x.parquet'   (the bare engine, same file, same run)
+  ingest: create the audience and run ingestion through the services (validation, errors, dataset
+          batch, profile store), from run start to SUCCESS
+and prints rows/s, peak RSS and the ratio ingest/floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(path: Path, rows: int) -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(
+        f"""COPY (SELECT 'user' || i || '@example.com' AS email, 'L' || (i % 1000) AS list_id,
+                (i % 97) * 1.5 AS score, i AS purchases, DATE '2020-01-01' + CAST(i % 2000 AS INTEGER) AS signup_date,
+                (i % 2 = 0) AS opted_in
+            FROM range({rows}) t(i)) TO '{path}' (HEADER)"""
+    )
+
+
+def phase_floor(csv: Path, work: Path) -> dict[str, float]:
+    import duckdb
+
+    con = duckdb.connect()
+    start = time.perf_counter()
+    con.execute(f"COPY (SELECT * FROM read_csv('{csv}')) TO '{work / 'floor.parquet'}' (FORMAT parquet)")
+    return {"seconds": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
+
+
+def phase_ingest(csv: Path, work: Path, threshold: float) -> dict[str, object]:
+    from audiencehub.config import Settings
+    from audiencehub.domain.audiences import AudienceCreate, RunCreate
+    from audiencehub.services.auth import Principal
+    from audiencehub.wiring import build
+
+    home = work / "home"
+    container = build(Settings(home=home, workers=1, job_heartbeat_seconds=1.0))
+    org = container.tenancy.create_org(name="bench")
+    principal = Principal(client_id="bench", org_id=org, sandbox="prod")
+    landing = container.landing.source(principal.scope).root / "bench"
+    landing.mkdir(parents=True, exist_ok=True)
+    (landing / "audience.csv").hardlink_to(csv)
+    container.runner.start()
+    try:
+        body = AudienceCreate.model_validate(
+            {
+                "name": "bench",
+                "originName": "CUSTOM_UPLOAD",
+                "fields": [
+                    {"name": "email", "type": "string", "identityNs": "Email"},
+                    {"name": "list_id", "type": "string"},
+                    {"name": "score", "type": "number"},
+                    {"name": "purchases", "type": "long"},
+                    {"name": "signup_date", "type": "date"},
+                    {"name": "opted_in", "type": "boolean"},
+                ],
+                "sourceSpec": {"path": "bench/audience.csv", "type": "file", "cloudType": "DLZ"},
+            }
+        )
+        op_id = container.audiences.create(principal, body)["operationId"]
+        audience_id = wait(lambda: container.audiences.operation(principal.scope, op_id).get("audienceId"))
+        started = time.perf_counter()
+        run = container.audiences.start_run(
+            principal, audience_id, RunCreate(dataFilterStartTime=0, errorThresholdPercent=threshold)
+        )
+
+        def finished() -> dict[str, object] | None:
+            view = container.audiences.run(principal.scope, audience_id, run["runId"])
+            return view if view["status"] != "PROCESSING" else None
+
+        result = wait(finished, interval=0.05)
+        seconds = time.perf_counter() - started
+    finally:
+        container.close()
+    return {"seconds": seconds, "peak_rss_mib": peak_rss_mib(), "status": result["status"], "run": result}
+
+
+def wait(probe, interval: float = 0.1, timeout: float = 3600):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("benchmark phase did not finish")
+
+
+def child(phase: str, csv: Path, work: Path, threshold: float) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, "--csv", str(csv), "--work", str(work), "--threshold", str(threshold)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp folder)")
+    parser.add_argument("--threshold", type=float, default=5.0)
+    parser.add_argument("--phase", choices=["floor", "ingest"], help=argparse.SUPPRESS)
+    parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.phase == "floor":
+        print(json.dumps(phase_floor(args.csv, args.work)))
+        return
+    if args.phase == "ingest":
+        print(json.dumps(phase_ingest(args.csv, args.work, args.threshold)))
+        return
+
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        work = Path(tmp)
+        csv = work / "audience.csv"
+        t0 = time.perf_counter()
+        generate(csv, args.rows)
+        size_mb = csv.stat().st_size / 1e6
+        print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f}s", flush=True)
+        floor = child("floor", csv, work, args.threshold)
+        ingest = child("ingest", csv, work, args.threshold)
+    floor_s, ingest_s = float(floor["seconds"]), float(ingest["seconds"])  # type: ignore[arg-type]
+    metrics = ingest["run"]["metrics"]  # type: ignore[index]
+    print(f"floor   (bare DuckDB COPY csv->parquet): {floor_s:7.2f}s  {args.rows / floor_s:>12,.0f} rows/s  "
+          f"peak RSS {floor['peak_rss_mib']:,.0f} MiB")
+    print(f"ingest  (full run, service layer):       {ingest_s:7.2f}s  {args.rows / ingest_s:>12,.0f} rows/s  "
+          f"peak RSS {ingest['peak_rss_mib']:,.0f} MiB  status {ingest['status']}")
+    print(f"ratio ingest/floor: {ingest_s / floor_s:.2f}")
+    print(f"run metrics: {json.dumps(metrics)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Fixtures of the HTTP-level tests: a client whose runs pause on a hold file, and other tenants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from audiencehub.app import create_app
+from audiencehub.config import Settings
+from tests.api.support import headers_for
+from tests.conftest import token_for
+
+
+@pytest.fixture
+def held_settings(tmp_path: Path) -> Settings:
+    """Settings whose runs stop before the profile store until ``holds/{runId}.before_profile`` is removed."""
+    return Settings(
+        home=tmp_path / "held-home",
+        workers=2,
+        job_heartbeat_seconds=0.2,
+        job_stale_after_seconds=30.0,
+        engine_threads=2,
+        debug_hold_at="before_profile",
+    )
+
+
+@pytest.fixture
+def held_client(held_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(held_settings)) as c:
+        yield c
+        # Release any run still held so that the workers can stop.
+        for marker in (held_settings.home / "holds").glob("*"):
+            marker.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def held_headers(held_client: TestClient, held_settings: Settings) -> dict[str, str]:
+    return headers_for(held_client, held_settings.home)
+
+
+@pytest.fixture
+def other_org_headers(client: TestClient) -> dict[str, str]:
+    """Headers of a client of a second org (sandbox ``prod``, which that org has too)."""
+    tenancy = client.app.state.container.tenancy
+    org_b = tenancy.create_org("ORGB0000000000000000@AdobeOrg", name="Org B")
+    creds_b = tenancy.create_client(org_b, name="org B client")
+    return {
+        "Authorization": f"Bearer {token_for(client, creds_b.client_id, creds_b.client_secret)}",
+        "x-api-key": creds_b.client_id,
+        "x-gw-ims-org-id": org_b,
+        "x-sandbox-name": "prod",
+    }
+
+
+@pytest.fixture
+def dev_headers(client: TestClient, creds: dict[str, str], headers: dict[str, str]) -> dict[str, str]:
+    """The first org's headers aimed at its second sandbox, ``dev``."""
+    client.app.state.container.tenancy.create_sandbox(creds["org_id"], "dev", title="Development")
+    return dict(headers, **{"x-sandbox-name": "dev"})

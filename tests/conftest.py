@@ -1,0 +1,135 @@
+"""Shared fixtures: an app on a temporary home, its dev credentials, and authenticated headers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from fastapi.testclient import TestClient
+
+from audiencehub.app import create_app
+from audiencehub.config import Settings
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
+    """Polls ``probe`` until it returns something truthy; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        workers=2,
+        job_heartbeat_seconds=0.2,
+        job_stale_after_seconds=2.0,
+        engine_threads=2,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def creds(client: TestClient, settings: Settings) -> dict[str, str]:
+    data: dict[str, str] = json.loads((settings.home / "credentials.json").read_text())
+    return data
+
+
+def token_for(client: TestClient, client_id: str, secret: str) -> str:
+    resp = client.post(
+        "/ims/token/v3",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": "openid"},
+    )
+    assert resp.status_code == 200, resp.text
+    token: str = resp.json()["access_token"]
+    return token
+
+
+@pytest.fixture
+def headers(client: TestClient, creds: dict[str, str]) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token_for(client, creds['client_id'], creds['client_secret'])}",
+        "x-api-key": creds["client_id"],
+        "x-gw-ims-org-id": creds["org_id"],
+        "x-sandbox-name": "prod",
+    }
+
+
+EA = "/data/core/ais/external-audience"
+LZ = "/data/foundation/connectors/landingzone"
+
+
+def seed_audience(path: str = "activation/sample-source/example.csv", **overrides: Any) -> dict[str, Any]:
+    """Seed 003's create body, pointed at the landing zone."""
+    body: dict[str, Any] = {
+        "name": "Sample external audience",
+        "description": "A sample version of an external audience",
+        "fields": [
+            {"name": "ppid", "type": "string", "identityNs": "email"},
+            {"name": "list_id", "type": "string", "labels": ["core/C2", "custom/deep"]},
+            {"name": "delete", "type": "number"},
+            {"name": "process_consent", "type": "string"},
+        ],
+        "sourceSpec": {
+            "params": {"path": path, "type": "file", "sourceType": "Cloud Storage", "cloudType": "DLZ"}
+        },
+        "ttlInDays": "40",
+        "labels": ["core/C1"],
+        "audienceType": "people",
+        "originName": "CUSTOM_UPLOAD",
+    }
+    body.update(overrides)
+    return body
+
+
+def create_audience(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> str:
+    """Creates an audience and waits for its operation; returns the audience id."""
+    resp = client.post(EA + "/", json=body, headers=headers)
+    assert resp.status_code == 202, resp.text
+    op_id = resp.json()["operationId"]
+
+    def done() -> dict[str, Any] | None:
+        op = client.get(f"{EA}/operations/{op_id}", headers=headers).json()
+        return op if op["status"] != "PROCESSING" else None
+
+    op = wait_for(done, what="audience creation")
+    assert op["status"] == "SUCCESS", op
+    audience_id: str = op["audienceId"]
+    return audience_id
+
+
+def run_and_wait(
+    client: TestClient, headers: dict[str, str], audience_id: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    resp = client.post(f"{EA}/{audience_id}/runs", json=body or {"dataFilterStartTime": 0}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["runId"]
+
+    def done() -> dict[str, Any] | None:
+        run = client.get(f"{EA}/{audience_id}/runs/{run_id}", headers=headers).json()
+        return run if run["status"] != "PROCESSING" else None
+
+    result: dict[str, Any] = wait_for(done, what="ingestion run")
+    return result
+
+
+def upload(client: TestClient, headers: dict[str, str], path: str, content: bytes) -> None:
+    resp = client.put(f"{LZ}/{path}", content=content, headers=headers)
+    assert resp.status_code == 201, resp.text
