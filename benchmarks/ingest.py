@@ -107,7 +107,18 @@ def wait(probe, interval: float = 0.1, timeout: float = 3600):  # type: ignore[n
 
 def child(phase: str, csv: Path, work: Path, threshold: float) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", phase, "--csv", str(csv), "--work", str(work), "--threshold", str(threshold)],
+        [
+            sys.executable,
+            __file__,
+            "--phase",
+            phase,
+            "--csv",
+            str(csv),
+            "--work",
+            str(work),
+            "--threshold",
+            str(threshold),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -143,10 +154,14 @@ def main() -> None:
         ingest = child("ingest", csv, work, args.threshold)
     floor_s, ingest_s = float(floor["seconds"]), float(ingest["seconds"])  # type: ignore[arg-type]
     metrics = ingest["run"]["metrics"]  # type: ignore[index]
-    print(f"floor   (bare DuckDB COPY csv->parquet): {floor_s:7.2f}s  {args.rows / floor_s:>12,.0f} rows/s  "
-          f"peak RSS {floor['peak_rss_mib']:,.0f} MiB")
-    print(f"ingest  (full run, service layer):       {ingest_s:7.2f}s  {args.rows / ingest_s:>12,.0f} rows/s  "
-          f"peak RSS {ingest['peak_rss_mib']:,.0f} MiB  status {ingest['status']}")
+    print(
+        f"floor   (bare DuckDB COPY csv->parquet): {floor_s:7.2f}s  {args.rows / floor_s:>12,.0f} rows/s  "
+        f"peak RSS {floor['peak_rss_mib']:,.0f} MiB"
+    )
+    print(
+        f"ingest  (full run, service layer):       {ingest_s:7.2f}s  {args.rows / ingest_s:>12,.0f} rows/s  "
+        f"peak RSS {ingest['peak_rss_mib']:,.0f} MiB  status {ingest['status']}"
+    )
     print(f"ratio ingest/floor: {ingest_s / floor_s:.2f}")
     print(f"run metrics: {json.dumps(metrics)}")
 

@@ -87,9 +87,7 @@ def seed_audience(path: str = "activation/sample-source/example.csv", **override
             {"name": "delete", "type": "number"},
             {"name": "process_consent", "type": "string"},
         ],
-        "sourceSpec": {
-            "params": {"path": path, "type": "file", "sourceType": "Cloud Storage", "cloudType": "DLZ"}
-        },
+        "sourceSpec": {"params": {"path": path, "type": "file", "sourceType": "Cloud Storage", "cloudType": "DLZ"}},
         "ttlInDays": "40",
         "labels": ["core/C1"],
         "audienceType": "people",

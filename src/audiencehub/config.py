@@ -25,9 +25,6 @@ class Settings(BaseSettings):
     )
     """Metadata store URL; default ``sqlite:///$AUDIENCEHUB_HOME/metadata.db``."""
 
-    public_url: str | None = None
-    """Base URL used in links the API returns; default ``http://{host}:{port}``."""
-
     bootstrap_org_id: str | None = None
     """Org created on first start (with sandbox ``prod``), instead of generated dev credentials."""
 
@@ -64,7 +61,3 @@ class Settings(BaseSettings):
     @property
     def metadata_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'metadata.db').resolve()}"
-
-    @property
-    def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"

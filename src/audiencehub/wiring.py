@@ -58,7 +58,7 @@ class Container:
         self.store.dispose()
 
 
-def build(settings: Settings, *, start_jobs: bool = True) -> Container:
+def build(settings: Settings) -> Container:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     store = MetadataStore(settings.metadata_url)

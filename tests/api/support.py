@@ -6,19 +6,30 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 
 from audiencehub.config import Settings
-from tests.conftest import EA, create_audience, seed_audience, token_for
+from tests.conftest import EA, token_for
 
 PROBLEM_KEYS = {"type", "title", "status", "errorCode", "detail"}
 
 
-def assert_problem(resp: httpx.Response, status: int, code: str, *needles: str) -> dict[str, Any]:
+class ResponseLike(Protocol):
+    status_code: int
+
+    @property
+    def headers(self) -> Any: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+def assert_problem(resp: ResponseLike, status: int, code: str, *needles: str) -> dict[str, Any]:
     """The response is problem+json with ``status`` and ``code``, and its detail names every needle."""
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].split(";")[0].strip() == "application/problem+json", resp.headers
@@ -57,20 +68,6 @@ SEED_HEADER = ["ppid", "list_id", "delete", "process_consent"]
 def seed_csv(*rows: list[Any]) -> bytes:
     """A CSV in the seed audience's shape (ppid, list_id, delete, process_consent)."""
     return csv_bytes(SEED_HEADER, [list(r) for r in rows])
-
-
-def typed_audience(
-    client: TestClient,
-    headers: dict[str, str],
-    fields: list[dict[str, Any]],
-    *,
-    path: str,
-    name: str = "Typed audience",
-    source_type: str = "file",
-) -> str:
-    body = seed_audience(path=path, name=name, fields=fields)
-    body["sourceSpec"]["params"]["type"] = source_type
-    return create_audience(client, headers, body)
 
 
 def members(client: TestClient, headers: dict[str, str], audience_id: str) -> dict[str, dict[str, Any]]:

@@ -10,10 +10,26 @@ from fastapi.testclient import TestClient
 
 from audiencehub.metadata import tables as t
 from tests.api.support import assert_problem
-from tests.conftest import EA, LZ
+from tests.conftest import EA, LZ, token_for
 
 HEADER_NAMES = ["Authorization", "x-api-key", "x-gw-ims-org-id", "x-sandbox-name"]
 TOKEN_URL = "/ims/token/v3"
+
+
+@pytest.fixture
+def client(shared_client: TestClient) -> TestClient:
+    """Every test here only reads or is refused: the module shares one app."""
+    return shared_client
+
+
+@pytest.fixture
+def headers(shared_headers: dict[str, str]) -> dict[str, str]:
+    return shared_headers
+
+
+@pytest.fixture
+def creds(shared_creds: dict[str, str]) -> dict[str, str]:
+    return shared_creds
 
 
 def _claims(creds: dict[str, str], **overrides: object) -> dict[str, object]:
@@ -38,9 +54,7 @@ def _signing_key(client: TestClient) -> bytes:
 
 
 @pytest.mark.parametrize("missing", HEADER_NAMES)
-def test_each_missing_header_is_401_100920_naming_it(
-    client: TestClient, headers: dict[str, str], missing: str
-) -> None:
+def test_each_missing_header_is_401_100920_naming_it(client: TestClient, headers: dict[str, str], missing: str) -> None:
     sent = {k: v for k, v in headers.items() if k != missing}
     resp = client.get(EA + "/", headers=sent)
     assert_problem(resp, 401, "100920-401", missing.lower())
@@ -134,13 +148,18 @@ def test_unknown_sandbox_is_404_naming_it(client: TestClient, headers: dict[str,
     assert 400 <= body["status"] < 500
 
 
-def test_token_of_a_disabled_client_is_refused(
-    client: TestClient, headers: dict[str, str], creds: dict[str, str]
-) -> None:
-    store = client.app.state.container.store
-    with store.tx() as conn:
-        conn.execute(t.clients.update().where(t.clients.c.client_id == creds["client_id"]).values(enabled=False))
-    assert_problem(client.get(EA + "/", headers=headers), 401, "100922-401", creds["client_id"])
+def test_token_of_a_disabled_client_is_refused(client: TestClient, creds: dict[str, str]) -> None:
+    other = client.app.state.container.tenancy.create_client(creds["org_id"], name="soon disabled")
+    headers = {
+        "Authorization": f"Bearer {token_for(client, other.client_id, other.client_secret)}",
+        "x-api-key": other.client_id,
+        "x-gw-ims-org-id": creds["org_id"],
+        "x-sandbox-name": "prod",
+    }
+    assert client.get(EA + "/", headers=headers).status_code == 200
+    with client.app.state.container.store.tx() as conn:
+        conn.execute(t.clients.update().where(t.clients.c.client_id == other.client_id).values(enabled=False))
+    assert_problem(client.get(EA + "/", headers=headers), 401, "100922-401", other.client_id)
 
 
 # -- the token endpoint ------------------------------------------------------------------------
@@ -149,7 +168,11 @@ def test_token_of_a_disabled_client_is_refused(
 def test_token_endpoint_issues_a_bearer_token(client: TestClient, creds: dict[str, str]) -> None:
     resp = client.post(
         TOKEN_URL,
-        data={"grant_type": "client_credentials", "client_id": creds["client_id"], "client_secret": creds["client_secret"]},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+        },
     )
     assert resp.status_code == 200, resp.text
     body = resp.json()

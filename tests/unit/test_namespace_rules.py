@@ -15,12 +15,14 @@ import duckdb
 import pytest
 
 from audiencehub.domain.audiences import FieldType
-from audiencehub.domain.namespaces import Rule, normalize
+from audiencehub.domain.namespaces import WHITESPACE, Rule, normalize
 from audiencehub.engines.ingest_sql import Column, lit, validated_select
 
 SHA = hashlib.sha256(b"alice@example.com").hexdigest()
 ECID = "12345678901234567890123456789012345678"
 UUID = "123e4567-e89b-12d3-a456-426614174000"
+FULLWIDTH_A = "\uff41"  # not a hex digit, though it lower-cases and looks like one
+ARABIC_INDIC_ONE = "\u0661"  # a digit to Unicode, not to [0-9]
 
 # Whitespace that CSV exports really carry: tabs, CR, no-break spaces (spreadsheets), ideographic space.
 PADDING = (" ", "  ", "\t", "\r", "\u00a0", "\u3000", " \t ")
@@ -32,6 +34,8 @@ VALUES: dict[Rule, dict[str, list[str]]] = {
             "Alice@Example.COM",
             "BOB@EXAMPLE.COM",
             "ÉLODIE@EXEMPLE.FR",
+            "ΟΔΟΣ@EXAMPLE.GR",
+            "İLKER@EXAMPLE.COM.TR",
             *(f"{p}carol@example.com{p}" for p in PADDING),
             "\tDave@Example.com ",
         ],
@@ -56,7 +60,16 @@ VALUES: dict[Rule, dict[str, list[str]]] = {
     Rule.SHA256: {
         "valid": [SHA, "0" * 64, "f" * 64],
         "normalize": [SHA.upper(), *(f"{p}{SHA}{p}" for p in PADDING), f" {SHA.upper()} "],
-        "invalid": ["", " ", SHA[:-1], SHA + "0", "g" * 64, SHA[:32] + " " + SHA[33:], "0x" + SHA[2:], "ａ" * 64],
+        "invalid": [
+            "",
+            " ",
+            SHA[:-1],
+            SHA + "0",
+            "g" * 64,
+            SHA[:32] + " " + SHA[33:],
+            "0x" + SHA[2:],
+            FULLWIDTH_A * 64,
+        ],
     },
     Rule.PHONE: {
         "valid": ["+14155552671", "+442071838750", "+12345678", "+123456789012345"],
@@ -80,13 +93,21 @@ VALUES: dict[Rule, dict[str, list[str]]] = {
             "++14155552671",
             "+1 415 CALL ME",
             "+1/415/555/2671",
-            "+١٤١٥٥٥٥٢٦٧١",
+            "+" + ARABIC_INDIC_ONE * 11,
         ],
     },
     Rule.ECID: {
         "valid": [ECID, "0" * 38],
         "normalize": [f"{p}{ECID}{p}" for p in PADDING],
-        "invalid": ["", " ", ECID[:-1], ECID + "1", ECID[:-1] + "a", ECID[:19] + " " + ECID[19:], "١" * 38],
+        "invalid": [
+            "",
+            " ",
+            ECID[:-1],
+            ECID + "1",
+            ECID[:-1] + "a",
+            ECID[:19] + " " + ECID[19:],
+            ARABIC_INDIC_ONE * 38,
+        ],
     },
     Rule.UUID: {
         "valid": [UUID, "00000000-0000-0000-0000-000000000000"],
@@ -105,11 +126,17 @@ def test_every_rule_has_a_table() -> None:
     assert set(VALUES) == set(Rule)
 
 
+def test_whitespace_is_what_python_calls_whitespace() -> None:
+    assert set(WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+
+
 def _bulk(tmp_path: Path, rule: Rule, values: list[str], quoting: int) -> list[tuple[str | None, int | None]]:
     """(normalized identity, _check) per value, in order, as the ingestion SQL gives them."""
     src = tmp_path / "in.csv"
     with src.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, quoting=quoting, lineterminator="\n")
+        # Minimal quoting with CRLF (as spreadsheets export), so a value holding CR or LF is quoted.
+        terminator = "\r\n" if quoting == csv.QUOTE_MINIMAL else "\n"
+        writer = csv.writer(fh, quoting=quoting, lineterminator=terminator)
         writer.writerow(["id"])
         writer.writerows([v] for v in values)
     out = tmp_path / "out.parquet"

@@ -36,8 +36,9 @@ def error_response(exc: AudiencehubError) -> JSONResponse:
 
 def _loc(parts: tuple[Any, ...]) -> str:
     out = ""
-    for part in parts:
-        if part in ("body", "query", "path", "header"):
+    for n, part in enumerate(parts):
+        # FastAPI puts where the value came from first; later parts are field names, "path" included.
+        if n == 0 and part in ("body", "query", "path", "header"):
             continue
         if isinstance(part, int):
             out += f"[{part}]"

@@ -67,10 +67,19 @@ def find_standard(code: str) -> Namespace | None:
     return _BY_LOWER_CODE.get(code.strip().lower())
 
 
-EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+# Whitespace, spelled out: Python's str.strip() and \s mean every Unicode space, DuckDB's trim()
+# only some and RE2's \s only ASCII, so both implementations name exactly these characters.
+WHITESPACE = (
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# The same set inside a regex character class, written so that Python's re and RE2 read it alike.
+WHITESPACE_CLASS = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x100 else c for c in WHITESPACE)
+
+EMAIL_PATTERN = rf"[^@{WHITESPACE_CLASS}]+@[^@{WHITESPACE_CLASS}]+\.[^@{WHITESPACE_CLASS}]+"
 SHA256_PATTERN = r"[0-9a-f]{64}"
 PHONE_PATTERN = r"\+[1-9][0-9]{7,14}"
-PHONE_STRIP_PATTERN = r"[\s().\-]"
+PHONE_STRIP_PATTERN = rf"[{WHITESPACE_CLASS}().\-]"
 ECID_PATTERN = r"[0-9]{38}"
 UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -92,15 +101,23 @@ RULE_REASON: dict[Rule, str] = {
     Rule.TEXT: "is empty",
 }
 
-# Rules whose normalized form is lower case (SQL: lower(trim(v))).
+# Rules whose normalized form is lower case (SQL: lower() of the value trimmed of WHITESPACE).
 LOWERCASE_RULES = frozenset({Rule.EMAIL, Rule.SHA256, Rule.UUID})
+
+
+def lowercase(value: str) -> str:
+    """Lower case as SQL's ``lower()`` gives it: one character at a time (Unicode simple case mapping).
+
+    ``str.lower()`` differs in two places: a final capital sigma becomes ``ς`` and ``İ`` becomes ``i̇``.
+    """
+    return "".join("i" if c == "\u0130" else c.lower() for c in value)
 
 
 def normalize(rule: Rule, value: str) -> str | None:
     """The normalized identity, or None when ``value`` breaks the rule."""
-    v = value.strip()
+    v = value.strip(WHITESPACE)
     if rule in LOWERCASE_RULES:
-        v = v.lower()
+        v = lowercase(v)
     elif rule is Rule.PHONE:
         v = re.sub(PHONE_STRIP_PATTERN, "", v)
     if not v:

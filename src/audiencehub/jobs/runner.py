@@ -51,6 +51,7 @@ class JobRunner:
         self._stale_after_s = stale_after_s
         self.worker_id = f"embedded-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Condition()
+        self._wakes = 0  # counts wake() calls, so a worker never sleeps through one that came while it looked
         self._stopping = threading.Event()
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
@@ -68,6 +69,7 @@ class JobRunner:
 
     def wake(self) -> None:
         with self._wake:
+            self._wakes += 1
             self._wake.notify_all()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -81,11 +83,14 @@ class JobRunner:
 
     def _work(self) -> None:
         while not self._stopping.is_set():
+            with self._wake:
+                seen = self._wakes
             with self._store.tx() as conn:
                 job = jobs.claim(conn, self.worker_id)
             if job is None:
                 with self._wake:
-                    self._wake.wait(IDLE_WAIT_S)
+                    if self._wakes == seen and not self._stopping.is_set():
+                        self._wake.wait(IDLE_WAIT_S)
                 continue
             self._run(job)
 

@@ -19,11 +19,16 @@ from audiencehub.metadata.tables import metadata
 
 Row = dict[str, Any]
 
-__all__ = ["IntegrityError", "MetadataStore", "Row", "Scope", "now"]
+__all__ = ["IntegrityError", "MetadataStore", "Row", "Scope", "created_ns", "now"]
 
 
 def now() -> int:
     return int(time.time())
+
+
+def created_ns() -> int:
+    """Creation order finer than ``createdAt`` (whole seconds), for lists that say newest first."""
+    return time.time_ns()
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ audiences = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_by", String(256), nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
     UniqueConstraint("org_id", "sandbox", "name", name="uq_audience_name"),
     UniqueConstraint("org_id", "sandbox", "custom_audience_id", name="uq_audience_custom_id"),
 )
@@ -107,6 +108,7 @@ runs = Table(
     Column("batch_id", String(36)),
     Column("created_by", String(256), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
     # One queued or processing run per audience: the database decides races, not a read-then-write.

@@ -27,6 +27,7 @@ from audiencehub.metadata.store import (
     MetadataStore,
     Row,
     Scope,
+    created_ns,
     delete_rows,
     get_row,
     insert_row,
@@ -174,6 +175,7 @@ class ExternalAudienceService:
                         "spec": spec,
                         "created_by": principal.user,
                         "created_at": stamp,
+                        "created_ns": created_ns(),
                         "updated_by": principal.user,
                         "updated_at": stamp,
                     },
@@ -233,7 +235,7 @@ class ExternalAudienceService:
                 t.audiences,
                 scope,
                 state=ACTIVE,
-                order_by=[t.audiences.c.created_at.desc(), t.audiences.c.id],
+                order_by=[t.audiences.c.created_ns.desc(), t.audiences.c.id],
                 limit=limit,
                 offset=start,
             )
@@ -328,6 +330,7 @@ class ExternalAudienceService:
                         "metrics": RunMetrics().to_dict(),
                         "created_by": principal.user,
                         "created_at": stamp,
+                        "created_ns": created_ns(),
                         "updated_at": stamp,
                     },
                 )
@@ -359,7 +362,7 @@ class ExternalAudienceService:
                 t.runs,
                 scope,
                 audience_id=audience_id,
-                order_by=[t.runs.c.created_at.desc(), t.runs.c.id.desc()],
+                order_by=[t.runs.c.created_ns.desc(), t.runs.c.id],
                 limit=limit,
                 offset=start,
             )
