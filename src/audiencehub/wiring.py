@@ -12,13 +12,9 @@ from audiencehub.errors import Unprocessable
 from audiencehub.jobs.runner import Handler, JobRunner
 from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
+from audiencehub.services.audience_creation import AudienceCreation
 from audiencehub.services.auth import AuthService
-from audiencehub.services.external_audiences import (
-    JOB_CREATE,
-    JOB_RUN,
-    AudienceCreation,
-    ExternalAudienceService,
-)
+from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
 from audiencehub.services.ingestion import Hold, IngestionService
 from audiencehub.services.keyring import Keyring
 from audiencehub.services.lake import Lake

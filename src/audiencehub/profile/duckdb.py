@@ -181,24 +181,37 @@ class DuckDBProfileStore(ProfileStore):
             tbl = self._ensure_audience(cur, rows)
             counted = cur.execute(_key_count_sql(rows)).fetchone()
             dedupe = counted is not None and counted[0] != counted[1]
-            # A new profile gets a fresh id; one left join both resolves known identities and names the
-            # profiles to create. A delete row for an identity never seen creates nothing.
-            cur.execute(
-                "CREATE TEMP TABLE resolved AS SELECT r.*, i.profile_id IS NULL AS is_new, "
-                "coalesce(i.profile_id, gen_random_uuid()) AS profile_id "
-                f"FROM ({_source_sql(rows, dedupe=dedupe)}) r LEFT JOIN identities i ON i.ns = r.ns AND i.id = r.id "
-                "WHERE NOT (r.is_delete AND i.profile_id IS NULL)"
+            # A row joins the profile of the first of its identities that is already known; when none is,
+            # it gets a fresh profile id. A delete row whose identities are all unknown creates nothing.
+            ids = rows.identities
+            joins = " ".join(
+                f"LEFT JOIN identities j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.i{n}"
+                for n, col in enumerate(ids)
             )
-            created = cur.execute(
-                "INSERT INTO identities SELECT ns, id, profile_id FROM resolved WHERE is_new"
-            ).fetchone()
-            # Other identities of a row join the profile its first identity resolved to.
-            for n, col in enumerate(rows.identities[1:], start=1):
-                cur.execute(
-                    f"INSERT INTO identities SELECT DISTINCT ON (i{n}) {lit(col.namespace)}, i{n}, profile_id "
-                    f"FROM resolved r WHERE i{n} IS NOT NULL AND NOT is_delete AND NOT EXISTS "
-                    f"(SELECT 1 FROM identities x WHERE x.ns = {lit(col.namespace)} AND x.id = r.i{n})"
-                )
+            found = ", ".join(f"j{n}.profile_id" for n in range(len(ids)))
+            unknown = ", ".join(f"j{n}.profile_id IS NULL AS u{n}" for n in range(len(ids)))
+            cur.execute(
+                f"CREATE TEMP TABLE resolved AS SELECT r.*, {unknown}, coalesce({found}) IS NULL AS is_new, "
+                f"coalesce({found}, gen_random_uuid()) AS profile_id "
+                f"FROM ({_source_sql(rows, dedupe=dedupe)}) r {joins} "
+                f"WHERE NOT (r.is_delete AND coalesce({found}) IS NULL)"
+            )
+            # Every identity the store has not seen joins the row's profile. The first identity column
+            # holds each value once (rows are unique by their first non-empty identity); later columns
+            # may repeat a value across rows, and then the first row's profile keeps it.
+            inserted = []
+            for n, col in enumerate(ids):
+                distinct = f"DISTINCT ON (i{n}) " if n else ""
+                row = cur.execute(
+                    f"INSERT INTO identities SELECT {distinct}{lit(col.namespace)}, i{n}, profile_id "
+                    f"FROM resolved WHERE i{n} IS NOT NULL AND u{n} AND NOT is_delete"
+                ).fetchone()
+                inserted.append(int(row[0]) if row else 0)
+            if len(ids) == 1:
+                n_created = inserted[0]  # one identity column: a new identity is a new profile
+            else:
+                row = cur.execute("SELECT count(*) FILTER (WHERE is_new) FROM resolved").fetchone()
+                n_created = int(row[0]) if row else 0
             has_members = cur.execute(f"SELECT count(*) > 0 FROM {ident(tbl)}").fetchone()
             exited = replaced = 0
             if has_members and has_members[0]:
@@ -230,7 +243,6 @@ class DuckDBProfileStore(ProfileStore):
                 replaced = int(row[0]) if row else 0
             stats = cur.execute("SELECT count(*), count(*) FILTER (WHERE NOT is_delete) FROM resolved").fetchone()
             assert stats is not None
-            n_created = int(created[0]) if created else 0
             result = ApplyResult(
                 profilesCreated=n_created,
                 profilesUpdated=int(stats[0]) - n_created,
@@ -274,7 +286,8 @@ class DuckDBProfileStore(ProfileStore):
         out = {pid: Profile(pid, [], []) for pid in profile_ids}
         wanted = "(SELECT CAST(unnest(?) AS UUID))"
         for pid, ns, value in cur.execute(
-            f"SELECT CAST(profile_id AS VARCHAR), ns, id FROM identities WHERE profile_id IN {wanted}", [profile_ids]
+            f"SELECT CAST(profile_id AS VARCHAR), ns, id FROM identities WHERE profile_id IN {wanted} ORDER BY ns, id",
+            [profile_ids],
         ).fetchall():
             out[pid].identities.append((ns, value))
         for audience_id, namespace, ttl, tbl in self._audiences(cur):
