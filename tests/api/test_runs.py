@@ -64,15 +64,20 @@ def _hold_file(settings: Settings, run_id: str) -> Path:
     return settings.home / "holds" / f"{run_id}.before_profile"
 
 
+def _held_run(client: TestClient, headers: dict[str, str], settings: Settings) -> tuple[str, str]:
+    """A new audience and its first run, paused before the profile store: (audience id, run id)."""
+    upload(client, headers, FILE, ROWS)
+    audience_id = create_audience(client, headers, seed_audience())
+    run_id = _start(client, headers, audience_id, {"dataFilterStartTime": 0}).json()["runId"]
+    wait_for(lambda: _hold_file(settings, run_id).exists() or None, what="the run to reach its hold")
+    return audience_id, run_id
+
+
 def test_second_run_while_one_is_processing_is_422(
     held_client: TestClient, held_headers: dict[str, str], held_settings: Settings
 ) -> None:
     client, headers = held_client, held_headers
-    upload(client, headers, FILE, ROWS)
-    audience_id = create_audience(client, headers, seed_audience())
-    first = _start(client, headers, audience_id, {"dataFilterStartTime": 0}).json()["runId"]
-    hold = wait_for(lambda: _hold_file(held_settings, first).exists() or None, what="the run to reach its hold")
-    assert hold
+    audience_id, first = _held_run(client, headers, held_settings)
     assert client.get(f"{EA}/{audience_id}/runs/{first}", headers=headers).json()["status"] == "PROCESSING"
 
     resp = _start(client, headers, audience_id, {"dataFilterStartTime": 0})
@@ -94,10 +99,7 @@ def test_delete_while_a_run_is_processing_is_422(
     held_client: TestClient, held_headers: dict[str, str], held_settings: Settings
 ) -> None:
     client, headers = held_client, held_headers
-    upload(client, headers, FILE, ROWS)
-    audience_id = create_audience(client, headers, seed_audience())
-    run_id = _start(client, headers, audience_id, {"dataFilterStartTime": 0}).json()["runId"]
-    wait_for(lambda: _hold_file(held_settings, run_id).exists() or None, what="the run to reach its hold")
+    audience_id, run_id = _held_run(client, headers, held_settings)
     assert_problem(client.delete(f"{EA}/{audience_id}", headers=headers), 422, "100960-422", "in progress")
     _hold_file(held_settings, run_id).unlink()
     wait_for(
@@ -111,10 +113,7 @@ def test_held_run_shows_dataset_stage_done_and_profile_stage_processing(
     held_client: TestClient, held_headers: dict[str, str], held_settings: Settings
 ) -> None:
     client, headers = held_client, held_headers
-    upload(client, headers, FILE, ROWS)
-    audience_id = create_audience(client, headers, seed_audience())
-    run_id = _start(client, headers, audience_id, {"dataFilterStartTime": 0}).json()["runId"]
-    wait_for(lambda: _hold_file(held_settings, run_id).exists() or None, what="the run to reach its hold")
+    audience_id, run_id = _held_run(client, headers, held_settings)
     run = client.get(f"{EA}/{audience_id}/runs/{run_id}", headers=headers).json()
     stages = {d["stage"]: d["status"] for d in run["details"]}
     assert stages == {"DATASET_INGEST": "SUCCESS", "PROFILE_STORE_INGEST": "PROCESSING"}
