@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PORT   ?= 8080
 export AUDIENCEHUB_HOME ?= ./var
 
 .PHONY: run test lint typecheck venv bench clean
@@ -17,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/audiencehub serve --host 127.0.0.1 --port $(PORT)
+	$(BIN)/audiencehub serve  # host and port from AUDIENCEHUB_HOST, AUDIENCEHUB_PORT or PORT
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

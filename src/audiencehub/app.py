@@ -41,6 +41,9 @@ def create_app(settings: Settings) -> FastAPI:
         creds = container.bootstrap()
         if creds is not None:
             announce_credentials(settings, creds)
+        container.audiences.resume_deletions()
+        # No upload is in flight before the server listens: any partial file is a dead process's.
+        container.landing.sweep_partials()
         container.runner.start()
         log.info("audiencehub %s serving data from %s", __version__, settings.home.resolve())
         try:

@@ -7,11 +7,15 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
+from urllib.parse import quote
 
 import typer
 
 from audiencehub.config import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 app = typer.Typer(help="audiencehub: a self-hostable audience platform with AEP-compatible APIs.", no_args_is_help=True)
 orgs = typer.Typer(help="Orgs (x-gw-ims-org-id).", no_args_is_help=True)
@@ -22,6 +26,7 @@ app.add_typer(sandboxes, name="sandboxes")
 app.add_typer(clients, name="clients")
 
 CHUNK = 1 << 20
+LANDING_ZONE = "/data/foundation/connectors/landingzone"
 
 
 def _tenancy():  # type: ignore[no-untyped-def]
@@ -35,7 +40,7 @@ def _tenancy():  # type: ignore[no-untyped-def]
     return TenancyService(store)
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     detail = getattr(exc, "detail", str(exc))
     typer.echo(f"error: {detail}", err=True)
     raise typer.Exit(1)
@@ -50,11 +55,16 @@ def serve(
     import uvicorn
 
     from audiencehub.app import create_app
+    from audiencehub.services.home import HomeInUse
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    try:
+        application = create_app(settings)  # takes $AUDIENCEHUB_HOME/.lock: one server per home
+    except HomeInUse as exc:
+        _fail(exc)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
 
 
 @orgs.command("create")
@@ -121,8 +131,14 @@ def upload(
     $AUDIENCEHUB_HOME/credentials.json (written on the server's first start).
     """
     import httpx
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    from audiencehub.domain.paths import landing_zone_key
+
+    try:
+        landing_zone_key(path)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     saved = _credentials(Path(os.environ.get("AUDIENCEHUB_HOME", "./var")))
     cid = client_id or saved.get("client_id")
     secret = client_secret or saved.get("client_secret")
@@ -132,13 +148,34 @@ def upload(
         typer.echo("error: no credentials: pass --client-id, --client-secret and --org-id", err=True)
         raise typer.Exit(2)
     base = url.rstrip("/")
+    try:
+        resp = _send(file, base, quote(path, safe="/"), client_id=cid, client_secret=secret, org_id=org, sandbox=box)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        typer.echo(f"error: cannot reach {base}: {exc}; is the server running? (--url)", err=True)
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: the request to {base} failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if resp.status_code != 201:
+        typer.echo(f"error: upload failed ({resp.status_code}): {resp.text}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(resp.json()))
+
+
+def _send(
+    file: Path, base: str, quoted_path: str, *, client_id: str, client_secret: str, org_id: str, sandbox: str
+) -> httpx.Response:
+    """Gets a token and PUTs ``file`` at the (URL-encoded) landing-zone path, with a progress bar."""
+    import httpx
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     with httpx.Client(timeout=httpx.Timeout(60.0, write=None, read=600.0)) as http:
         tok = http.post(
             f"{base}/ims/token/v3",
             data={
                 "grant_type": "client_credentials",
-                "client_id": cid,
-                "client_secret": secret,
+                "client_id": client_id,
+                "client_secret": client_secret,
                 "scope": "openid",
             },
         )
@@ -147,9 +184,9 @@ def upload(
             raise typer.Exit(1)
         headers = {
             "Authorization": f"Bearer {tok.json()['access_token']}",
-            "x-api-key": cid,
-            "x-gw-ims-org-id": org,
-            "x-sandbox-name": box,
+            "x-api-key": client_id,
+            "x-gw-ims-org-id": org_id,
+            "x-sandbox-name": sandbox,
             "Content-Type": "application/octet-stream",
         }
         size = file.stat().st_size
@@ -165,11 +202,7 @@ def upload(
                         yield block
 
             headers["Content-Length"] = str(size)
-            resp = http.put(f"{base}/data/foundation/connectors/landingzone/{path}", content=chunks(), headers=headers)
-    if resp.status_code != 201:
-        typer.echo(f"error: upload failed ({resp.status_code}): {resp.text}", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps(resp.json()))
+            return http.put(f"{base}{LANDING_ZONE}/{quoted_path}", content=chunks(), headers=headers)
 
 
 def main() -> None:

@@ -9,7 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AUDIENCEHUB_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AUDIENCEHUB_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
+    )
 
     home: Path = Path("./var")
     """Root of everything the server keeps: metadata.db, lake/, landing/, secrets.key."""

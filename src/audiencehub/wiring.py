@@ -15,6 +15,7 @@ from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.services.audience_creation import AudienceCreation
 from audiencehub.services.auth import AuthService
 from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
+from audiencehub.services.home import HomeLock, lock_home
 from audiencehub.services.ingestion import Hold, IngestionService
 from audiencehub.services.keyring import Keyring
 from audiencehub.services.lake import Lake
@@ -38,6 +39,7 @@ class Container:
     audiences: ExternalAudienceService
     ingestion: IngestionService
     runner: JobRunner
+    home_lock: HomeLock
 
     def bootstrap(self) -> ClientCredentials | None:
         s = self.settings
@@ -49,12 +51,28 @@ class Container:
         )
 
     def close(self) -> None:
-        self.runner.stop()
-        self.profiles.close()
-        self.store.dispose()
+        try:
+            self.runner.stop()
+            self.profiles.close()
+            self.store.dispose()
+        finally:
+            self.home_lock.release()
 
 
 def build(settings: Settings) -> Container:
+    """The services over ``settings.home``; the container holds the home's lock until ``close()``.
+
+    :class:`~audiencehub.services.home.HomeInUse` when another process (a server) holds it.
+    """
+    home_lock = lock_home(settings.home)
+    try:
+        return _build(settings, home_lock)
+    except BaseException:
+        home_lock.release()
+        raise
+
+
+def _build(settings: Settings, home_lock: HomeLock) -> Container:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     store = MetadataStore(settings.metadata_url)
@@ -108,5 +126,6 @@ def build(settings: Settings) -> Container:
         audiences=audiences,
         ingestion=ingestion,
         runner=runner,
+        home_lock=home_lock,
     )
     return container

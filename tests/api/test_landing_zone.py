@@ -150,7 +150,7 @@ def test_recursive_listing(client: TestClient, headers: dict[str, str]) -> None:
 def test_listing_hides_partial_and_hidden_files(client: TestClient, headers: dict[str, str], root: Path) -> None:
     upload(client, headers, "seen.csv", b"x")
     (root / ".hidden.csv").write_bytes(b"x")
-    (root / "upload.csv.123.part").write_bytes(b"x")
+    (root / ".upload.csv.0123.part").write_bytes(b"x")  # an upload in flight (a user's x.part is a file)
     assert [i["name"] for i in client.get(LZ + "/", headers=headers).json()["items"]] == ["seen.csv"]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from audiencehub.domain.audiences import FieldType
 from audiencehub.domain.namespaces import WHITESPACE, Rule, normalize
-from audiencehub.engines.ingest_sql import Column, lit, validated_select
+from audiencehub.engines.ingest_sql import CHECK, Column, field_column, ident, lit, validated_select
 
 SHA = hashlib.sha256(b"alice@example.com").hexdigest()
 ECID = "12345678901234567890123456789012345678"
@@ -131,7 +131,7 @@ def test_whitespace_is_what_python_calls_whitespace() -> None:
 
 
 def _bulk(tmp_path: Path, rule: Rule, values: list[str], quoting: int) -> list[tuple[str | None, int | None]]:
-    """(normalized identity, _check) per value, in order, as the ingestion SQL gives them."""
+    """(normalized identity, check index) per value, in order, as the ingestion SQL gives them."""
     src = tmp_path / "in.csv"
     with src.open("w", encoding="utf-8", newline="") as fh:
         # Minimal quoting with CRLF (as spreadsheets export), so a value holding CR or LF is quoted.
@@ -147,7 +147,8 @@ def _bulk(tmp_path: Path, rule: Rule, values: list[str], quoting: int) -> list[t
         malformed = con.execute("SELECT count(*) FROM _rejects_0").fetchone()
         assert malformed == (0,), con.execute("SELECT * FROM _rejects_0").fetchall()
         rows = con.execute(
-            f"SELECT id, _check FROM read_parquet({lit(str(out))}, file_row_number = true) ORDER BY file_row_number"
+            f"SELECT {ident(field_column('id'))}, {CHECK} FROM read_parquet({lit(str(out))}, file_row_number = true) "
+            "ORDER BY file_row_number"
         ).fetchall()
     finally:
         con.close()
@@ -166,7 +167,7 @@ def test_python_and_sql_agree(tmp_path: Path, rule: Rule, quoting: int) -> None:
         expected = normalize(rule, value)
         got = None if check is not None else sql_value
         if expected != got:
-            disagree.append(f"{value!r}: normalize() -> {expected!r}, SQL -> {got!r} (_check {check})")
+            disagree.append(f"{value!r}: normalize() -> {expected!r}, SQL -> {got!r} (check {check})")
     assert not disagree, "\n".join(disagree)
 
 

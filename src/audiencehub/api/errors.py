@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from audiencehub.domain.paths import shown
 from audiencehub.errors import AudiencehubError, BadRequest, InternalError, NotFound
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,37 @@ def _loc(parts: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def _show(value: Any) -> str:
+    return shown(value) if isinstance(value, str) else repr(value)
+
+
+def _names(msg: str, value: Any) -> bool:
+    """True when ``msg`` already shows ``value``, so that "(got …)" would only repeat it."""
+    if isinstance(value, str):
+        if repr(value) in msg or shown(value) in msg:
+            return True
+        # Bare, as a word of its own; short values ("a", " ") would match any message.
+        return len(value.strip()) >= 3 and re.search(rf"(?<!\w){re.escape(value)}(?!\w)", msg) is not None
+    return re.search(rf"(?<![\w.]){re.escape(repr(value))}(?![\w.])", msg) is not None
+
+
 def describe_validation(errors: list[Any]) -> str:
-    """``field.path: what is wrong (got value)`` for each error, as users need to fix their request."""
+    """``field.path: what is wrong (got value)`` for each error, as users need to fix their request.
+
+    The value is left out when it is an object (the body, or a nested one: pasting it would repeat
+    the request) and when the message already shows it.
+    """
     lines = []
     for err in errors:
         where = _loc(tuple(err.get("loc", ())))
         msg = str(err.get("msg", "is not valid")).removeprefix("Value error, ")
+        value = err.get("input")
         if err.get("type") == "missing":
             lines.append(f"{where}: is required")
         elif err.get("type") == "extra_forbidden":
             lines.append(f"{where}: is not a field that can be sent here")
-        elif "input" in err and err.get("type") not in ("model_type", "dict_type"):
-            lines.append(f"{where}: {msg} (got {err['input']!r})")
+        elif "input" in err and where != "body" and not isinstance(value, dict) and not _names(msg, value):
+            lines.append(f"{where}: {msg} (got {_show(value)})")
         else:
             lines.append(f"{where}: {msg}")
     return "; ".join(lines)

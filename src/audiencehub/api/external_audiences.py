@@ -1,4 +1,8 @@
-"""Seed 003's external audiences endpoint (prefix ``/data/core/ais``): parse, call a service, answer."""
+"""Seed 003's external audiences endpoint (prefix ``/data/core/ais``): parse, call a service, answer.
+
+Handlers that read their body are ``async``; they hand the service call to the thread pool, because
+services block (SQLite, the profile store's write lock) and the event loop must keep serving.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from audiencehub.api.deps import Caller, Services, json_body_schema, parse_body
 from audiencehub.api.routing import route
@@ -19,7 +24,7 @@ DEFAULT_LIMIT = 20
 @route(router, "POST", EA, operation_id="createExternalAudience", openapi_extra=json_body_schema(AudienceCreate))
 async def create(request: Request, caller: Caller, services: Services) -> JSONResponse:
     body = await parse_body(request, AudienceCreate)
-    return JSONResponse(services.audiences.create(caller, body), status_code=202)
+    return JSONResponse(await run_in_threadpool(services.audiences.create, caller, body), status_code=202)
 
 
 @route(router, "GET", EA, operation_id="listExternalAudiences")
@@ -50,7 +55,7 @@ def get(audience_id: str, caller: Caller, services: Services) -> dict[str, Any]:
 )
 async def patch(audience_id: str, request: Request, caller: Caller, services: Services) -> dict[str, Any]:
     body = await parse_body(request, AudiencePatch)
-    return services.audiences.patch(caller, audience_id, body)
+    return await run_in_threadpool(services.audiences.patch, caller, audience_id, body)
 
 
 @route(router, "DELETE", EA + "/{audience_id}", operation_id="deleteExternalAudience", status_code=204)
@@ -68,7 +73,7 @@ def delete(audience_id: str, caller: Caller, services: Services) -> Response:
 )
 async def start_run(audience_id: str, request: Request, caller: Caller, services: Services) -> dict[str, Any]:
     body = await parse_body(request, RunCreate)
-    return services.audiences.start_run(caller, audience_id, body)
+    return await run_in_threadpool(services.audiences.start_run, caller, audience_id, body)
 
 
 @route(router, "GET", EA + "/{audience_id}/runs", operation_id="listAudienceRuns")

@@ -33,6 +33,9 @@ NEEDS_CONNECTION = frozenset({CloudType.S3, CloudType.GCS, CloudType.SFTP})
 
 # Field names become Parquet columns and SQL identifiers: letters, digits and underscores only.
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Names starting with this are the engine's and the profile store's own columns (``__ah_check``,
+# ``__ah_profile_id``, ...), so that no field name can collide with them.
+RESERVED_PREFIX = "__"
 LABEL = re.compile(r"[A-Za-z0-9_\-]+/[A-Za-z0-9_.\-]+")
 DEFAULT_NAMESPACE = "CustomerAudienceUpload"
 DELETE_FIELD = "delete"
@@ -81,6 +84,10 @@ class AudienceField(BaseModel):
             raise ValueError(
                 f"field name {v!r} must start with a letter or underscore and hold only letters, "
                 "digits and underscores (at most 128)"
+            )
+        if v.startswith(RESERVED_PREFIX):
+            raise ValueError(
+                f"field name {v!r} must not start with {RESERVED_PREFIX!r} (reserved for internal columns)"
             )
         return v
 

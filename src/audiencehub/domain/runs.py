@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -111,13 +111,3 @@ class StageState:
             finishedAt=data.get("finishedAt"),
             error=data.get("error"),
         )
-
-
-@dataclass
-class RunProgress:
-    """Where a long run is, for users polling it."""
-
-    stage: str | None = None
-    percent: float = 0.0
-    message: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

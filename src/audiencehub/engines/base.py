@@ -12,10 +12,35 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
+from audiencehub.errors import AudiencehubError
+
 Progress = Callable[[float], None]
 """Called from time to time with the percentage done of the statement that runs."""
 
 Format = Literal["parquet", "csv"]
+
+
+class EngineError(Exception):
+    """A statement failed for a reason that is not the input's; the message holds no server path or SQL.
+
+    The engine's own exception, with all its detail, is the ``__cause__`` (for the log).
+    """
+
+
+class EngineInputError(AudiencehubError):
+    """An input file cannot be read (broken gzip, ...): a failure the user fixes by fixing the file.
+
+    ``detail`` (the message) names the file by its base name and holds no server path or SQL;
+    ``reason`` is the same without the name, and ``path`` the file on this machine (None when the
+    engine does not say which), so a caller that knows the file's landing-zone name can use it.
+    """
+
+    def __init__(self, reason: str, path: Path | None = None) -> None:
+        super().__init__(
+            f"{path.name}: the file cannot be read: {reason}" if path else f"an input file cannot be read: {reason}"
+        )
+        self.reason = reason
+        self.path = path
 
 
 class EngineSession(ABC):
@@ -23,11 +48,15 @@ class EngineSession(ABC):
 
     @abstractmethod
     def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
-        """Writes the result of ``select_sql`` to the file ``dest``; returns the number of rows written."""
+        """Writes the result of ``select_sql`` to the file ``dest``; returns the number of rows written.
+
+        Raises :class:`EngineInputError` when an input file cannot be read, :class:`EngineError` on any
+        other failure of the statement.
+        """
 
     @abstractmethod
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        """Runs ``sql`` and returns its (small) result."""
+        """Runs ``sql`` and returns its (small) result; raises as :meth:`copy` does."""
 
     @abstractmethod
     def interrupt(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,9 +11,19 @@ from typing import Any
 
 import duckdb
 
-from audiencehub.engines.base import Engine, EngineSession, Format, Progress
+from audiencehub.engines.base import Engine, EngineError, EngineInputError, EngineSession, Format, Progress
 
 PROGRESS_INTERVAL_S = 0.5
+MESSAGE_MAX = 500
+
+_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+_READ_CSV = re.compile(r"read_csv\('((?:[^']|'')*)'")
+# An absolute path that starts a word: at the start, or after a space, a quote or a parenthesis.
+_ABSOLUTE = re.compile(r"(?<![^\s\"'(])/[^\s\"'),]+")
+_KIND = re.compile(r"^[A-Za-z ]* Error: ")
+# Where DuckDB's message ends and its hints, search space or the statement begin.
+_TRAILER = ("LINE ", "Possible fixes", "The search space", "* ")
+_INPUT_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
 
 
 def quote_literal(value: str) -> str:
@@ -36,6 +47,39 @@ def connect(
     con = duckdb.connect(database, config=config)
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def _unquote(literal: str) -> str:
+    return literal.replace("''", "'")
+
+
+def clean_message(exc: duckdb.Error, sql: str) -> str:
+    """DuckDB's message for users, on one line: files by base name, without its hints and the statement."""
+    text = str(exc)
+    paths = {_unquote(m) for m in _LITERAL.findall(sql) if m.startswith("/")}
+    for path in sorted(paths, key=len, reverse=True):  # the statement's own paths may hold spaces
+        text = text.replace(path, Path(path).name)
+    text = _ABSOLUTE.sub(lambda m: Path(m.group()).name, text)
+    kept: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(_TRAILER):
+            break
+        if line:
+            kept.append(line)
+    message = _KIND.sub("", " ".join(kept)) or type(exc).__name__
+    return message if len(message) <= MESSAGE_MAX else message[: MESSAGE_MAX - 3] + "..."
+
+
+def translate(exc: duckdb.Error, sql: str) -> Exception:
+    """The exception to raise for ``exc``: :class:`EngineInputError` when a CSV file of ``sql`` is at fault."""
+    inputs = [Path(_unquote(m)) for m in _READ_CSV.findall(sql)]
+    named = [p for p in inputs if str(p) in str(exc)]
+    reason = clean_message(exc, sql)
+    if inputs and (isinstance(exc, _INPUT_ERRORS) or (isinstance(exc, duckdb.IOException) and named)):
+        path = named[0] if named else inputs[0] if len(inputs) == 1 else None
+        return EngineInputError(reason, path)
+    return EngineError(f"{type(exc).__name__}: {reason}")
 
 
 class DuckDBSession(EngineSession):
@@ -67,16 +111,23 @@ class DuckDBSession(EngineSession):
             done.set()
             watcher.join()
 
+    def _run(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            with self._watch():
+                return self._con.execute(sql).fetchall()
+        except duckdb.InterruptException:
+            raise
+        except duckdb.Error as exc:
+            raise translate(exc, sql) from exc
+
     def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
-        with self._watch():
-            row = self._con.execute(f"COPY ({select_sql}) TO {quote_literal(str(dest))} ({options})").fetchone()
-        return int(row[0]) if row else 0
+        rows = self._run(f"COPY ({select_sql}) TO {quote_literal(str(dest))} ({options})")
+        return int(rows[0][0]) if rows else 0
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        with self._watch():
-            return self._con.execute(sql).fetchall()
+        return self._run(sql)
 
     def interrupt(self) -> None:
         self._con.interrupt()

@@ -5,9 +5,13 @@ No user text is pasted into SQL: CSV columns are renamed positionally (``c0``, `
 output columns are field names that ``domain/audiences.FIELD_NAME`` restricts to
 ``[A-Za-z0-9_]``, and every literal goes through :func:`lit`.
 
-The validated file of a CSV holds one row per record, in file order, with the typed fields,
-``_check`` (the index of the first failed check, NULL when the row is accepted) and ``_value``
-(the raw text that failed). ``file_row_number`` of that Parquet file is the record number.
+Internal columns start with :data:`INTERNAL` (``__ah_``), a prefix that field names may not have
+(``domain/audiences.RESERVED_PREFIX``), so that a field called ``status``, ``id`` or ``_check`` is
+an ordinary column. The validated file of a CSV holds one row per record, in file order, with the
+typed fields under :func:`field_column` names (every column of that file is internal, so none can
+collide with ``file_row_number`` either), :data:`CHECK` (the index of the first failed check, NULL
+when the row is accepted) and :data:`VALUE` (the raw text that failed). ``file_row_number`` of that
+Parquet file is the record number.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiencehub.domain.audiences import FieldType
+from audiencehub.domain.audiences import RESERVED_PREFIX, FieldType
 from audiencehub.domain.namespaces import (
     LOWERCASE_RULES,
     PHONE_STRIP_PATTERN,
@@ -46,6 +50,11 @@ TYPE_REASON: dict[FieldType, str] = {
     FieldType.BOOLEAN: "is not a boolean (true/false, yes/no, 1/0)",
 }
 
+INTERNAL = RESERVED_PREFIX + "ah_"
+"""The prefix of every column the engine or the profile store adds; no field name starts with it."""
+CHECK = INTERNAL + "check"
+VALUE = INTERNAL + "value"
+
 INTEGER_PATTERN = r"[+-]?[0-9]+"
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
@@ -61,6 +70,11 @@ def ident(name: str) -> str:
 
 def path_list(paths: Sequence[Path]) -> str:
     return "[" + ", ".join(lit(str(p)) for p in paths) + "]"
+
+
+def field_column(name: str) -> str:
+    """The column of a validated file that holds the field ``name``."""
+    return f"{INTERNAL}f_{name}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,7 @@ class Check:
 
 
 def checks_for(columns: Sequence[Column]) -> list[Check]:
-    """The checks in the order they are tried; ``_check`` holds index + 1 of the first that fails."""
+    """The checks in the order they are tried; :data:`CHECK` holds index + 1 of the first that fails."""
     out: list[Check] = []
     for col in columns:
         if col.rule is not None:
@@ -140,18 +154,24 @@ def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column
     """The validated rows of one CSV file (see the module doc).
 
     Malformed lines (too many or too few columns, broken quoting, invalid UTF-8) do not become
-    rows; the engine records them, with their line numbers, in :func:`rejects_table`.
+    rows; the engine records them, with their line numbers, in :func:`rejects_table`. The dialect
+    is given, not sniffed: the sniffer fails the whole file on one broken quote, and could take
+    ``#`` for a comment marker or ``;`` for the delimiter. A quote that is not closed on its line
+    makes the lines after it, up to the next quote, part of one malformed record (as any CSV reader
+    must); when no quote follows, DuckDB's parallel reader ends that record at the end of the block
+    it was reading (some MB) and reads on from the next block, so the lines in between are neither
+    ingested nor counted.
     """
-    names = ", ".join(lit(f"c{i}") for i in range(header_width))
+    types = ", ".join(f"{lit(f'c{i}')}: 'VARCHAR'" for i in range(header_width))
     scan = (
-        f"read_csv({lit(str(csv_path))}, header = true, all_varchar = true, names = [{names}], "
+        f"read_csv({lit(str(csv_path))}, auto_detect = false, header = true, columns = {{{types}}}, "
         "delim = ',', quote = '\"', escape = '\"', compression = 'auto', store_rejects = true, "
         f"rejects_table = {lit(rejects_table(file_index))}, "
         f"rejects_scan = {lit(rejects_table(file_index) + '_scan')})"
     )
     # Each derived value is computed once, at its own level, and referenced by name above it:
     # level 1: r_i (the raw text) and v_i (the text, trimmed or normalized, NULL when empty);
-    # level 2: n_i (an identity that passes its rule); level 3: t_i (the typed value); level 4: _check.
+    # level 2: n_i (an identity that passes its rule); level 3: t_i (the typed value); level 4: CHECK.
     level1: list[str] = []
     level2: list[str] = []
     level3: list[str] = []
@@ -181,10 +201,10 @@ def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column
     identity_idx = [i for i, c in enumerate(columns) if c.rule is not None]
     k += 1
     checks.append(f"WHEN {' AND '.join(f'v{i} IS NULL' for i in identity_idx)} THEN {k}")
-    outputs = ", ".join(f"t{i} AS {ident(c.name)}" for i, c in enumerate(columns))
+    outputs = ", ".join(f"t{i} AS {ident(field_column(c.name))}" for i, c in enumerate(columns))
     return (
-        f"SELECT {outputs}, _check, CASE _check {' '.join(values) or 'WHEN -1 THEN NULL'} END AS _value FROM ("
-        f"SELECT *, CAST(CASE {' '.join(checks)} END AS INTEGER) AS _check FROM ("
+        f"SELECT {outputs}, {CHECK}, CASE {CHECK} {' '.join(values) or 'WHEN -1 THEN NULL'} END AS {VALUE} FROM ("
+        f"SELECT *, CAST(CASE {' '.join(checks)} END AS INTEGER) AS {CHECK} FROM ("
         f"SELECT *, {', '.join(level3)} FROM ("
         f"SELECT *{''.join(', ' + e for e in level2)} FROM ("
         f"SELECT {', '.join(level1)} FROM {scan}))))"
@@ -192,13 +212,13 @@ def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column
 
 
 def counts_select(validated: Sequence[Path]) -> str:
-    return f"SELECT count(*), count(_check) FROM read_parquet({path_list(validated)})"
+    return f"SELECT count(*), count({CHECK}) FROM read_parquet({path_list(validated)})"
 
 
 def batch_select(validated: Sequence[Path], columns: Sequence[str]) -> str:
-    """The accepted rows, as the dataset stores them."""
-    cols = ", ".join(ident(c) for c in columns)
-    return f"SELECT {cols} FROM read_parquet({path_list(validated)}) WHERE _check IS NULL"
+    """The accepted rows, as the dataset stores them: the fields under their own names."""
+    cols = ", ".join(f"{ident(field_column(c))} AS {ident(c)}" for c in columns)
+    return f"SELECT {cols} FROM read_parquet({path_list(validated)}) WHERE {CHECK} IS NULL"
 
 
 def malformed_count_select(file_count: int) -> str:
@@ -206,42 +226,64 @@ def malformed_count_select(file_count: int) -> str:
     return f"SELECT sum(n) FROM ({' UNION ALL '.join(parts)})"
 
 
+def unclosed_quote_select(file_count: int) -> str:
+    """The first malformed record, per file, that spans lines: a quote opened there and never closed.
+
+    Such a record swallows the lines after it (up to the next quote, or the end of the engine's read
+    block), which are then neither ingested nor counted, so the run must not succeed.
+    """
+    parts = [
+        f"SELECT {i} AS file_index, min(line) AS line FROM {rejects_table(i)} "
+        f"WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13))"
+        for i in range(file_count)
+    ]
+    return f"SELECT file_index, line FROM ({' UNION ALL '.join(parts)}) WHERE line IS NOT NULL ORDER BY file_index"
+
+
 def errors_select(
     validated: Sequence[tuple[str, Path]], checks: Sequence[Check], headers: Sequence[Sequence[str]]
 ) -> str:
     """Every rejected record: file, record and line numbers, column, raw value and reason.
 
-    Rows that failed a check come from the validated files; malformed lines from the rejects
-    tables. A record's line is its number plus the header plus the malformed lines before it
-    (exact unless a quoted field spans lines).
+    Rows that failed a check come from the validated files; malformed records from the rejects
+    tables (they have a line but no record number). The engine numbers a malformed record as if each
+    record before it took one line; a malformed record that spans several lines (a quote that is
+    not closed where it should be) is counted in full here, so a line is the record's number plus
+    the header plus the lines of the malformed records before it: exact unless a quoted value of an
+    accepted or checked record spans lines.
     """
     reasons = ", ".join(f"({i + 1}, {lit(c.column)}, {lit(c.reason)})" for i, c in enumerate(checks))
-    checked, malformed, skips = [], [], []
+    checked, malformed = [], []
     for n, (name, path) in enumerate(validated):
         table = rejects_table(n)
         checked.append(
-            f"SELECT {lit(name)} AS file, {n} AS file_index, file_row_number + 1 AS record, _check, _value "
-            f"FROM read_parquet({lit(str(path))}, file_row_number = true) WHERE _check IS NOT NULL"
+            f"SELECT {lit(name)} AS file, {n} AS file_index, file_row_number + 1 AS record, "
+            f"{CHECK} AS k, {VALUE} AS value "
+            f"FROM read_parquet({lit(str(path))}, file_row_number = true) WHERE {CHECK} IS NOT NULL"
         )
         cols = ", ".join(f"({lit(f'c{i}')}, {lit(h)})" for i, h in enumerate(headers[n])) or "(NULL, NULL)"
         malformed.append(
-            f"SELECT {lit(name)} AS file, {n} AS file_index, CAST(NULL AS BIGINT) AS record, line, "
+            f"SELECT {lit(name)} AS file, {n} AS file_index, line AS first_line, "
             f"string_agg(DISTINCT h.header, ',') AS col, any_value(csv_line) AS value, "
             f"arg_min(error_type || ': ' || error_message, coalesce(column_idx, 0)) AS reason "
             f"FROM {table} LEFT JOIN (VALUES {cols}) h(c, header) ON {table}.column_name = h.c GROUP BY line"
         )
-        skips.append(
-            f"SELECT {n} AS file_index, line - row_number() OVER (ORDER BY line) AS good_before "
-            f"FROM (SELECT DISTINCT line FROM {table})"
-        )
+    body = "rtrim(value, chr(13) || chr(10))"
     return (
-        "WITH skips AS (" + " UNION ALL ".join(skips) + "), "
-        "checked AS (SELECT e.file, e.file_index, e.record, "
-        "e.record + 1 + (SELECT count(*) FROM skips s WHERE s.file_index = e.file_index "
-        'AND s.good_before <= e.record) AS line, r.col AS "column", e._value AS value, r.reason '
-        f"FROM ({' UNION ALL '.join(checked)}) e JOIN (VALUES {reasons}) r(k, col, reason) ON e._check = r.k), "
-        f"malformed AS ({' UNION ALL '.join(malformed)}) "
+        f"WITH bad AS ({' UNION ALL '.join(malformed)}), "
+        # Per malformed record: the lines it spans beyond its first, the good records before it (plus
+        # one) and the extra lines of the malformed records before it.
+        f"skips AS (SELECT *, length({body}) - length(replace({body}, chr(10), '')) AS extra, "
+        "first_line - row_number() OVER (PARTITION BY file_index ORDER BY first_line) AS good_before FROM bad), "
+        "spans AS (SELECT *, coalesce(sum(extra) OVER (PARTITION BY file_index ORDER BY first_line "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS extra_before FROM skips), "
+        "checked AS (SELECT e.file, e.file_index, CAST(e.record AS BIGINT) AS record, "
+        "e.record + 1 + (SELECT count(*) + coalesce(sum(s.extra), 0) FROM skips s "
+        "WHERE s.file_index = e.file_index AND s.good_before <= e.record) AS line, "
+        'r.col AS "column", e.value, r.reason '
+        f"FROM ({' UNION ALL '.join(checked)}) e JOIN (VALUES {reasons}) r(k, col, reason) ON e.k = r.k) "
         'SELECT file, record, line, "column", value, reason FROM ('
-        "SELECT * FROM checked UNION ALL SELECT file, file_index, record, line, col, value, reason FROM malformed) "
+        "SELECT * FROM checked UNION ALL "
+        "SELECT file, file_index, CAST(NULL AS BIGINT), first_line + extra_before, col, value, reason FROM spans) "
         "ORDER BY file_index, line"
     )

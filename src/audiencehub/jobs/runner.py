@@ -82,17 +82,26 @@ class JobRunner:
     # -- internals ------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        # Nothing a job or the database raises may end this loop: a dead worker strands its job.
         while not self._stopping.is_set():
             with self._wake:
                 seen = self._wakes
-            with self._store.tx() as conn:
-                job = jobs.claim(conn, self.worker_id)
+            try:
+                with self._store.tx() as conn:
+                    job = jobs.claim(conn, self.worker_id)
+            except Exception:
+                log.exception("claiming a job failed; trying again")
+                self._stopping.wait(IDLE_WAIT_S)
+                continue
             if job is None:
                 with self._wake:
                     if self._wakes == seen and not self._stopping.is_set():
                         self._wake.wait(IDLE_WAIT_S)
                 continue
-            self._run(job)
+            try:
+                self._run(job)
+            finally:
+                self._forget(job["id"])
 
     def _run(self, job: Row) -> None:
         handler = self._handlers[job["kind"]]
@@ -106,20 +115,36 @@ class JobRunner:
             if handler.retryable and job["attempts"] < MAX_ATTEMPTS:
                 log.warning("job %s (%s) hit a transient error, retrying: %s", job["id"], job["kind"], exc.detail)
                 time.sleep(min(2 ** job["attempts"], 30))
-                with self._store.tx() as conn:
-                    jobs.requeue(conn, job["id"])
-                self._forget(job["id"])
+                self._settle(job, requeue=True)
                 self.wake()
                 return
             status, error = jobs.FAILED, exc.detail
-            handler.recover(job["ref_id"], scope)
+            self._recover_one(job, handler, scope)
         except Exception as exc:
             log.exception("job %s (%s) failed", job["id"], job["kind"])
             status, error = jobs.FAILED, f"{type(exc).__name__}: {exc}"
+            self._recover_one(job, handler, scope)
+        self._settle(job, status=status, error=error)
+
+    def _recover_one(self, job: Row, handler: Handler | None, scope: Scope) -> None:
+        """Hands a failed or orphaned job to its handler; a handler that fails too is logged, not fatal."""
+        if handler is None:
+            return
+        try:
             handler.recover(job["ref_id"], scope)
-        with self._store.tx() as conn:
-            jobs.finish(conn, job["id"], status, error)
-        self._forget(job["id"])
+        except Exception:
+            log.exception("recovering job %s (%s) failed; its resource may need attention", job["id"], job["kind"])
+
+    def _settle(self, job: Row, *, status: str = jobs.FAILED, error: str | None = None, requeue: bool = False) -> None:
+        try:
+            with self._store.tx() as conn:
+                if requeue:
+                    jobs.requeue(conn, job["id"])
+                else:
+                    jobs.finish(conn, job["id"], status, error)
+        except Exception:
+            # The job stays RUNNING without a heartbeat: the stale sweep recovers it.
+            log.exception("recording the end of job %s failed", job["id"])
 
     def _forget(self, job_id: str) -> None:
         with self._running_lock:
@@ -149,13 +174,10 @@ class JobRunner:
             scope = Scope(job["org_id"], job["sandbox"])
             if handler is not None and handler.retryable and job["attempts"] < MAX_ATTEMPTS:
                 log.warning("re-queueing job %s (%s) whose worker stopped", job["id"], job["kind"])
-                with self._store.tx() as conn:
-                    jobs.requeue(conn, job["id"])
+                self._settle(job, requeue=True)
                 continue
             log.warning("recovering job %s (%s) whose worker stopped", job["id"], job["kind"])
-            if handler is not None:
-                handler.recover(job["ref_id"], scope)
-            with self._store.tx() as conn:
-                jobs.finish(conn, job["id"], jobs.FAILED, "the worker running this job stopped")
+            self._recover_one(job, handler, scope)
+            self._settle(job, error="the worker running this job stopped")
         if orphans:
             self.wake()

@@ -51,19 +51,34 @@ class MetadataStore:
         if is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # NOTE: pysqlite's own transaction handling defers BEGIN; we issue BEGIN IMMEDIATE ourselves
-            # so that two writers never both read-then-write on a stale snapshot.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            # so that two writers never both read-then-write on a stale snapshot. Reads (``read()``) take
+            # a plain BEGIN: under WAL they never wait for a writer.
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     def create_all(self) -> None:
         metadata.create_all(self.engine)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
+        """A read-write transaction; on SQLite it holds the write lock from its first statement."""
         with self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction: one consistent snapshot that never waits for writers."""
+        with self.engine.connect() as conn:
+            conn.execution_options(audiencehub_read_only=True)
+            with conn.begin():
+                yield conn
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get("audiencehub_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

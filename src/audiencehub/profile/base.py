@@ -32,6 +32,8 @@ class AudienceRows:
     namespace: str
     """The audience's membership namespace (``CustomerAudienceUpload`` by default)."""
     ttl_days: int
+    """The audience's ttl when the run started; recorded only for an audience the store has no record of
+    (``set_audience`` keeps the current one, e.g. after a PATCH while the run processed)."""
     files: list[Path]
     """Validated files in processing order; within a file, row order is file order. Last row wins."""
     identities: list[IdentityColumn]
@@ -83,7 +85,8 @@ class ProfileStore(ABC):
 
     @abstractmethod
     def set_audience(self, scope: Scope, audience_id: str, namespace: str, ttl_days: int) -> None:
-        """Records an audience's namespace and ttl (memberships older than ttl read as exited)."""
+        """Records an audience's namespace and ttl (memberships older than ttl read as exited); it overrides
+        whatever a run recorded."""
 
     @abstractmethod
     def remove_audience(self, scope: Scope, audience_id: str) -> None:

@@ -3,7 +3,8 @@
 Tables:
 - ``identities`` (namespace, id → profile id);
 - one membership table per audience, ``m_{audience id hex}``: profile id, status, qualification
-  time, the run that wrote it, and the audience's enrichment attributes as typed columns (its
+  time, the run that wrote it (named with the internal prefix ``__ah_``, which field names cannot
+  have), and the audience's enrichment attributes as typed columns under their field names (its
   payload), so that an audience's members are one columnar table to scan, join or replace;
 - ``audiences`` (namespace, ttl and table per audience) and ``applied_runs`` (the commit marker of
   every applied run).
@@ -25,7 +26,7 @@ import duckdb
 
 from audiencehub.domain.audiences import FieldType
 from audiencehub.engines.duckdb import connect
-from audiencehub.engines.ingest_sql import SQL_TYPE, ident, lit, path_list
+from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
 from audiencehub.metadata.store import Scope
 from audiencehub.profile.base import ApplyResult, AudienceRows, Membership, Profile, ProfileStore
 
@@ -38,7 +39,22 @@ CREATE TABLE IF NOT EXISTS audiences (
 CREATE TABLE IF NOT EXISTS applied_runs (
     run_id VARCHAR PRIMARY KEY, audience_id VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL, result VARCHAR NOT NULL);
 """
-MEMBER_COLUMNS = ("profile_id", "status", "qualified_at", "run_id")
+PROFILE_ID = INTERNAL + "profile_id"
+STATUS = INTERNAL + "status"
+QUALIFIED_AT = INTERNAL + "qualified_at"
+RUN_ID = INTERNAL + "run_id"
+MEMBER_COLUMNS = (PROFILE_ID, STATUS, QUALIFIED_AT, RUN_ID)
+"""The membership table's own columns, first in every such table; the payload columns follow."""
+LEGACY_MEMBER_COLUMNS = ("profile_id", "status", "qualified_at", "run_id")
+"""Their names before they had the internal prefix (stores written by earlier versions)."""
+# The temp table ``resolved`` of a run: one row per member-to-be, with the payload under the field
+# names and these internal columns (plus ``__ah_i{n}`` and ``__ah_u{n}`` per identity column).
+NS = INTERNAL + "ns"  # the namespace of the row's first non-empty identity
+ID = INTERNAL + "id"  # that identity
+DELETE = INTERNAL + "delete"  # the row asks to exit its member
+FILE = INTERNAL + "file"  # the index of the row's file in the run
+RN = INTERNAL + "rn"  # the row's number in its file
+NEW = INTERNAL + "new"  # none of the row's identities is known: a new profile
 
 
 def table_for(audience_id: str) -> str:
@@ -47,16 +63,27 @@ def table_for(audience_id: str) -> str:
 
 def effective(tbl: str, ttl_days: int) -> str:
     """The audience's memberships with their status as read now: realized past the ttl reads exited."""
-    expired = f"(status = 'realized' AND qualified_at < now() - to_days({int(ttl_days)}))"
+    ttl = f"to_days({int(ttl_days)})"
+    expired = f"({STATUS} = 'realized' AND {QUALIFIED_AT} < now() - {ttl})"
     return (
-        f"SELECT * REPLACE (CASE WHEN {expired} THEN 'exited' ELSE status END AS status, "
-        f"CASE WHEN {expired} THEN qualified_at + to_days({int(ttl_days)}) ELSE qualified_at END AS qualified_at) "
+        f"SELECT * REPLACE (CASE WHEN {expired} THEN 'exited' ELSE {STATUS} END AS {STATUS}, "
+        f"CASE WHEN {expired} THEN {QUALIFIED_AT} + {ttl} ELSE {QUALIFIED_AT} END AS {QUALIFIED_AT}) "
         f"FROM {ident(tbl)}"
     )
 
 
+def _i(n: int) -> str:
+    """The ``resolved`` column of identity column ``n`` (its value as text)."""
+    return f"{INTERNAL}i{n}"
+
+
+def _u(n: int) -> str:
+    """The ``resolved`` column that says identity ``n`` of the row is not in the store yet."""
+    return f"{INTERNAL}u{n}"
+
+
 def _delete_expr(column: str, ftype: FieldType) -> str:
-    col = ident(column)
+    col = ident(field_column(column))
     if ftype in (FieldType.NUMBER, FieldType.LONG, FieldType.INTEGER):
         return f"coalesce({col} = 1, false)"
     if ftype is FieldType.BOOLEAN:
@@ -64,34 +91,48 @@ def _delete_expr(column: str, ftype: FieldType) -> str:
     return f"coalesce(lower(trim(CAST({col} AS VARCHAR))) IN ('1', 'true', 'yes', 'y'), false)"
 
 
-def _source_sql(rows: AudienceRows, *, dedupe: bool) -> str:
-    """The run's accepted rows keyed by their first identity; with ``dedupe``, only the last row per key."""
+def _source_sql(rows: AudienceRows, *, dedupe: bool, ordered: bool) -> str:
+    """The run's accepted rows keyed by their first identity; with ``dedupe``, only the last row per key.
+
+    With ``ordered``, the rows keep their place in the run (file, then row number in the file).
+    """
     ids = rows.identities
-    ns = "CASE " + " ".join(f"WHEN {ident(i.column)} IS NOT NULL THEN {lit(i.namespace)}" for i in ids) + " END"
-    pid = "coalesce(" + ", ".join(f"CAST({ident(i.column)} AS VARCHAR)" for i in ids) + ")"
+    cols = [ident(field_column(i.column)) for i in ids]
+    ns = (
+        "CASE "
+        + " ".join(f"WHEN {c} IS NOT NULL THEN {lit(i.namespace)}" for c, i in zip(cols, ids, strict=True))
+        + " END"
+    )
+    pid = "coalesce(" + ", ".join(f"CAST({c} AS VARCHAR)" for c in cols) + ")"
     delete = _delete_expr(*rows.delete_column) if rows.delete_column else "false"
-    extra = "".join(f", CAST({ident(i.column)} AS VARCHAR) AS i{n}" for n, i in enumerate(ids))
-    payload = "".join(f", {ident(name)}" for name, _ in rows.payload)
+    extra = "".join(f", CAST({c} AS VARCHAR) AS {_i(n)}" for n, c in enumerate(cols))
+    payload = "".join(f", {ident(field_column(name))} AS {ident(name)}" for name, _ in rows.payload)
+    place = dedupe or ordered
     parts = [
-        f"SELECT {ns} AS ns, {pid} AS id, {delete} AS is_delete{extra}{payload}"
-        + (f", {n} AS file_index, file_row_number AS rn " if dedupe else " ")
-        + f"FROM read_parquet({path_list([path])}{', file_row_number = true' if dedupe else ''}) WHERE _check IS NULL"
+        f"SELECT {ns} AS {NS}, {pid} AS {ID}, {delete} AS {DELETE}{extra}{payload}"
+        + (f", {n} AS {FILE}, file_row_number AS {RN} " if place else " ")
+        + f"FROM read_parquet({path_list([path])}{', file_row_number = true' if place else ''}) "
+        f"WHERE {CHECK} IS NULL"
         for n, path in enumerate(rows.files)
     ]
     union = " UNION ALL ".join(parts)
     if not dedupe:
         return union
     return (
-        f"SELECT * EXCLUDE (file_index, rn) FROM ({union}) "
-        "QUALIFY row_number() OVER (PARTITION BY ns, id ORDER BY file_index DESC, rn DESC) = 1"
+        f"SELECT *{'' if ordered else f' EXCLUDE ({FILE}, {RN})'} FROM ({union}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {NS}, {ID} ORDER BY {FILE} DESC, {RN} DESC) = 1"
     )
 
 
 def _key_count_sql(rows: AudienceRows) -> str:
     ids = rows.identities
-    key = "coalesce(" + ", ".join(f"{lit(i.namespace + ':')} || CAST({ident(i.column)} AS VARCHAR)" for i in ids) + ")"
+    key = (
+        "coalesce("
+        + ", ".join(f"{lit(i.namespace + ':')} || CAST({ident(field_column(i.column))} AS VARCHAR)" for i in ids)
+        + ")"
+    )
     scans = " UNION ALL ".join(
-        f"SELECT {key} AS k FROM read_parquet({path_list([p])}) WHERE _check IS NULL" for p in rows.files
+        f"SELECT {key} AS k FROM read_parquet({path_list([p])}) WHERE {CHECK} IS NULL" for p in rows.files
     )
     return f"SELECT count(*), count(DISTINCT k) FROM ({scans})"
 
@@ -102,6 +143,18 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Gives the membership tables of a store written by an earlier version their prefixed own columns."""
+    legacy = con.execute(
+        "SELECT a.tbl FROM audiences a JOIN duckdb_columns() c ON c.table_name = a.tbl "
+        "GROUP BY a.tbl HAVING bool_or(c.column_name = 'profile_id') AND NOT bool_or(c.column_name = ?)",
+        [PROFILE_ID],
+    ).fetchall()
+    for (tbl,) in legacy:
+        for old, new in zip(LEGACY_MEMBER_COLUMNS, MEMBER_COLUMNS, strict=True):
+            con.execute(f"ALTER TABLE {ident(str(tbl))} RENAME COLUMN {ident(old)} TO {new}")
 
 
 class DuckDBProfileStore(ProfileStore):
@@ -127,6 +180,7 @@ class DuckDBProfileStore(ProfileStore):
                     str(path), threads=self._threads, memory_limit=self._memory_limit, temp_dir=self._temp_dir
                 )
                 con.execute(SCHEMA)
+                _migrate(con)
                 self._cons[scope] = con
                 self._write_locks[scope] = threading.Lock()
             return con
@@ -158,19 +212,34 @@ class DuckDBProfileStore(ProfileStore):
         return ApplyResult(**json.loads(row[0])) if row else None
 
     @staticmethod
-    def _ensure_audience(cur: duckdb.DuckDBPyConnection, rows: AudienceRows) -> str:
+    def _put_audience(
+        cur: duckdb.DuckDBPyConnection, audience_id: str, namespace: str, ttl_days: int, *, overwrite: bool
+    ) -> None:
+        """Records the audience's namespace and ttl; without ``overwrite``, only if it has no record yet."""
+        action = (
+            "DO UPDATE SET namespace = excluded.namespace, ttl_days = excluded.ttl_days" if overwrite else "DO NOTHING"
+        )
+        cur.execute(
+            f"INSERT INTO audiences VALUES (?, ?, ?, ?) ON CONFLICT (audience_id) {action}",
+            [audience_id, namespace, ttl_days, table_for(audience_id)],
+        )
+
+    @classmethod
+    def _ensure_audience(cls, cur: duckdb.DuckDBPyConnection, rows: AudienceRows) -> tuple[str, int]:
+        """The audience's membership table, created if new, and its ttl as recorded.
+
+        The run's ttl (read when it started) is recorded only for an audience the store does not know:
+        a PATCH of ttlInDays while the run processed (``set_audience``) stays authoritative.
+        """
         tbl = table_for(rows.audience_id)
         payload = "".join(f", {ident(name)} {SQL_TYPE[ftype]}" for name, ftype in rows.payload)
         cur.execute(
-            f"CREATE TABLE IF NOT EXISTS {ident(tbl)} (profile_id UUID NOT NULL, status VARCHAR NOT NULL, "
-            f"qualified_at TIMESTAMPTZ NOT NULL, run_id VARCHAR NOT NULL{payload})"
+            f"CREATE TABLE IF NOT EXISTS {ident(tbl)} ({PROFILE_ID} UUID NOT NULL, {STATUS} VARCHAR NOT NULL, "
+            f"{QUALIFIED_AT} TIMESTAMPTZ NOT NULL, {RUN_ID} VARCHAR NOT NULL{payload})"
         )
-        cur.execute(
-            "INSERT INTO audiences VALUES (?, ?, ?, ?) ON CONFLICT (audience_id) DO UPDATE SET "
-            "namespace = excluded.namespace, ttl_days = excluded.ttl_days",
-            [rows.audience_id, rows.namespace, rows.ttl_days, tbl],
-        )
-        return tbl
+        cls._put_audience(cur, rows.audience_id, rows.namespace, rows.ttl_days, overwrite=False)
+        row = cur.execute("SELECT ttl_days FROM audiences WHERE audience_id = ?", [rows.audience_id]).fetchone()
+        return tbl, int(row[0]) if row else rows.ttl_days
 
     def apply_audience(self, scope: Scope, rows: AudienceRows) -> ApplyResult:
         done = self.applied(scope, rows.run_id)
@@ -178,70 +247,73 @@ class DuckDBProfileStore(ProfileStore):
             return done
         at = dt.datetime.fromtimestamp(rows.qualified_at, dt.UTC)
         with self._writer(scope) as cur:
-            tbl = self._ensure_audience(cur, rows)
+            tbl, ttl_days = self._ensure_audience(cur, rows)
             counted = cur.execute(_key_count_sql(rows)).fetchone()
             dedupe = counted is not None and counted[0] != counted[1]
             # A row joins the profile of the first of its identities that is already known; when none is,
             # it gets a fresh profile id. A delete row whose identities are all unknown creates nothing.
             ids = rows.identities
             joins = " ".join(
-                f"LEFT JOIN identities j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.i{n}"
+                f"LEFT JOIN identities j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{_i(n)}"
                 for n, col in enumerate(ids)
             )
             found = ", ".join(f"j{n}.profile_id" for n in range(len(ids)))
-            unknown = ", ".join(f"j{n}.profile_id IS NULL AS u{n}" for n in range(len(ids)))
+            unknown = ", ".join(f"j{n}.profile_id IS NULL AS {_u(n)}" for n in range(len(ids)))
+            ordered = len(ids) > 1  # the place of each row decides who keeps a repeated later identity
             cur.execute(
-                f"CREATE TEMP TABLE resolved AS SELECT r.*, {unknown}, coalesce({found}) IS NULL AS is_new, "
-                f"coalesce({found}, gen_random_uuid()) AS profile_id "
-                f"FROM ({_source_sql(rows, dedupe=dedupe)}) r {joins} "
-                f"WHERE NOT (r.is_delete AND coalesce({found}) IS NULL)"
+                f"CREATE TEMP TABLE resolved AS SELECT r.*, {unknown}, coalesce({found}) IS NULL AS {NEW}, "
+                f"coalesce({found}, gen_random_uuid()) AS {PROFILE_ID} "
+                f"FROM ({_source_sql(rows, dedupe=dedupe, ordered=ordered)}) r {joins} "
+                f"WHERE NOT (r.{DELETE} AND coalesce({found}) IS NULL)"
             )
             # Every identity the store has not seen joins the row's profile. The first identity column
             # holds each value once (rows are unique by their first non-empty identity); later columns
-            # may repeat a value across rows, and then the first row's profile keeps it.
+            # may repeat a value across rows, and then the profile of the first of those rows (in file
+            # order, files in processing order) keeps it.
             inserted = []
             for n, col in enumerate(ids):
-                distinct = f"DISTINCT ON (i{n}) " if n else ""
+                first = f"DISTINCT ON ({_i(n)}) " if n else ""
+                order = f" ORDER BY {_i(n)}, {FILE}, {RN}" if n else ""
                 row = cur.execute(
-                    f"INSERT INTO identities SELECT {distinct}{lit(col.namespace)}, i{n}, profile_id "
-                    f"FROM resolved WHERE i{n} IS NOT NULL AND u{n} AND NOT is_delete"
+                    f"INSERT INTO identities SELECT {first}{lit(col.namespace)}, {_i(n)}, {PROFILE_ID} "
+                    f"FROM resolved WHERE {_i(n)} IS NOT NULL AND {_u(n)} AND NOT {DELETE}{order}"
                 ).fetchone()
                 inserted.append(int(row[0]) if row else 0)
             if len(ids) == 1:
                 n_created = inserted[0]  # one identity column: a new identity is a new profile
             else:
-                row = cur.execute("SELECT count(*) FILTER (WHERE is_new) FROM resolved").fetchone()
+                row = cur.execute(f"SELECT count(*) FILTER (WHERE {NEW}) FROM resolved").fetchone()
                 n_created = int(row[0]) if row else 0
             has_members = cur.execute(f"SELECT count(*) > 0 FROM {ident(tbl)}").fetchone()
             exited = replaced = 0
             if has_members and has_members[0]:
                 cur.execute(
-                    f"CREATE TEMP TABLE prev AS SELECT profile_id, status FROM ({effective(tbl, rows.ttl_days)})"
+                    f"CREATE TEMP TABLE prev AS SELECT {PROFILE_ID}, {STATUS} FROM ({effective(tbl, ttl_days)})"
                 )
                 row = cur.execute(
-                    "SELECT count(*) FROM resolved r JOIN prev p USING (profile_id) "
-                    "WHERE r.is_delete AND p.status = 'realized'"
+                    f"SELECT count(*) FROM resolved r JOIN prev p USING ({PROFILE_ID}) "
+                    f"WHERE r.{DELETE} AND p.{STATUS} = 'realized'"
                 ).fetchone()
                 exited = int(row[0]) if row else 0
-                cur.execute(f"DELETE FROM {ident(tbl)} WHERE profile_id IN (SELECT profile_id FROM resolved)")
-                keep = "NOT r.is_delete OR r.profile_id IN (SELECT profile_id FROM prev)"
+                cur.execute(f"DELETE FROM {ident(tbl)} WHERE {PROFILE_ID} IN (SELECT {PROFILE_ID} FROM resolved)")
+                keep = f"NOT r.{DELETE} OR r.{PROFILE_ID} IN (SELECT {PROFILE_ID} FROM prev)"
             else:
-                keep = "NOT r.is_delete"
+                keep = f"NOT r.{DELETE}"
             payload = "".join(f", r.{ident(name)}" for name, _ in rows.payload)
             cur.execute(
-                f"INSERT INTO {ident(tbl)} SELECT r.profile_id, "
-                f"CASE WHEN r.is_delete THEN 'exited' ELSE 'realized' END, ?, ?{payload} FROM resolved r WHERE {keep}",
+                f"INSERT INTO {ident(tbl)} SELECT r.{PROFILE_ID}, "
+                f"CASE WHEN r.{DELETE} THEN 'exited' ELSE 'realized' END, ?, ?{payload} FROM resolved r WHERE {keep}",
                 [at, rows.run_id],
             )
             if rows.replace and has_members and has_members[0]:
                 row = cur.execute(
-                    f"UPDATE {ident(tbl)} SET status = 'exited', qualified_at = ?, run_id = ? "
-                    "WHERE profile_id IN (SELECT profile_id FROM prev WHERE status = 'realized') "
-                    "AND profile_id NOT IN (SELECT profile_id FROM resolved)",
+                    f"UPDATE {ident(tbl)} SET {STATUS} = 'exited', {QUALIFIED_AT} = ?, {RUN_ID} = ? "
+                    f"WHERE {PROFILE_ID} IN (SELECT {PROFILE_ID} FROM prev WHERE {STATUS} = 'realized') "
+                    f"AND {PROFILE_ID} NOT IN (SELECT {PROFILE_ID} FROM resolved)",
                     [at, rows.run_id],
                 ).fetchone()
                 replaced = int(row[0]) if row else 0
-            stats = cur.execute("SELECT count(*), count(*) FILTER (WHERE NOT is_delete) FROM resolved").fetchone()
+            stats = cur.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT {DELETE}) FROM resolved").fetchone()
             assert stats is not None
             result = ApplyResult(
                 profilesCreated=n_created,
@@ -257,11 +329,7 @@ class DuckDBProfileStore(ProfileStore):
 
     def set_audience(self, scope: Scope, audience_id: str, namespace: str, ttl_days: int) -> None:
         with self._writer(scope) as cur:
-            cur.execute(
-                "INSERT INTO audiences VALUES (?, ?, ?, ?) ON CONFLICT (audience_id) DO UPDATE SET "
-                "namespace = excluded.namespace, ttl_days = excluded.ttl_days",
-                [audience_id, namespace, ttl_days, table_for(audience_id)],
-            )
+            self._put_audience(cur, audience_id, namespace, ttl_days, overwrite=True)
 
     def remove_audience(self, scope: Scope, audience_id: str) -> None:
         with self._writer(scope) as cur:
@@ -292,16 +360,16 @@ class DuckDBProfileStore(ProfileStore):
             out[pid].identities.append((ns, value))
         for audience_id, namespace, ttl, tbl in self._audiences(cur):
             result = cur.execute(
-                f"SELECT * REPLACE (CAST(profile_id AS VARCHAR) AS profile_id) FROM ({effective(tbl, ttl)}) "
-                f"WHERE profile_id IN {wanted}",
+                f"SELECT * REPLACE (CAST({PROFILE_ID} AS VARCHAR) AS {PROFILE_ID}) FROM ({effective(tbl, ttl)}) "
+                f"WHERE {PROFILE_ID} IN {wanted}",
                 [profile_ids],
             )
             names = [d[0] for d in result.description]
             for values in result.fetchall():
                 row = dict(zip(names, values, strict=True))
                 payload = {k: _json_value(v) for k, v in row.items() if k not in MEMBER_COLUMNS}
-                out[row["profile_id"]].memberships.append(
-                    Membership(namespace, audience_id, row["status"], int(row["qualified_at"].timestamp()), payload)
+                out[row[PROFILE_ID]].memberships.append(
+                    Membership(namespace, audience_id, row[STATUS], int(row[QUALIFIED_AT].timestamp()), payload)
                 )
         return [out[pid] for pid in profile_ids]
 
@@ -320,7 +388,8 @@ class DuckDBProfileStore(ProfileStore):
             tbl = ident(found[0][3])
             total = cur.execute(f"SELECT count(*) FROM {tbl}").fetchone()
             ids = cur.execute(
-                f"SELECT CAST(profile_id AS VARCHAR) FROM {tbl} ORDER BY profile_id LIMIT ? OFFSET ?", [limit, offset]
+                f"SELECT CAST({PROFILE_ID} AS VARCHAR) FROM {tbl} ORDER BY {PROFILE_ID} LIMIT ? OFFSET ?",
+                [limit, offset],
             ).fetchall()
             profiles = self._profiles(cur, [r[0] for r in ids])
         return profiles, int(total[0]) if total else 0
@@ -330,7 +399,7 @@ class DuckDBProfileStore(ProfileStore):
         with self._cursor(scope) as cur:
             for _, _, ttl, tbl in self._audiences(cur, audience_id):
                 for status, n in cur.execute(
-                    f"SELECT status, count(*) FROM ({effective(tbl, ttl)}) GROUP BY status"
+                    f"SELECT {STATUS}, count(*) FROM ({effective(tbl, ttl)}) GROUP BY {STATUS}"
                 ).fetchall():
                     counts[str(status)] = int(n)
         return counts

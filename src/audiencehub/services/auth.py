@@ -72,7 +72,7 @@ class AuthService:
         self._ttl = token_ttl_seconds
 
     def issue_token(self, client_id: str, client_secret: str, scope: str = "") -> IssuedToken:
-        with self._store.tx() as conn:
+        with self._store.read() as conn:
             client = get_row(conn, t.clients, None, client_id=client_id)
         if client is None or not client["enabled"] or not verify_secret(client_secret, client["secret_hash"]):
             raise InvalidClient("invalid client_id or client_secret")
@@ -106,7 +106,7 @@ class AuthService:
             raise InvalidOrg(f"x-gw-ims-org-id {org_id!r} is not the org of the access token")
         if claims["client_id"] != api_key:
             raise ClientNotAllowed(f"x-api-key {api_key!r} is not the client the access token was issued to")
-        with self._store.tx() as conn:
+        with self._store.read() as conn:
             client = get_row(conn, t.clients, None, client_id=api_key)
             box = get_row(conn, t.sandboxes, None, org_id=org_id, name=sandbox)
         if client is None or not client["enabled"] or client["org_id"] != org_id:

@@ -18,6 +18,7 @@ from audiencehub.domain.audiences import (
     RunCreate,
     SourceSpec,
 )
+from audiencehub.domain.paths import landing_zone_key
 from audiencehub.domain.runs import RunMetrics, Stage, StageState, Status
 from audiencehub.errors import BadRequest, Duplicate, NotFound, Unprocessable
 from audiencehub.metadata import jobs
@@ -39,7 +40,7 @@ from audiencehub.profile.base import ProfileStore
 from audiencehub.services.auth import Principal
 from audiencehub.services.lake import Lake
 
-CREATING, ACTIVE = "CREATING", "ACTIVE"
+CREATING, ACTIVE, DELETING = "CREATING", "ACTIVE", "DELETING"
 JOB_CREATE = "audience.create"
 JOB_RUN = "audience.run"
 MAX_PAGE = 100
@@ -154,6 +155,10 @@ class ExternalAudienceService:
                 f"sourceSpec: sources with {what} are not available yet in this version; "
                 "upload the file to the landing zone and use cloudType DLZ"
             )
+        try:
+            landing_zone_key(body.sourceSpec.params.path)
+        except ValueError as exc:
+            raise BadRequest(f"sourceSpec.path: {exc}") from exc
         scope, stamp = principal.scope, now()
         audience_id, op_id = str(uuid.uuid4()), str(uuid.uuid4())
         details = body.details()
@@ -210,7 +215,7 @@ class ExternalAudienceService:
             raise Duplicate(f"customAudienceId: an audience with id {custom_id!r} already exists")
 
     def operation(self, scope: Scope, operation_id: str) -> dict[str, Any]:
-        with self._store.tx() as conn:
+        with self._store.read() as conn:
             op = get_row(conn, t.operations, scope, id=operation_id)
         if op is None:
             raise NotFound(f"no operation {operation_id!r} in this sandbox")
@@ -223,13 +228,13 @@ class ExternalAudienceService:
         return row
 
     def get(self, scope: Scope, audience_id: str) -> dict[str, Any]:
-        with self._store.tx() as conn:
+        with self._store.read() as conn:
             row = self._active(conn, scope, audience_id)
         return audience_view(row)
 
     def list(self, scope: Scope, *, limit: int, start: int) -> dict[str, Any]:
         check_paging(limit, start)
-        with self._store.tx() as conn:
+        with self._store.read() as conn:
             rows, total = list_rows(
                 conn,
                 t.audiences,
@@ -269,20 +274,39 @@ class ExternalAudienceService:
         return audience_view(row)
 
     def delete(self, scope: Scope, audience_id: str) -> None:
+        # Marking the audience DELETING in the transaction that checks its runs closes the race with a new
+        # run: from this commit on, the audience answers 404 and no run can start for it.
         with self._store.tx() as conn:
-            row = self._active(conn, scope, audience_id)
+            self._active(conn, scope, audience_id)
             runs, _ = list_rows(conn, t.runs, scope, audience_id=audience_id)
             if any(not Status(r["status"]).finished for r in runs):
                 raise Unprocessable(f"audience {audience_id!r} has a run in progress; delete it when the run ends")
-        # Memberships first: if we stop half way, the audience is still listed and DELETE can be repeated.
+            update_row(conn, t.audiences, audience_id, {"state": DELETING, "updated_at": now()})
+        self._finish_delete(scope, audience_id)
+
+    def resume_deletions(self) -> None:
+        """Completes deletions that a stop interrupted (audiences left DELETING)."""
+        with self._store.tx() as conn:
+            rows, _ = list_rows(conn, t.audiences, None, state=DELETING)
+        for row in rows:
+            self._finish_delete(Scope(row["org_id"], row["sandbox"]), row["id"])
+
+    def _finish_delete(self, scope: Scope, audience_id: str) -> None:
+        """Removes memberships, then rows, then files; each step can be repeated after a crash."""
         self._profiles.remove_audience(scope, audience_id)
         with self._store.tx() as conn:
-            dataset_id = row["dataset_id"]
+            row = get_row(conn, t.audiences, scope, id=audience_id)
+            if row is None:
+                return
+            runs, _ = list_rows(conn, t.runs, scope, audience_id=audience_id)
+            ops, _ = list_rows(conn, t.operations, scope, audience_id=audience_id)
+            for ref in [r["id"] for r in runs] + [o["id"] for o in ops]:
+                delete_rows(conn, t.jobs, ref_id=ref)
             delete_rows(conn, t.runs, audience_id=audience_id)
             delete_rows(conn, t.operations, audience_id=audience_id)
-            if dataset_id:
-                delete_rows(conn, t.batches, dataset_id=dataset_id)
-                delete_rows(conn, t.datasets, id=dataset_id)
+            if row["dataset_id"]:
+                delete_rows(conn, t.batches, dataset_id=row["dataset_id"])
+                delete_rows(conn, t.datasets, id=row["dataset_id"])
             if row["schema_id"]:
                 delete_rows(conn, t.schemas, id=row["schema_id"])
             delete_rows(conn, t.audiences, id=audience_id)
@@ -290,6 +314,7 @@ class ExternalAudienceService:
             self._lake.remove(self._lake.dataset(scope, row["dataset_id"]))
         for run in runs:
             self._lake.remove(self._lake.run_dir(scope, run["id"]))
+            self._lake.remove(self._lake.staging(scope, run["id"]))
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -346,7 +371,7 @@ class ExternalAudienceService:
         return view
 
     def run(self, scope: Scope, audience_id: str, run_id: str) -> dict[str, Any]:
-        with self._store.tx() as conn:
+        with self._store.read() as conn:
             audience = self._active(conn, scope, audience_id)
             run = get_row(conn, t.runs, scope, id=run_id, audience_id=audience_id)
         if run is None:
@@ -355,7 +380,7 @@ class ExternalAudienceService:
 
     def runs(self, scope: Scope, audience_id: str, *, limit: int, start: int) -> dict[str, Any]:
         check_paging(limit, start)
-        with self._store.tx() as conn:
+        with self._store.read() as conn:
             audience = self._active(conn, scope, audience_id)
             rows, total = list_rows(
                 conn,

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PROGRESS_EVERY_S = 1.0
+COMMIT_ATTEMPTS = 3
 
 
 class RunFailed(Exception):
@@ -90,9 +91,10 @@ class IngestionService:
     # -- the job -------------------------------------------------------------------------------
 
     def execute(self, run_id: str, scope: Scope) -> None:
-        run, audience = self._load(scope, run_id)
-        if Status(run["status"]).finished:
+        loaded = self._load(scope, run_id)
+        if loaded is None:
             return
+        run, audience = loaded
         stages = [StageState.from_dict(s) for s in run["stages"]]
         metrics = RunMetrics()
         staging = self._lake.staging(scope, run_id)
@@ -104,43 +106,79 @@ class IngestionService:
                 validated = self._dataset_stage(session, audience, run, files, staging, metrics)
             self._transition(scope, run_id, Status.PROCESSING, stages, Stage.PROFILE_STORE_INGEST, metrics)
             self._hold(run_id, "before_profile")
-            rows = self._audience_rows(audience, run, validated)
-            result = self._profiles.apply_audience(scope, rows)
-            self._hold(run_id, "after_profile_commit")
-            self._commit(scope, run, audience, stages, metrics, result.to_dict())
+            result = self._profiles.apply_audience(scope, self._audience_rows(audience, run, validated))
         except Exception as exc:
             self._fail(scope, run_id, stages, metrics, exc)
-        finally:
             self._lake.remove(staging)
+            return
+        # The profile store has the run: from here the only way is forward.
+        self._hold(run_id, "after_profile_commit")
+        self._roll_forward(scope, run, audience, stages, metrics, result.to_dict())
 
     def recover(self, run_id: str, scope: Scope) -> None:
         """A run whose worker died: roll forward if the profile store applied it, else fail it."""
-        run, audience = self._load(scope, run_id)
-        if Status(run["status"]).finished:
+        loaded = self._load(scope, run_id)
+        if loaded is None:
             return
+        run, audience = loaded
         stages = [StageState.from_dict(s) for s in run["stages"]]
         metrics = RunMetrics.from_dict(run["metrics"])
         result = self._profiles.applied(scope, run_id)
-        staged = self._lake.staging(scope, run_id) / "batch"
-        if result is not None and (staged.exists() or run["batch_id"]):
+        if result is not None:
             log.info("run %s was applied to the profile store before the stop; completing its commit", run_id)
-            self._commit(scope, run, audience, stages, metrics, result.to_dict())
-        else:
-            self._fail(
-                scope,
-                run_id,
-                stages,
-                metrics,
-                RunFailed("the server stopped while this run was processing; nothing was committed, start a new run"),
-            )
+            self._roll_forward(scope, run, audience, stages, metrics, result.to_dict())
+            return
+        self._fail(
+            scope,
+            run_id,
+            stages,
+            metrics,
+            RunFailed("the server stopped while this run was processing; nothing was committed, start a new run"),
+        )
         self._lake.remove(self._lake.staging(scope, run_id))
+
+    def _roll_forward(
+        self,
+        scope: Scope,
+        run: Row,
+        audience: Row,
+        stages: list[StageState],
+        metrics: RunMetrics,
+        profile_result: dict[str, int],
+    ) -> None:
+        """Completes the commit of a run the profile store applied; retried, and never reported as nothing."""
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                self._commit(scope, run, audience, stages, metrics, profile_result)
+                self._lake.remove(self._lake.staging(scope, run["id"]))
+                return
+            except Exception as exc:
+                log.exception("committing run %s failed (attempt %d of %d)", run["id"], attempt + 1, COMMIT_ATTEMPTS)
+                error = exc
+                if attempt + 1 < COMMIT_ATTEMPTS:
+                    time.sleep(0.5 * 2**attempt)
+        # The members are in the profile store; say so, and keep the staged batch for an operator.
+        self._fail(
+            scope,
+            run["id"],
+            stages,
+            metrics,
+            RunFailed(
+                "the profile store applied this run, but its dataset batch could not be committed "
+                f"({type(error).__name__}: {error}); the staged batch is kept under "
+                f"_staging/{run['id']} for an operator"
+            ),
+        )
 
     # -- stages --------------------------------------------------------------------------------
 
     def _select_files(self, scope: Scope, audience: Row, run: Row) -> list[InputFile]:
         spec = SourceSpec.model_validate(audience["spec"]["sourceSpec"]).params
         source = self._source_for(scope, SourceSpec(params=spec))
-        key = landing_zone_key(spec.path)
+        try:
+            key = landing_zone_key(spec.path)
+        except ValueError as exc:
+            raise RunFailed(f"sourceSpec.path: {exc}") from exc
         try:
             if spec.type == "file":
                 found = [source.stat(key)]
@@ -196,6 +234,14 @@ class IngestionService:
             session.copy(q.validated_select(f.local, len(f.header), f.columns, n), out)
             validated.append(out)
         total, failed = session.query(q.counts_select(validated))[0]
+        unclosed = session.query(q.unclosed_quote_select(len(files)))
+        if unclosed:
+            file_index, line = unclosed[0]
+            raise RunFailed(
+                f"{files[int(file_index)].info.path}: line {line} opens a quoted value that is never closed, "
+                "so the lines after it cannot be told apart from that value; close the quote (a quote inside "
+                'a quoted value is written "") and upload the file again. Nothing was committed.'
+            )
         malformed = session.query(q.malformed_count_select(len(files)))[0][0] or 0
         metrics.recordsRead = int(total) + int(malformed)
         metrics.recordsFailed = int(failed) + int(malformed)
@@ -212,7 +258,7 @@ class IngestionService:
             raise RunFailed(
                 f"{metrics.recordsFailed} of {metrics.recordsRead} records ({share:.2f}%) were rejected, more than "
                 f"errorThresholdPercent {threshold:g}; nothing was committed. Download the reasons from "
-                f"/external-audience/{audience['id']}/runs/{run['id']}/errors"
+                f"/data/core/ais/external-audience/{audience['id']}/runs/{run['id']}/errors"
             )
         names = [f["name"] for f in audience["spec"]["fields"]]
         session.copy(q.batch_select(validated, names), staging / "batch" / "part-00000.parquet")
@@ -237,12 +283,13 @@ class IngestionService:
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def _load(self, scope: Scope, run_id: str) -> tuple[Row, Row]:
+    def _load(self, scope: Scope, run_id: str) -> tuple[Row, Row] | None:
+        """The run and its audience; None when there is nothing left to do (gone, or already finished)."""
         with self._store.tx() as conn:
             run = get_row(conn, t.runs, scope, id=run_id)
             audience = get_row(conn, t.audiences, scope, id=run["audience_id"]) if run else None
-        if run is None or audience is None:
-            raise RunFailed(f"run {run_id} or its audience no longer exists")
+        if run is None or audience is None or Status(run["status"]).finished:
+            return None
         return run, audience
 
     def _transition(
@@ -391,13 +438,27 @@ def _scope(row: Row) -> Scope:
     return Scope(row["org_id"], row["sandbox"])
 
 
+MAX_HEADER_BYTES = 1 << 20
+
+
 def read_header(source: Source, path: str) -> list[str]:
-    """The first record of a CSV file (UTF-8, BOM or not, gzip when the name ends in .gz)."""
+    """The first record of a CSV file (UTF-8, BOM or not, gzip when the name ends in .gz).
+
+    Only the header's own bytes are decoded: a bad byte in a data row is that row's problem (it is
+    rejected with its line number), not a reason to refuse the file.
+    """
     with source.open(path) as raw:
         stream: Any = gzip.open(raw) if path.lower().endswith(".gz") else raw  # noqa: SIM115 (closed with raw)
         try:
-            text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-            header = next(csv.reader(text), None)
+            data = b""
+            # A header may quote a line break: read lines until its quotes balance.
+            while len(data) < MAX_HEADER_BYTES:
+                line = stream.readline(MAX_HEADER_BYTES)
+                data += line
+                if not line or data.count(b'"') % 2 == 0:
+                    break
+            text = data.decode("utf-8-sig")
+            header = next(csv.reader(io.StringIO(text, newline="")), None)
         except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
             raise RunFailed(f"{path}: the header row cannot be read ({exc})") from exc
     if not header or not any(h.strip() for h in header):

@@ -1,11 +1,14 @@
 """The Data Landing Zone: a folder per org and sandbox that users upload audience files into.
 
-Uploads stream to a hidden ``.part`` file beside the target and are renamed into place when the
-last byte is on disk, so a reader never sees half a file and a dropped connection leaves nothing.
+Uploads stream to a hidden ``.{name}.{uuid}.part`` file beside the target and are renamed into place
+when the last byte is on disk, so a reader never sees half a file and a dropped connection leaves
+nothing. Hidden names are the landing zone's own: listings skip them and user paths cannot name them;
+partial files that a killed server left behind are swept at the next start.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -15,10 +18,12 @@ from typing import Any
 from audiencehub.domain.paths import DLZ_CONTAINER, landing_zone_key
 from audiencehub.errors import BadRequest, NotFound, PayloadTooLarge
 from audiencehub.metadata.store import Scope
-from audiencehub.sources.base import SourceNotFound
-from audiencehub.sources.local import PARTIAL_SUFFIX, LocalSource
+from audiencehub.services.tenancy import check_org_id, check_sandbox_name
+from audiencehub.sources.local import LocalSource, is_hidden, visible_entries
 
+log = logging.getLogger(__name__)
 CONTAINER_TTL_DAYS = "7"
+PARTIAL_SUFFIX = ".part"
 
 
 def _key(path: str, *, allow_empty: bool = False) -> str:
@@ -80,15 +85,21 @@ class LandingZoneService:
         self._max = max_upload_bytes
 
     def source(self, scope: Scope) -> LocalSource:
-        folder = self._root / scope.org_id / scope.sandbox
+        # Names that pass these checks stay one folder each below the root.
+        folder = self._root / check_org_id(scope.org_id) / check_sandbox_name(scope.sandbox)
         folder.mkdir(parents=True, exist_ok=True)
         return LocalSource(folder, name=f"landing zone of sandbox {scope.sandbox!r}")
 
     def _resolve(self, scope: Scope, key: str) -> Path:
+        source = self.source(scope)
         try:
-            return self.source(scope).resolve(key)
+            target = source.resolve(key)
         except ValueError as exc:
             raise BadRequest(f"path: {exc}") from exc
+        # ``key`` has no hidden segment (see _key), but a symlink in it might lead to one.
+        if is_hidden(target.relative_to(source.root.resolve()).as_posix()):
+            raise BadRequest(f"path: {key!r} leads to a hidden name, which only the landing zone may use")
+        return target
 
     def begin_upload(self, scope: Scope, path: str) -> tuple[str, Upload]:
         key = _key(path)
@@ -108,7 +119,7 @@ class LandingZoneService:
         """A file's local path (for download) or a folder's listing."""
         key = _key(path, allow_empty=True)
         target = self._resolve(scope, key)
-        if target.is_file() and not target.name.endswith(PARTIAL_SUFFIX):
+        if target.is_file():
             return target
         if not target.is_dir():
             raise NotFound(f"the landing zone has no file or folder at {path!r}")
@@ -120,12 +131,12 @@ class LandingZoneService:
 
     def _entries(self, scope: Scope, folder: Path, recursive: bool) -> list[Entry]:
         root = self.source(scope).root.resolve()
-        entries = folder.rglob("*") if recursive else folder.iterdir()
         out = []
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name.endswith(PARTIAL_SUFFIX):
+        for entry in visible_entries(root, folder, recursive=recursive):
+            try:
+                st = entry.stat()
+            except FileNotFoundError:  # deleted meanwhile, or a broken symlink
                 continue
-            st = entry.stat()
             rel = entry.relative_to(root).as_posix()
             if entry.is_dir():
                 out.append(Entry(entry.name, rel + "/", "folder", None, int(st.st_mtime)))
@@ -146,8 +157,22 @@ class LandingZoneService:
         except FileNotFoundError as exc:
             raise NotFound(f"the landing zone has no file at {path!r}") from exc
 
-    def stat(self, scope: Scope, path: str) -> int:
-        try:
-            return self.source(scope).stat(_key(path)).size
-        except SourceNotFound as exc:
-            raise NotFound(exc.detail) from exc
+    def sweep_partials(self) -> int:
+        """Removes every upload left in flight (``.*.part``); call only when no upload can be running.
+
+        Returns how many files it removed.
+        """
+        removed = 0
+        if not self._root.is_dir():
+            return removed
+        for dirpath, _, filenames in os.walk(self._root):
+            for name in filenames:
+                if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                    try:
+                        (Path(dirpath) / name).unlink()
+                    except FileNotFoundError:
+                        continue
+                    removed += 1
+        if removed:
+            log.info("removed %d partial upload(s) left by an earlier process under %s", removed, self._root)
+        return removed

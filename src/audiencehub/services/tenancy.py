@@ -15,8 +15,30 @@ from audiencehub.metadata.store import MetadataStore, get_row, insert_row, list_
 from audiencehub.services.auth import hash_secret
 
 DEFAULT_SANDBOX = "prod"
+# Both name folders (landing/{org}/{sandbox}, lake/{org}/{sandbox}): the first character is a letter or a
+# digit, so that neither can be "." or ".." (or hidden) and leave its parent.
 SANDBOX_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
-ORG_ID = re.compile(r"[A-Za-z0-9@._-]{1,128}")
+ORG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._-]{0,127}")
+
+
+def check_org_id(org_id: str) -> str:
+    """``org_id`` when it may name an org (and its folders), else BadRequest saying why."""
+    if org_id in (".", "..") or not ORG_ID.fullmatch(org_id):
+        raise BadRequest(
+            f"org id {org_id!r} must start with a letter or digit and hold only letters, digits and @._- "
+            "(at most 128), e.g. 0123456789ABCDEF01234567@AdobeOrg"
+        )
+    return org_id
+
+
+def check_sandbox_name(name: str) -> str:
+    """``name`` when it may name a sandbox (and its folders), else BadRequest saying why."""
+    if not SANDBOX_NAME.fullmatch(name):
+        raise BadRequest(
+            f"sandbox name {name!r} must start with a lower-case letter or digit and hold only lower-case "
+            "letters, digits and dashes (at most 128)"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -41,8 +63,7 @@ class TenancyService:
 
     def create_org(self, org_id: str | None = None, name: str | None = None) -> str:
         org_id = org_id or f"{secrets.token_hex(12).upper()}@AdobeOrg"
-        if not ORG_ID.fullmatch(org_id):
-            raise BadRequest(f"org id {org_id!r} may hold only letters, digits and @._- (at most 128)")
+        check_org_id(org_id)
         with self._store.tx() as conn:
             if get_row(conn, t.orgs, None, id=org_id) is not None:
                 raise Duplicate(f"org {org_id!r} already exists")
@@ -55,8 +76,7 @@ class TenancyService:
         return org_id
 
     def create_sandbox(self, org_id: str, name: str, title: str | None = None) -> None:
-        if not SANDBOX_NAME.fullmatch(name):
-            raise BadRequest(f"sandbox name {name!r} must be lower-case letters, digits and dashes")
+        check_sandbox_name(name)
         with self._store.tx() as conn:
             if get_row(conn, t.orgs, None, id=org_id) is None:
                 raise NotFound(f"org {org_id!r} does not exist")

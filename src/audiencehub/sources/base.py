@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-from audiencehub.errors import NotFound, TransientError
+from audiencehub.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,6 @@ class SourceNotFound(NotFound):
     code = "100960-422"
     status = 422
     title = "UNPROCESSABLE_ENTITY"
-
-
-class SourceUnavailable(TransientError):
-    """The source could not be reached; a retry may succeed."""
 
 
 class Source(ABC):
@@ -59,7 +55,3 @@ class Source(ABC):
     def local_path(self, path: str) -> Path:
         """The file as a local path; only for sources with ``supports_local_path``."""
         raise NotImplementedError(f"{type(self).__name__} cannot hand out local paths")
-
-    def is_folder(self, path: str) -> bool:
-        """True when ``path`` names a folder."""
-        return False

@@ -1,0 +1,59 @@
+"""One server per home: an exclusive lock on ``$AUDIENCEHUB_HOME/.lock``, held while the process lives.
+
+A second server on the same home would take the first one's running jobs for orphans at its start
+and fail them. The lock is ``flock``-based, so the kernel drops it when the holder dies (kill -9
+included) and a restarted server takes it again at once. The CLI's org, sandbox and client commands
+do not take it: they only write the metadata store, which a running server shares.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+LOCK_NAME = ".lock"
+
+
+class HomeInUse(RuntimeError):
+    """Another process holds the home's lock (not an HTTP error: it stops a start)."""
+
+
+class HomeLock:
+    """The held lock; ``release()`` gives it up (also done by the kernel when the process ends)."""
+
+    def __init__(self, home: Path, fd: int) -> None:
+        self.home = home
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def lock_home(home: Path) -> HomeLock:
+    """Takes the home's lock without waiting; :class:`HomeInUse` when another process holds it."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HomeInUse(f"another audiencehub process is using {home.absolute()}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # Who holds it, for an operator looking at the file; the lock itself is what counts.
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return HomeLock(home, fd)
