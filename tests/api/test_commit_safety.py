@@ -30,6 +30,8 @@ def test_a_run_whose_batch_cannot_be_published_says_the_profile_store_has_it(
     assert run["status"] == "FAILED", run
     assert "the profile store applied this run" in run["error"]["message"]
     assert "nothing was committed" not in run["error"]["message"]
+    stages = {d["stage"]: d["status"] for d in run["details"]}
+    assert stages == {"DATASET_INGEST": "SUCCESS", "PROFILE_STORE_INGEST": "FAILED"}, "the run and its stages agree"
     assert member_counts(client, headers, audience_id)["realized"] == 2
     # The staged batch is kept for an operator, not deleted with the evidence.
     staged = settings.home / "lake" / creds["org_id"] / "prod" / "_staging" / run["runId"] / "batch"

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,22 @@ class InputFile:
     local: Path
     header: list[str]
     columns: list[q.Column]
+
+
+@dataclass
+class RunState:
+    """One run as a job works on it: where it lives, its rows, and the stages and metrics it reports."""
+
+    scope: Scope
+    run: Row
+    audience: Row
+    stages: list[StageState]
+    metrics: RunMetrics
+
+    @property
+    def run_id(self) -> str:
+        run_id: str = self.run["id"]
+        return run_id
 
 
 class Hold:
@@ -91,82 +107,62 @@ class IngestionService:
     # -- the job -------------------------------------------------------------------------------
 
     def execute(self, run_id: str, scope: Scope) -> None:
-        loaded = self._load(scope, run_id)
-        if loaded is None:
+        state = self._load(scope, run_id)
+        if state is None:
             return
-        run, audience = loaded
-        stages = [StageState.from_dict(s) for s in run["stages"]]
-        metrics = RunMetrics()
+        run, audience, metrics = state.run, state.audience, state.metrics
         staging = self._lake.staging(scope, run_id)
-        self._transition(scope, run_id, Status.PROCESSING, stages, Stage.DATASET_INGEST, metrics)
+        self._transition(state, Stage.DATASET_INGEST)
         try:
             files = self._select_files(scope, audience, run)
             metrics.filesProcessed = len(files)
             with self._engine.session(progress=self._progress_writer(scope, run_id, len(files))) as session:
                 validated = self._dataset_stage(session, audience, run, files, staging, metrics)
-            self._transition(scope, run_id, Status.PROCESSING, stages, Stage.PROFILE_STORE_INGEST, metrics)
+            self._transition(state, Stage.PROFILE_STORE_INGEST)
             self._hold(run_id, "before_profile")
             result = self._profiles.apply_audience(scope, self._audience_rows(audience, run, validated))
         except Exception as exc:
-            self._fail(scope, run_id, stages, metrics, exc)
+            self._fail(state, exc)
             self._lake.remove(staging)
             return
         # The profile store has the run: from here the only way is forward.
         self._hold(run_id, "after_profile_commit")
-        self._roll_forward(scope, run, audience, stages, metrics, result.to_dict())
+        self._roll_forward(state, result.to_dict())
 
     def recover(self, run_id: str, scope: Scope) -> None:
         """A run whose worker died: roll forward if the profile store applied it, else fail it."""
-        loaded = self._load(scope, run_id)
-        if loaded is None:
+        state = self._load(scope, run_id)
+        if state is None:
             return
-        run, audience = loaded
-        stages = [StageState.from_dict(s) for s in run["stages"]]
-        metrics = RunMetrics.from_dict(run["metrics"])
         result = self._profiles.applied(scope, run_id)
         if result is not None:
             log.info("run %s was applied to the profile store before the stop; completing its commit", run_id)
-            self._roll_forward(scope, run, audience, stages, metrics, result.to_dict())
+            self._roll_forward(state, result.to_dict())
             return
         self._fail(
-            scope,
-            run_id,
-            stages,
-            metrics,
-            RunFailed("the server stopped while this run was processing; nothing was committed, start a new run"),
+            state, RunFailed("the server stopped while this run was processing; nothing was committed, start a new run")
         )
         self._lake.remove(self._lake.staging(scope, run_id))
 
-    def _roll_forward(
-        self,
-        scope: Scope,
-        run: Row,
-        audience: Row,
-        stages: list[StageState],
-        metrics: RunMetrics,
-        profile_result: dict[str, int],
-    ) -> None:
+    def _roll_forward(self, state: RunState, profile_result: dict[str, int]) -> None:
         """Completes the commit of a run the profile store applied; retried, and never reported as nothing."""
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                self._commit(scope, run, audience, stages, metrics, profile_result)
-                self._lake.remove(self._lake.staging(scope, run["id"]))
+                self._commit(state, profile_result)
+                self._lake.remove(self._lake.staging(state.scope, state.run_id))
                 return
             except Exception as exc:
-                log.exception("committing run %s failed (attempt %d of %d)", run["id"], attempt + 1, COMMIT_ATTEMPTS)
+                log.exception("committing run %s failed (attempt %d of %d)", state.run_id, attempt + 1, COMMIT_ATTEMPTS)
                 error = exc
                 if attempt + 1 < COMMIT_ATTEMPTS:
                     time.sleep(0.5 * 2**attempt)
         # The members are in the profile store; say so, and keep the staged batch for an operator.
         self._fail(
-            scope,
-            run["id"],
-            stages,
-            metrics,
+            state,
             RunFailed(
                 "the profile store applied this run, but its dataset batch could not be committed "
                 f"({type(error).__name__}: {error}); the staged batch is kept under "
-                f"_staging/{run['id']} for an operator"
+                f"_staging/{state.run_id} for an operator"
             ),
         )
 
@@ -283,26 +279,25 @@ class IngestionService:
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def _load(self, scope: Scope, run_id: str) -> tuple[Row, Row] | None:
-        """The run and its audience; None when there is nothing left to do (gone, or already finished)."""
+    def _load(self, scope: Scope, run_id: str) -> RunState | None:
+        """The run as a job works on it; None when there is nothing left to do (gone, or already finished)."""
         with self._store.tx() as conn:
             run = get_row(conn, t.runs, scope, id=run_id)
             audience = get_row(conn, t.audiences, scope, id=run["audience_id"]) if run else None
         if run is None or audience is None or Status(run["status"]).finished:
             return None
-        return run, audience
+        return RunState(
+            scope=scope,
+            run=run,
+            audience=audience,
+            stages=[StageState.from_dict(s) for s in run["stages"]],
+            metrics=RunMetrics.from_dict(run["metrics"]),
+        )
 
-    def _transition(
-        self,
-        scope: Scope,
-        run_id: str,
-        status: Status,
-        stages: list[StageState],
-        stage: Stage,
-        metrics: RunMetrics,
-    ) -> None:
+    def _transition(self, state: RunState, stage: Stage) -> None:
+        """``stage`` starts; the stage before it, if still processing, has succeeded."""
         stamp = now()
-        for s in stages:
+        for s in state.stages:
             if s.status is Status.PROCESSING and s.stage is not stage:
                 s.advance(Status.SUCCESS)
                 s.finishedAt = stamp
@@ -313,11 +308,11 @@ class IngestionService:
             update_row(
                 conn,
                 t.runs,
-                run_id,
+                state.run_id,
                 {
-                    "status": status.value,
-                    "stages": [s.to_dict() for s in stages],
-                    "metrics": metrics.to_dict(),
+                    "status": Status.PROCESSING.value,
+                    "stages": [s.to_dict() for s in state.stages],
+                    "metrics": state.metrics.to_dict(),
                     "progress": {"stage": stage.value, "percent": 0.0},
                     "updated_at": stamp,
                 },
@@ -342,24 +337,19 @@ class IngestionService:
 
         return report
 
-    def _commit(
-        self,
-        scope: Scope,
-        run: Row,
-        audience: Row,
-        stages: list[StageState],
-        metrics: RunMetrics,
-        profile_result: dict[str, int],
-    ) -> None:
-        run_id, dataset_id = run["id"], audience["dataset_id"]
+    def _commit(self, state: RunState, profile_result: dict[str, int]) -> None:
+        """Publishes the staged batch and records batch and run as one metadata transaction; idempotent."""
+        scope, run, run_id = state.scope, state.run, state.run_id
+        dataset_id = state.audience["dataset_id"]
         batch_id = run["batch_id"] or str(uuid.uuid5(uuid.NAMESPACE_URL, f"audiencehub:batch:{run_id}"))
-        staged = self._lake.staging(scope, run_id) / "batch"
         final = self._lake.batch(scope, dataset_id, batch_id)
-        self._lake.publish(staged, final)
+        self._lake.publish(self._lake.staging(scope, run_id) / "batch", final)
         size = sum(p.stat().st_size for p in final.glob("*.parquet"))
-        for key, value in profile_result.items():
-            setattr(metrics, key, value)
+        metrics = replace(state.metrics, **profile_result)
         stamp = now()
+        # Copies: the run's stages change only if this transaction commits (a failed attempt must leave
+        # them as they were, for the next attempt or for _fail).
+        stages = [replace(s) for s in state.stages]
         for s in stages:
             if s.status is Status.QUEUED:
                 s.advance(Status.PROCESSING)
@@ -398,19 +388,18 @@ class IngestionService:
                     "finished_at": stamp,
                 },
             )
+        state.stages, state.metrics = stages, metrics
 
-    def _fail(
-        self, scope: Scope, run_id: str, stages: list[StageState], metrics: RunMetrics, exc: BaseException
-    ) -> None:
+    def _fail(self, state: RunState, exc: BaseException) -> None:
         if isinstance(exc, RunFailed):
             message = str(exc)
         elif isinstance(exc, AudiencehubError):
             message = exc.detail
         else:
-            log.exception("run %s failed", run_id)
+            log.exception("run %s failed", state.run_id)
             message = f"internal error: {type(exc).__name__}: {exc}"
         stamp = now()
-        for s in stages:
+        for s in state.stages:
             if s.status is Status.PROCESSING:
                 s.advance(Status.FAILED)
                 s.error = message
@@ -421,11 +410,11 @@ class IngestionService:
             update_row(
                 conn,
                 t.runs,
-                run_id,
+                state.run_id,
                 {
                     "status": Status.FAILED.value,
-                    "stages": [s.to_dict() for s in stages],
-                    "metrics": metrics.to_dict(),
+                    "stages": [s.to_dict() for s in state.stages],
+                    "metrics": state.metrics.to_dict(),
                     "progress": None,
                     "error": message,
                     "updated_at": stamp,
