@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from audiencehub.app import create_app
 from audiencehub.config import Settings
 from audiencehub.metadata import tables as t
-from audiencehub.metadata.store import update_row
+from audiencehub.metadata.store import get_row, update_row
 from tests.api.support import assert_problem, member_counts, seed_csv
 from tests.conftest import EA, create_audience, run_and_wait, seed_audience, upload
 
@@ -66,3 +66,23 @@ def test_a_landing_zone_path_with_a_hidden_segment_is_refused_at_creation(
 ) -> None:
     resp = client.post(f"{EA}/", json=seed_audience(path="activation/.hidden/example.csv"), headers=headers)
     assert_problem(resp, 400, "100910-400", "sourceSpec.path", ".hidden")
+
+
+def test_a_deletion_that_cannot_complete_does_not_keep_the_server_down(
+    settings: Settings, creds: dict[str, str], client: TestClient, headers: dict[str, str]
+) -> None:
+    audience_id = create_audience(client, headers, seed_audience())
+    store = client.app.state.container.store  # type: ignore[attr-defined]
+    with store.tx() as conn:
+        update_row(conn, t.audiences, audience_id, {"state": "DELETING"})
+    client.__exit__(None, None, None)
+    # The sandbox's profile store cannot be opened: its deletion cannot complete at start.
+    profile = settings.home / "lake" / creds["org_id"] / "prod" / "_profile"
+    for f in profile.glob("profile.duckdb*"):
+        f.unlink()
+    (profile / "profile.duckdb").mkdir()
+
+    with TestClient(create_app(settings)) as again:
+        assert again.get("/health").status_code == 200
+        with again.app.state.container.store.read() as conn:  # type: ignore[attr-defined]
+            assert get_row(conn, t.audiences, None, id=audience_id)["state"] == "DELETING"  # type: ignore[index]

@@ -67,8 +67,9 @@ def test_the_server_sweeps_partial_uploads_at_start(settings: Settings, tmp_path
         org_id = client.app.state.container.tenancy.list_orgs()[0]["id"]  # type: ignore[attr-defined]
     folder = settings.home / "landing" / org_id / "prod" / "a"
     folder.mkdir(parents=True)
-    partials = [folder / ".x.csv.0123.part", folder.parent / ".y.csv.4567.part"]
-    kept = [folder / "x.part", folder / ".notes", folder / "x.csv"]
+    # Names as Upload makes them: .{name}.{uuid4 hex}.part; any other name is never swept.
+    partials = [folder / f".x.csv.{'0' * 31}1.part", folder.parent / f".y.csv.{'ab' * 16}.part"]
+    kept = [folder / "x.part", folder / ".notes", folder / "x.csv", folder / ".x.csv.0123.part"]
     for path in (*partials, *kept):
         path.write_bytes(b"left over")
 

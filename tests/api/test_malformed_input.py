@@ -100,3 +100,24 @@ def test_a_file_the_engine_cannot_read_fails_naming_it_without_server_paths(
     message = run["error"]["message"]
     _assert_clean(message, settings)
     assert "list.csv.gz" in message and "GZIP" in message, message
+
+
+def test_a_closed_multi_line_value_in_a_rejected_record_rejects_only_that_record(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    good = [[f"user{i}@example.com", f"L{i}", 0, "y"] for i in range(40)]
+    # A properly closed quoted value spanning two lines, in a record with one column too many.
+    content = seed_csv(*good) + b'"x@example.com","two\nlines",0,y,extra\n'
+    audience_id, run = _run(client, headers, content)
+    assert run["status"] == "SUCCESS", run
+    assert run["metrics"]["recordsFailed"] == 1
+    (error,) = run_errors(client, headers, audience_id, run["runId"])
+    assert "TOO MANY COLUMNS" in error["reason"]
+
+
+def test_a_header_longer_than_the_limit_fails_the_run_saying_so(client: TestClient, headers: dict[str, str]) -> None:
+    wide = b",".join(b"col_%06d" % i for i in range(120_000))  # ~1.3 MB, past the 1 MiB header limit
+    content = b"ppid,list_id,delete,process_consent," + wide + b"\na@example.com,L1,0,y\n"
+    _, run = _run(client, headers, content)
+    assert run["status"] == "FAILED", run
+    assert "the header row is longer than" in run["error"]["message"]

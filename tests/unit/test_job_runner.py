@@ -74,3 +74,24 @@ def test_jobs_left_running_by_a_dead_process_are_recovered_on_start(tmp_path: Pa
         assert _status(store, job_id) == jobs.FAILED
     finally:
         runner.stop()
+
+
+def test_a_job_of_an_unknown_kind_is_failed_and_the_worker_goes_on(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    done: list[str] = []
+    runner = JobRunner(
+        store,
+        {"ok": Handler(execute=lambda ref, scope: done.append(ref), recover=lambda ref, scope: None)},
+        workers=1,
+        heartbeat_s=0.1,
+        stale_after_s=5.0,
+    )
+    with store.tx() as conn:
+        stray = jobs.enqueue(conn, SCOPE, "from-a-newer-version", "x")
+        jobs.enqueue(conn, SCOPE, "ok", "after")
+    runner.start()
+    try:
+        wait_for(lambda: done == ["after"], timeout=10, what="the job after the unknown one")
+        assert _status(store, stray) == jobs.FAILED
+    finally:
+        runner.stop()

@@ -1,4 +1,4 @@
-"""The embedded profile store on its own: audience records, secondary identities, older stores."""
+"""The embedded profile store on its own: audience records and secondary identities."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from audiencehub.domain.audiences import FieldType
 from audiencehub.engines.ingest_sql import CHECK, VALUE, field_column, ident, lit
 from audiencehub.metadata.store import Scope
 from audiencehub.profile.base import AudienceRows, IdentityColumn
-from audiencehub.profile.duckdb import DuckDBProfileStore, table_for
+from audiencehub.profile.duckdb import DuckDBProfileStore
 
 SCOPE = Scope("ORG@AdobeOrg", "prod")
 AUDIENCE = "6b2a4d7e-0000-4000-8000-000000000001"
@@ -105,34 +105,3 @@ def test_a_repeated_new_secondary_identity_joins_the_first_rows_profile(
     assert crm is not None and first is not None
     assert crm.profile_id == first.profile_id
     assert ("CRMID", "C-1") in first.identities
-
-
-def test_a_store_written_before_the_internal_prefix_is_read_and_written(
-    tmp_path: Path, store: DuckDBProfileStore
-) -> None:
-    path = store.path(SCOPE)
-    path.parent.mkdir(parents=True)
-    tbl = table_for(AUDIENCE)
-    con = duckdb.connect(str(path))
-    con.execute(
-        "CREATE TABLE identities (ns VARCHAR NOT NULL, id VARCHAR NOT NULL, profile_id UUID NOT NULL);"
-        "CREATE TABLE audiences (audience_id VARCHAR PRIMARY KEY, namespace VARCHAR NOT NULL, "
-        "ttl_days INTEGER NOT NULL, tbl VARCHAR NOT NULL);"
-        f"CREATE TABLE {tbl} (profile_id UUID NOT NULL, status VARCHAR NOT NULL, "
-        "qualified_at TIMESTAMPTZ NOT NULL, run_id VARCHAR NOT NULL, tier VARCHAR);"
-        "INSERT INTO identities VALUES ('Email', 'old@example.com', '00000000-0000-4000-8000-000000000001');"
-        f"INSERT INTO audiences VALUES ('{AUDIENCE}', 'CustomerAudienceUpload', 30, '{tbl}');"
-        f"INSERT INTO {tbl} VALUES ('00000000-0000-4000-8000-000000000001', 'realized', now(), 'r0', 'silver');"
-    )
-    con.close()
-
-    old = store.lookup(SCOPE, "Email", "old@example.com")
-    assert old is not None
-    (membership,) = old.memberships
-    assert (membership.status, membership.payload) == ("realized", {"tier": "silver"})
-
-    files = [_validated(tmp_path / "v.parquet", ["email", "tier"], [("old@example.com", "gold")])]
-    store.apply_audience(SCOPE, _rows(files, run_id="r1"))
-    members, total = store.members(SCOPE, AUDIENCE, limit=10, offset=0)
-    assert total == 1
-    assert members[0].memberships[0].payload == {"tier": "gold"}

@@ -234,7 +234,9 @@ def unclosed_quote_select(file_count: int) -> str:
     """
     parts = [
         f"SELECT {i} AS file_index, min(line) AS line FROM {rejects_table(i)} "
-        f"WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13))"
+        # DuckDB names a quote left open 'UNQUOTED VALUE'; a record that spans lines inside a closed
+        # quote and is rejected for another reason (too many columns, bad UTF-8) is an ordinary reject.
+        f"WHERE error_type = 'UNQUOTED VALUE' AND (contains(csv_line, chr(10)) OR contains(csv_line, chr(13)))"
         for i in range(file_count)
     ]
     return f"SELECT file_index, line FROM ({' UNION ALL '.join(parts)}) WHERE line IS NOT NULL ORDER BY file_index"

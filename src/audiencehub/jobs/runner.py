@@ -104,7 +104,11 @@ class JobRunner:
                 self._forget(job["id"])
 
     def _run(self, job: Row) -> None:
-        handler = self._handlers[job["kind"]]
+        handler = self._handlers.get(job["kind"])
+        if handler is None:
+            log.error("job %s has an unknown kind %r", job["id"], job["kind"])
+            self._settle(job, error=f"no handler for job kind {job['kind']!r}")
+            return
         scope = Scope(job["org_id"], job["sandbox"])
         with self._running_lock:
             self._running.add(job["id"])
@@ -115,6 +119,8 @@ class JobRunner:
             if handler.retryable and job["attempts"] < MAX_ATTEMPTS:
                 log.warning("job %s (%s) hit a transient error, retrying: %s", job["id"], job["kind"], exc.detail)
                 time.sleep(min(2 ** job["attempts"], 30))
+                # Forget it before it is claimable again, or the heartbeat of its next run would be dropped.
+                self._forget(job["id"])
                 self._settle(job, requeue=True)
                 self.wake()
                 return

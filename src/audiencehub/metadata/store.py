@@ -68,7 +68,10 @@ class MetadataStore:
     def read(self) -> Iterator[Connection]:
         """A read-only transaction: one consistent snapshot that never waits for writers."""
         with self.engine.connect() as conn:
-            conn.execution_options(audiencehub_read_only=True)
+            if self.engine.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            else:
+                conn.execution_options(audiencehub_read_only=True)
             with conn.begin():
                 yield conn
 

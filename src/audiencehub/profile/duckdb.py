@@ -45,7 +45,6 @@ QUALIFIED_AT = INTERNAL + "qualified_at"
 RUN_ID = INTERNAL + "run_id"
 MEMBER_COLUMNS = (PROFILE_ID, STATUS, QUALIFIED_AT, RUN_ID)
 """The membership table's own columns, first in every such table; the payload columns follow."""
-LEGACY_MEMBER_COLUMNS = ("profile_id", "status", "qualified_at", "run_id")
 """Their names before they had the internal prefix (stores written by earlier versions)."""
 # The temp table ``resolved`` of a run: one row per member-to-be, with the payload under the field
 # names and these internal columns (plus ``__ah_i{n}`` and ``__ah_u{n}`` per identity column).
@@ -145,18 +144,6 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Gives the membership tables of a store written by an earlier version their prefixed own columns."""
-    legacy = con.execute(
-        "SELECT a.tbl FROM audiences a JOIN duckdb_columns() c ON c.table_name = a.tbl "
-        "GROUP BY a.tbl HAVING bool_or(c.column_name = 'profile_id') AND NOT bool_or(c.column_name = ?)",
-        [PROFILE_ID],
-    ).fetchall()
-    for (tbl,) in legacy:
-        for old, new in zip(LEGACY_MEMBER_COLUMNS, MEMBER_COLUMNS, strict=True):
-            con.execute(f"ALTER TABLE {ident(str(tbl))} RENAME COLUMN {ident(old)} TO {new}")
-
-
 class DuckDBProfileStore(ProfileStore):
     def __init__(self, lake_root: Path, *, memory_limit: str, threads: int | None, temp_dir: Path) -> None:
         self._lake = lake_root
@@ -180,7 +167,6 @@ class DuckDBProfileStore(ProfileStore):
                     str(path), threads=self._threads, memory_limit=self._memory_limit, temp_dir=self._temp_dir
                 )
                 con.execute(SCHEMA)
-                _migrate(con)
                 self._cons[scope] = con
                 self._write_locks[scope] = threading.Lock()
             return con

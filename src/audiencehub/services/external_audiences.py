@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,8 @@ from audiencehub.metadata.store import (
 from audiencehub.profile.base import ProfileStore
 from audiencehub.services.auth import Principal
 from audiencehub.services.lake import Lake
+
+log = logging.getLogger(__name__)
 
 CREATING, ACTIVE, DELETING = "CREATING", "ACTIVE", "DELETING"
 JOB_CREATE = "audience.create"
@@ -289,7 +292,11 @@ class ExternalAudienceService:
         with self._store.tx() as conn:
             rows, _ = list_rows(conn, t.audiences, None, state=DELETING)
         for row in rows:
-            self._finish_delete(Scope(row["org_id"], row["sandbox"]), row["id"])
+            # One deletion that cannot finish must not keep the server (and every other org) down.
+            try:
+                self._finish_delete(Scope(row["org_id"], row["sandbox"]), row["id"])
+            except Exception:
+                log.exception("completing the deletion of audience %s failed; it stays DELETING", row["id"])
 
     def _finish_delete(self, scope: Scope, audience_id: str) -> None:
         """Removes memberships, then rows, then files; each step can be repeated after a crash."""

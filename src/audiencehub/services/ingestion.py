@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -161,7 +162,7 @@ class IngestionService:
             state,
             RunFailed(
                 "the profile store applied this run, but its dataset batch could not be committed "
-                f"({type(error).__name__}: {error}); the staged batch is kept under "
+                f"({public_reason(error)}); the staged batch is kept under "
                 f"_staging/{state.run_id} for an operator"
             ),
         )
@@ -397,7 +398,7 @@ class IngestionService:
             message = exc.detail
         else:
             log.exception("run %s failed", state.run_id)
-            message = f"internal error: {type(exc).__name__}: {exc}"
+            message = f"internal error ({public_reason(exc)}); the server log has the details"
         stamp = now()
         for s in state.stages:
             if s.status is Status.PROCESSING:
@@ -423,6 +424,16 @@ class IngestionService:
             )
 
 
+def public_reason(exc: BaseException) -> str:
+    """What a user may read of an unexpected error: its kind, and an OS error's reason without paths.
+
+    Exception texts can carry server paths or SQL; the log keeps them whole.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
 def _scope(row: Row) -> Scope:
     return Scope(row["org_id"], row["sandbox"])
 
@@ -441,14 +452,16 @@ def read_header(source: Source, path: str) -> list[str]:
         try:
             data = b""
             # A header may quote a line break: read lines until its quotes balance.
-            while len(data) < MAX_HEADER_BYTES:
-                line = stream.readline(MAX_HEADER_BYTES)
+            while True:
+                line = stream.readline(MAX_HEADER_BYTES + 1 - len(data))
                 data += line
+                if len(data) > MAX_HEADER_BYTES:
+                    raise RunFailed(f"{path}: the header row is longer than {MAX_HEADER_BYTES} bytes")
                 if not line or data.count(b'"') % 2 == 0:
                     break
             text = data.decode("utf-8-sig")
             header = next(csv.reader(io.StringIO(text, newline="")), None)
-        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error, zlib.error) as exc:
             raise RunFailed(f"{path}: the header row cannot be read ({exc})") from exc
     if not header or not any(h.strip() for h in header):
         raise RunFailed(f"{path}: the file is empty; the first row must name the columns")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from audiencehub.sources.local import LocalSource, is_hidden, visible_entries
 log = logging.getLogger(__name__)
 CONTAINER_TTL_DAYS = "7"
 PARTIAL_SUFFIX = ".part"
+# Exactly the names Upload gives its files in flight: nothing else is ever swept.
+PARTIAL_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.part")
 
 
 def _key(path: str, *, allow_empty: bool = False) -> str:
@@ -167,7 +170,7 @@ class LandingZoneService:
             return removed
         for dirpath, _, filenames in os.walk(self._root):
             for name in filenames:
-                if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                if PARTIAL_NAME.fullmatch(name):
                     try:
                         (Path(dirpath) / name).unlink()
                     except FileNotFoundError:
