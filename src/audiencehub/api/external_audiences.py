@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from audiencehub.api.deps import Caller, Services, json_body_schema, parse_body
 from audiencehub.api.routing import route
 from audiencehub.domain.audiences import AudienceCreate, AudiencePatch, RunCreate
+from audiencehub.services.ingestion import ERRORS_CSV_HEADER
 
 router = APIRouter(prefix="/data/core/ais", tags=["External audiences"])
 EA = "/external-audience"
@@ -99,7 +100,7 @@ def run_errors(audience_id: str, run_id: str, caller: Caller, services: Services
     """Extension: the run's rejected rows as CSV (file, record, line, column, value, reason)."""
     path = services.audiences.run_errors(caller.scope, audience_id, run_id)
     if path is None:
-        return Response("file,record,line,column,value,reason\n", media_type="text/csv")
+        return Response(ERRORS_CSV_HEADER, media_type="text/csv")
     return FileResponse(path, media_type="text/csv", filename=f"{run_id}-errors.csv")
 
 

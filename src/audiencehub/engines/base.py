@@ -58,10 +58,6 @@ class EngineSession(ABC):
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Runs ``sql`` and returns its (small) result; raises as :meth:`copy` does."""
 
-    @abstractmethod
-    def interrupt(self) -> None:
-        """Stops the statement that runs, from another thread."""
-
 
 class Engine(ABC):
     name: str

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 
 from audiencehub.engines.base import Engine, EngineError, EngineInputError, EngineSession, Format, Progress
+from audiencehub.engines.ingest_sql import lit
 
 PROGRESS_INTERVAL_S = 0.5
 MESSAGE_MAX = 500
@@ -24,10 +25,6 @@ _KIND = re.compile(r"^[A-Za-z ]* Error: ")
 # Where DuckDB's message ends and its hints, search space or the statement begin.
 _TRAILER = ("LINE ", "Possible fixes", "The search space", "* ")
 _INPUT_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
-
-
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def connect(
@@ -123,14 +120,11 @@ class DuckDBSession(EngineSession):
     def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
-        rows = self._run(f"COPY ({select_sql}) TO {quote_literal(str(dest))} ({options})")
+        rows = self._run(f"COPY ({select_sql}) TO {lit(str(dest))} ({options})")
         return int(rows[0][0]) if rows else 0
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return self._run(sql)
-
-    def interrupt(self) -> None:
-        self._con.interrupt()
 
 
 class DuckDBEngine(Engine):

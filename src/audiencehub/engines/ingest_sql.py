@@ -56,6 +56,8 @@ CHECK = INTERNAL + "check"
 VALUE = INTERNAL + "value"
 
 INTEGER_PATTERN = r"[+-]?[0-9]+"
+ERROR_COLUMNS = ("file", "record", "line", "column", "value", "reason")
+"""The columns of a run's errors CSV, in order."""
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 
@@ -284,7 +286,7 @@ def errors_select(
         "WHERE s.file_index = e.file_index AND s.good_before <= e.record) AS line, "
         'r.col AS "column", e.value, r.reason '
         f"FROM ({' UNION ALL '.join(checked)}) e JOIN (VALUES {reasons}) r(k, col, reason) ON e.k = r.k) "
-        'SELECT file, record, line, "column", value, reason FROM ('
+        f"SELECT {', '.join(ident(c) for c in ERROR_COLUMNS)} FROM ("
         "SELECT * FROM checked UNION ALL "
         "SELECT file, file_index, CAST(NULL AS BIGINT), first_line + extra_before, col, value, reason FROM spans) "
         "ORDER BY file_index, line"

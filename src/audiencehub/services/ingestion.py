@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PROGRESS_EVERY_S = 1.0
+ERRORS_CSV_HEADER = ",".join(q.ERROR_COLUMNS) + "\n"
+"""What the errors download holds when a run rejected nothing."""
 COMMIT_ATTEMPTS = 3
 
 
@@ -117,7 +119,7 @@ class IngestionService:
         try:
             files = self._select_files(scope, audience, run)
             metrics.filesProcessed = len(files)
-            with self._engine.session(progress=self._progress_writer(scope, run_id, len(files))) as session:
+            with self._engine.session(progress=self._progress_writer(run_id)) as session:
                 validated = self._dataset_stage(session, audience, run, files, staging, metrics)
             self._transition(state, Stage.PROFILE_STORE_INGEST)
             self._hold(run_id, "before_profile")
@@ -214,6 +216,8 @@ class IngestionService:
             q.Column(f.name, f.type, f.namespace.rule if f.namespace else None, positions[f.name.lower()])
             for f in fields
         ]
+        if not source.supports_local_path:
+            raise RunFailed(f"{source.describe()}: reading files from this source is not supported yet")
         return InputFile(info, source.local_path(info.path), header, columns)
 
     def _dataset_stage(
@@ -319,7 +323,8 @@ class IngestionService:
                 },
             )
 
-    def _progress_writer(self, scope: Scope, run_id: str, file_count: int) -> Callable[[float], None]:
+    def _progress_writer(self, run_id: str) -> Callable[[float], None]:
+        """Records, at most once a second, how far the engine's current statement is."""
         last = [0.0]
         lock = threading.Lock()
 
