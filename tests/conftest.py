@@ -29,15 +29,24 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: 
         time.sleep(interval)
 
 
+def test_settings(home: Path, **overrides: Any) -> Settings:
+    """Settings for a test server: quick heartbeats, two engine threads, data under ``home``."""
+    values: dict[str, Any] = {
+        "home": home,
+        "workers": 2,
+        "job_heartbeat_seconds": 0.2,
+        "job_stale_after_seconds": 2.0,
+        "engine_threads": 2,
+    }
+    return Settings(**{**values, **overrides})
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a builder, not a test
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        home=tmp_path / "home",
-        workers=2,
-        job_heartbeat_seconds=0.2,
-        job_stale_after_seconds=2.0,
-        engine_threads=2,
-    )
+    return test_settings(tmp_path / "home")
 
 
 @pytest.fixture

@@ -17,18 +17,12 @@ from fastapi.testclient import TestClient
 from audiencehub.app import create_app
 from audiencehub.config import Settings
 from tests.api.support import headers_for
-from tests.conftest import create_audience, seed_audience, token_for
+from tests.conftest import create_audience, seed_audience, test_settings, token_for
 
 
 @pytest.fixture(scope="module")
 def shared_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        home=tmp_path_factory.mktemp("shared") / "home",
-        workers=2,
-        job_heartbeat_seconds=0.2,
-        job_stale_after_seconds=2.0,
-        engine_threads=2,
-    )
+    return test_settings(tmp_path_factory.mktemp("shared") / "home")
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +52,7 @@ def shared_audience(shared_client: TestClient, shared_headers: dict[str, str]) -
 @pytest.fixture
 def held_settings(tmp_path: Path) -> Settings:
     """Settings whose runs stop before the profile store until ``holds/{runId}.before_profile`` is removed."""
-    return Settings(
-        home=tmp_path / "held-home",
-        workers=2,
-        job_heartbeat_seconds=0.2,
-        job_stale_after_seconds=30.0,
-        engine_threads=2,
-        debug_hold_at="before_profile",
-    )
+    return test_settings(tmp_path / "held-home", job_stale_after_seconds=30.0, debug_hold_at="before_profile")
 
 
 @pytest.fixture
