@@ -115,3 +115,14 @@ def landing_root(settings: Settings, creds: dict[str, str], sandbox: str = "prod
 
 def all_files(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file()}
+
+
+def get_audience(client: TestClient, headers: dict[str, str], audience_id: str) -> dict[str, Any]:
+    resp = client.get(f"{EA}/{audience_id}", headers=headers)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def patch_audience(client: TestClient, headers: dict[str, str], audience_id: str, body: Any) -> Any:
+    return client.patch(f"{EA}/{audience_id}", json=body, headers=headers)

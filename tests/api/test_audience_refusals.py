@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.support import assert_problem
+from tests.api.support import assert_problem, get_audience, patch_audience
 from tests.conftest import EA
 
 
@@ -31,17 +31,6 @@ def audience_id(shared_client: TestClient, shared_headers: dict[str, str], share
     before = shared_client.get(f"{EA}/{shared_audience}", headers=shared_headers).json()
     yield shared_audience
     assert shared_client.get(f"{EA}/{shared_audience}", headers=shared_headers).json() == before
-
-
-def _get(client: TestClient, headers: dict[str, str], audience_id: str) -> dict[str, Any]:
-    resp = client.get(f"{EA}/{audience_id}", headers=headers)
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def _patch(client: TestClient, headers: dict[str, str], audience_id: str, body: Any) -> Any:
-    return client.patch(f"{EA}/{audience_id}", json=body, headers=headers)
 
 
 def test_get_unknown_audience_is_404(client: TestClient, headers: dict[str, str]) -> None:
@@ -63,17 +52,23 @@ def test_list_limit_100_is_accepted(client: TestClient, headers: dict[str, str])
 
 
 def test_patch_field_labels_cannot_change_type(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    resp = _patch(client, headers, audience_id, {"fields": [{"name": "list_id", "labels": [], "type": "number"}]})
+    resp = patch_audience(
+        client, headers, audience_id, {"fields": [{"name": "list_id", "labels": [], "type": "number"}]}
+    )
     assert_problem(resp, 400, "100910-400", "fields[0].type")
 
 
 def test_patch_ttl_91_is_400(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    assert_problem(_patch(client, headers, audience_id, {"ttlInDays": 91}), 400, "100910-400", "ttlInDays", "91")
-    assert _get(client, headers, audience_id)["ttlInDays"] == 40
+    assert_problem(
+        patch_audience(client, headers, audience_id, {"ttlInDays": 91}), 400, "100910-400", "ttlInDays", "91"
+    )
+    assert get_audience(client, headers, audience_id)["ttlInDays"] == 40
 
 
 def test_patch_ttl_null_is_400(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    assert_problem(_patch(client, headers, audience_id, {"ttlInDays": None}), 400, "100910-400", "ttlInDays", "null")
+    assert_problem(
+        patch_audience(client, headers, audience_id, {"ttlInDays": None}), 400, "100910-400", "ttlInDays", "null"
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,24 +83,24 @@ def test_patch_ttl_null_is_400(client: TestClient, headers: dict[str, str], audi
 def test_patch_of_what_cannot_change_is_400(
     client: TestClient, headers: dict[str, str], audience_id: str, body: dict[str, Any], field: str
 ) -> None:
-    assert_problem(_patch(client, headers, audience_id, body), 400, "100910-400", field)
-    assert _get(client, headers, audience_id)["audienceName"] == "Sample external audience"
+    assert_problem(patch_audience(client, headers, audience_id, body), 400, "100910-400", field)
+    assert get_audience(client, headers, audience_id)["audienceName"] == "Sample external audience"
 
 
 def test_patch_unknown_field_name_is_400(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    resp = _patch(client, headers, audience_id, {"fields": [{"name": "nope", "labels": ["core/C1"]}]})
+    resp = patch_audience(client, headers, audience_id, {"fields": [{"name": "nope", "labels": ["core/C1"]}]})
     assert_problem(resp, 400, "100910-400", "fields", "nope")
 
 
 def test_patch_refused_changes_nothing(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
     body = {"description": "changed", "fields": [{"name": "nope", "labels": ["core/C1"]}]}
-    assert _patch(client, headers, audience_id, body).status_code == 400
-    assert _get(client, headers, audience_id)["description"] == "A sample version of an external audience"
+    assert patch_audience(client, headers, audience_id, body).status_code == 400
+    assert get_audience(client, headers, audience_id)["description"] == "A sample version of an external audience"
 
 
 def test_patch_empty_body_is_400(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    assert_problem(_patch(client, headers, audience_id, {}), 400, "100910-400", "body", "nothing to update")
+    assert_problem(patch_audience(client, headers, audience_id, {}), 400, "100910-400", "body", "nothing to update")
 
 
 def test_patch_unknown_audience_is_404(client: TestClient, headers: dict[str, str]) -> None:
-    assert_problem(_patch(client, headers, "nope", {"description": "x"}), 404, "100940-404", "nope")
+    assert_problem(patch_audience(client, headers, "nope", {"description": "x"}), 404, "100940-404", "nope")

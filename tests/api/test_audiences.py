@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from audiencehub.config import Settings
-from tests.api.support import assert_problem, dataset_dir, seed_csv
+from tests.api.support import assert_problem, dataset_dir, get_audience, patch_audience, seed_csv
 from tests.conftest import EA, create_audience, run_and_wait, seed_audience, upload, wait_for
 
 
@@ -18,24 +18,13 @@ def audience_id(client: TestClient, headers: dict[str, str]) -> str:
     return create_audience(client, headers, seed_audience())
 
 
-def _get(client: TestClient, headers: dict[str, str], audience_id: str) -> dict[str, Any]:
-    resp = client.get(f"{EA}/{audience_id}", headers=headers)
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def _patch(client: TestClient, headers: dict[str, str], audience_id: str, body: Any) -> Any:
-    return client.patch(f"{EA}/{audience_id}", json=body, headers=headers)
-
-
 # -- GET ---------------------------------------------------------------------------------------
 
 
 def test_get_answers_the_seed_patch_response_shape(
     client: TestClient, headers: dict[str, str], audience_id: str
 ) -> None:
-    body = _get(client, headers, audience_id)
+    body = get_audience(client, headers, audience_id)
     assert body["audienceId"] == audience_id
     assert body["audienceName"] == "Sample external audience"
     assert body["description"] == "A sample version of an external audience"
@@ -48,7 +37,7 @@ def test_get_answers_the_seed_patch_response_shape(
 
 
 def test_get_shows_source_spec_bare(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    assert _get(client, headers, audience_id)["sourceSpec"] == {
+    assert get_audience(client, headers, audience_id)["sourceSpec"] == {
         "path": "activation/sample-source/example.csv",
         "type": "file",
         "sourceType": "Cloud Storage",
@@ -59,18 +48,18 @@ def test_get_shows_source_spec_bare(client: TestClient, headers: dict[str, str],
 def test_get_defaults_namespace_to_customer_audience_upload(
     client: TestClient, headers: dict[str, str], audience_id: str
 ) -> None:
-    assert _get(client, headers, audience_id)["namespace"] == "CustomerAudienceUpload"
+    assert get_audience(client, headers, audience_id)["namespace"] == "CustomerAudienceUpload"
 
 
 def test_get_keeps_a_given_namespace(client: TestClient, headers: dict[str, str]) -> None:
     audience_id = create_audience(client, headers, seed_audience(namespace="PartnerUpload"))
-    assert _get(client, headers, audience_id)["namespace"] == "PartnerUpload"
+    assert get_audience(client, headers, audience_id)["namespace"] == "PartnerUpload"
 
 
 def test_get_created_at_is_epoch_seconds(client: TestClient, headers: dict[str, str]) -> None:
     before = int(time.time())
     audience_id = create_audience(client, headers, seed_audience())
-    body = _get(client, headers, audience_id)
+    body = get_audience(client, headers, audience_id)
     assert isinstance(body["createdAt"], int)
     assert before <= body["createdAt"] <= int(time.time())
     assert body["updatedAt"] >= body["createdAt"]
@@ -82,7 +71,7 @@ def test_get_with_trailing_slash(client: TestClient, headers: dict[str, str], au
 
 def test_get_shows_custom_audience_id_and_tags(client: TestClient, headers: dict[str, str]) -> None:
     audience_id = create_audience(client, headers, seed_audience(customAudienceId="crm-1", tags=["spring"]))
-    body = _get(client, headers, audience_id)
+    body = get_audience(client, headers, audience_id)
     assert body["customAudienceId"] == "crm-1"
     assert body["tags"] == ["spring"]
 
@@ -118,33 +107,35 @@ def test_list_page_sizes_and_next(client: TestClient, headers: dict[str, str]) -
 
 def test_list_items_have_the_get_shape(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
     listed = client.get(EA, headers=headers).json()["audiences"]
-    assert listed == [_get(client, headers, audience_id)]
+    assert listed == [get_audience(client, headers, audience_id)]
 
 
 # -- PATCH -------------------------------------------------------------------------------------
 
 
 def test_patch_description_only(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    before = _get(client, headers, audience_id)
-    resp = _patch(client, headers, audience_id, {"description": "New sample description"})
+    before = get_audience(client, headers, audience_id)
+    resp = patch_audience(client, headers, audience_id, {"description": "New sample description"})
     assert resp.status_code == 200, resp.text
     after = resp.json()
     assert after["description"] == "New sample description"
     for key in ("fields", "labels", "ttlInDays", "sourceSpec", "audienceName"):
         assert after[key] == before[key]
-    assert _get(client, headers, audience_id) == after
+    assert get_audience(client, headers, audience_id) == after
 
 
 def test_patch_labels_replaces_them(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    resp = _patch(client, headers, audience_id, {"labels": ["core/C2", "custom/x"]})
+    resp = patch_audience(client, headers, audience_id, {"labels": ["core/C2", "custom/x"]})
     assert resp.json()["labels"] == ["core/C2", "custom/x"]
-    assert _get(client, headers, audience_id)["labels"] == ["core/C2", "custom/x"]
+    assert get_audience(client, headers, audience_id)["labels"] == ["core/C2", "custom/x"]
 
 
 def test_patch_field_labels_keeps_unnamed_fields(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    resp = _patch(client, headers, audience_id, {"fields": [{"name": "process_consent", "labels": ["core/C5"]}]})
+    resp = patch_audience(
+        client, headers, audience_id, {"fields": [{"name": "process_consent", "labels": ["core/C5"]}]}
+    )
     assert resp.status_code == 200, resp.text
-    fields = {f["name"]: f for f in _get(client, headers, audience_id)["fields"]}
+    fields = {f["name"]: f for f in get_audience(client, headers, audience_id)["fields"]}
     assert fields["process_consent"]["labels"] == ["core/C5"]
     assert fields["list_id"]["labels"] == ["core/C2", "custom/deep"]
     assert fields["ppid"] == {"name": "ppid", "type": "string", "identityNs": "Email"}
@@ -152,14 +143,14 @@ def test_patch_field_labels_keeps_unnamed_fields(client: TestClient, headers: di
 
 
 def test_patch_ttl_string_becomes_integer(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    resp = _patch(client, headers, audience_id, {"ttlInDays": "20"})
+    resp = patch_audience(client, headers, audience_id, {"ttlInDays": "20"})
     assert resp.json()["ttlInDays"] == 20
-    assert _get(client, headers, audience_id)["ttlInDays"] == 20
+    assert get_audience(client, headers, audience_id)["ttlInDays"] == 20
 
 
 def test_patch_records_updated_at(client: TestClient, headers: dict[str, str], audience_id: str) -> None:
-    before = _get(client, headers, audience_id)
-    after = _patch(client, headers, audience_id, {"description": "x"}).json()
+    before = get_audience(client, headers, audience_id)
+    after = patch_audience(client, headers, audience_id, {"description": "x"}).json()
     assert after["updatedAt"] >= before["updatedAt"]
     assert after["createdAt"] == before["createdAt"]
 
@@ -201,7 +192,7 @@ def test_after_delete_everything_of_the_audience_is_404(client: TestClient, head
         assert_problem(client.get(url, headers=headers), 404, "100940-404", audience_id)
     assert_problem(client.get(f"{EA}/operations/{op_id}", headers=headers), 404, "100940-404", op_id)
     assert_problem(client.delete(f"{EA}/{audience_id}", headers=headers), 404, "100940-404", audience_id)
-    assert_problem(_patch(client, headers, audience_id, {"description": "x"}), 404, "100940-404", audience_id)
+    assert_problem(patch_audience(client, headers, audience_id, {"description": "x"}), 404, "100940-404", audience_id)
     resp = client.post(f"{EA}/{audience_id}/runs", json={"dataFilterStartTime": 0}, headers=headers)
     assert_problem(resp, 404, "100940-404", audience_id)
 
@@ -214,7 +205,7 @@ def test_delete_removes_the_dataset_folder(
     audience_id: str,
     ingested: dict[str, Any],
 ) -> None:
-    folder = dataset_dir(settings, creds, _get(client, headers, audience_id)["datasetId"])
+    folder = dataset_dir(settings, creds, get_audience(client, headers, audience_id)["datasetId"])
     assert list(folder.glob("*/part-*.parquet")), "the run should have committed a batch"
     assert client.delete(f"{EA}/{audience_id}", headers=headers).status_code == 204
     assert not folder.exists()
