@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     engine_memory_limit: str = "1GB"
     """DuckDB memory limit per job; larger work spills to $AUDIENCEHUB_HOME/tmp."""
 
+    source_retry_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries of one read from S3, GCS or SFTP in a row that make no progress before a run fails."""
+
+    source_retry_delay_seconds: float = Field(default=0.5, ge=0)
+    """First pause between those tries; it doubles each time, up to 10 s."""
+
     debug_hold_at: str | None = None
     """Fault injection for tests: a run pauses at this checkpoint until its hold file is removed."""
 

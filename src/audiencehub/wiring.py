@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from audiencehub.config import Settings
 from audiencehub.domain.audiences import CloudType, SourceSpec
+from audiencehub.domain.connections import GCS_XML_ENDPOINT
 from audiencehub.engines.duckdb import DuckDBEngine
-from audiencehub.errors import Unprocessable
 from audiencehub.jobs.runner import Handler, JobRunner
 from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.services.audience_creation import AudienceCreation
 from audiencehub.services.auth import AuthService
+from audiencehub.services.connections import ConnectionService, StoredConnection
 from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
 from audiencehub.services.home import HomeLock, lock_home
 from audiencehub.services.ingestion import Hold, IngestionService
@@ -22,6 +23,10 @@ from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import LandingZoneService
 from audiencehub.services.tenancy import ClientCredentials, TenancyService
 from audiencehub.sources.base import Source
+from audiencehub.sources.gcs import GcsSource
+from audiencehub.sources.retry import RetryingSource, RetryPolicy
+from audiencehub.sources.s3 import S3Source
+from audiencehub.sources.sftp import SftpSource
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class Container:
     auth: AuthService
     tenancy: TenancyService
     landing: LandingZoneService
+    connections: ConnectionService
     lake: Lake
     profiles: DuckDBProfileStore
     audiences: ExternalAudienceService
@@ -89,11 +95,20 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
     )
     landing = LandingZoneService(home / "landing", settings.max_upload_bytes)
 
+    policy = RetryPolicy(attempts=settings.source_retry_attempts, base_delay=settings.source_retry_delay_seconds)
+
+    def connection_source(stored: StoredConnection, retry: bool) -> Source:
+        source = backend_for(stored)
+        return RetryingSource(source, policy if retry else RetryPolicy(attempts=1), redact=stored.redact)
+
+    connections = ConnectionService(store, keyring, connection_source)
+
     def source_for(scope: Scope, spec: SourceSpec) -> Source:
-        cloud = spec.params.resolved_cloud_type
-        if cloud is CloudType.DLZ:
+        params = spec.params
+        if params.resolved_cloud_type is CloudType.DLZ:
             return landing.source(scope)
-        raise Unprocessable(f"sourceSpec: cloudType {cloud} is not available in this version")
+        assert params.baseConnectionId is not None  # SourceParams requires it for every other cloud
+        return connections.source(scope, params.baseConnectionId, params.cloudType)
 
     ingestion = IngestionService(
         store, engine, profiles, lake, source_for, Hold(home / "holds", settings.debug_hold_at)
@@ -113,7 +128,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         heartbeat_s=settings.job_heartbeat_seconds,
         stale_after_s=settings.job_stale_after_seconds,
     )
-    audiences = ExternalAudienceService(store, profiles, lake, wake=runner.wake)
+    audiences = ExternalAudienceService(store, profiles, lake, connections, wake=runner.wake)
     container = Container(
         settings=settings,
         store=store,
@@ -121,6 +136,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         auth=AuthService(store, keyring, settings.token_ttl_seconds),
         tenancy=TenancyService(store),
         landing=landing,
+        connections=connections,
         lake=lake,
         profiles=profiles,
         audiences=audiences,
@@ -129,3 +145,49 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         home_lock=home_lock,
     )
     return container
+
+
+def backend_for(stored: StoredConnection) -> Source:
+    """The source module that serves a connection's spec and authentication: one module per backend."""
+    p, label = stored.params, stored.label
+    bucket, folder = p.get("bucketName"), p.get("folderPath") or ""
+    cloud, auth = stored.spec.cloud_type, stored.auth.name
+    if cloud is CloudType.S3:
+        return S3Source(
+            label,
+            access_key=p["s3AccessKey"],
+            secret_key=p["s3SecretKey"],
+            session_token=p.get("s3SessionToken"),
+            endpoint_url=p.get("serviceUrl"),
+            region=p.get("region"),
+            bucket=bucket,
+            folder=folder,
+        )
+    if cloud is CloudType.GCS and "serviceAccountKey" in p:
+        return GcsSource(
+            label, service_account=p["serviceAccountKey"], endpoint=p.get("serviceUrl"), bucket=bucket, folder=folder
+        )
+    if cloud is CloudType.GCS:
+        # HMAC keys: GCS's XML API speaks S3's protocol.
+        return S3Source(
+            label,
+            access_key=p["accessKeyId"],
+            secret_key=p["secretAccessKey"],
+            endpoint_url=p.get("serviceUrl") or GCS_XML_ENDPOINT,
+            region="auto",
+            bucket=bucket,
+            folder=folder,
+        )
+    if cloud is CloudType.SFTP:
+        return SftpSource(
+            label,
+            host=p["host"],
+            port=p["port"],
+            user=p["userName"],
+            password=p.get("password"),
+            private_key=p.get("privateKeyContent"),
+            passphrase=p.get("passPhrase"),
+            known_host_key=None if p.get("disableHostKeyChecking") else p.get("knownHostKey"),
+            folder=folder,
+        )
+    raise ValueError(f"connection spec {stored.spec.name} with {auth!r} has no source backend")

@@ -146,10 +146,10 @@ def test_s3_without_base_connection_is_400(client: TestClient, headers: dict[str
     assert_problem(_post(client, headers, body), 400, "100910-400", "baseConnectionId", "S3")
 
 
-def test_s3_with_base_connection_is_422(client: TestClient, headers: dict[str, str]) -> None:
+def test_unknown_base_connection_is_422(client: TestClient, headers: dict[str, str]) -> None:
     body = seed_audience()
     body["sourceSpec"]["params"].update(cloudType="S3", baseConnectionId=CONNECTION_ID)
-    assert_problem(_post(client, headers, body), 422, "100960-422", "S3")
+    assert_problem(_post(client, headers, body), 422, "100960-422", "baseConnectionId", CONNECTION_ID)
 
 
 def test_base_connection_without_cloud_type_is_422(client: TestClient, headers: dict[str, str]) -> None:

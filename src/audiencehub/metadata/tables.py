@@ -160,6 +160,30 @@ batches = Table(
     Column("error", Text),
 )
 
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("name", String(256), nullable=False),
+    Column("description", Text),
+    Column("spec_id", String(64), nullable=False),
+    Column("spec_version", String(16), nullable=False),
+    Column("auth_spec", String(128), nullable=False),
+    Column("params", JSON, nullable=False),  # the params that are not secret
+    Column("sealed", Text, nullable=False),  # the secret params, AES-GCM sealed with the server's key
+    Column("secret_names", JSON, nullable=False),  # which secret params are set (shown masked)
+    Column("state", String(16), nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_client", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # epoch milliseconds, as the Flow Service answers
+    Column("updated_by", String(256), nullable=False),
+    Column("updated_client", String(128), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,

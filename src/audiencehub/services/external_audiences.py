@@ -19,6 +19,7 @@ from audiencehub.domain.audiences import (
     RunCreate,
     SourceSpec,
 )
+from audiencehub.domain.connections import source_key
 from audiencehub.domain.paths import landing_zone_key
 from audiencehub.domain.runs import RunMetrics, Stage, StageState, Status
 from audiencehub.errors import BadRequest, Duplicate, NotFound, Unprocessable
@@ -39,6 +40,7 @@ from audiencehub.metadata.store import (
 )
 from audiencehub.profile.base import ProfileStore
 from audiencehub.services.auth import Principal
+from audiencehub.services.connections import ConnectionService
 from audiencehub.services.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -141,28 +143,30 @@ class ExternalAudienceService:
         store: MetadataStore,
         profiles: ProfileStore,
         lake: Lake,
+        connections: ConnectionService,
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._profiles = profiles
         self._lake = lake
+        self._connections = connections
         self._wake = wake
 
     # -- audiences -------------------------------------------------------------------------
 
     def create(self, principal: Principal, body: AudienceCreate) -> dict[str, Any]:
-        cloud = body.sourceSpec.params.resolved_cloud_type
-        if cloud is not CloudType.DLZ:
-            what = f"cloudType {cloud.value}" if cloud else "a baseConnectionId"
-            raise Unprocessable(
-                f"sourceSpec: sources with {what} are not available yet in this version; "
-                "upload the file to the landing zone and use cloudType DLZ"
-            )
+        scope, stamp = principal.scope, now()
+        source = body.sourceSpec.params
         try:
-            landing_zone_key(body.sourceSpec.params.path)
+            if source.resolved_cloud_type is CloudType.DLZ:
+                landing_zone_key(source.path)
+            else:
+                source_key(source.path)
         except ValueError as exc:
             raise BadRequest(f"sourceSpec.path: {exc}") from exc
-        scope, stamp = principal.scope, now()
+        if source.resolved_cloud_type is not CloudType.DLZ:
+            assert source.baseConnectionId is not None  # SourceParams requires it for every other cloud
+            self._connections.resolve(scope, source.baseConnectionId, source.cloudType)
         audience_id, op_id = str(uuid.uuid4()), str(uuid.uuid4())
         details = body.details()
         spec = dict(details, sourceSpec=body.sourceSpec.model_dump(mode="json"), ttlInDays=body.ttlInDays)

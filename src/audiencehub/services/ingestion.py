@@ -21,9 +21,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from audiencehub.domain.audiences import DELETE_FIELD, AudienceField, SourceSpec
+from audiencehub.domain.audiences import DELETE_FIELD, AudienceField, CloudType, SourceParams, SourceSpec
+from audiencehub.domain.connections import source_key
 from audiencehub.domain.paths import landing_zone_key
 from audiencehub.domain.runs import RunMetrics, Stage, StageState, Status
 from audiencehub.engines import ingest_sql as q
@@ -117,7 +118,7 @@ class IngestionService:
         staging = self._lake.staging(scope, run_id)
         self._transition(state, Stage.DATASET_INGEST)
         try:
-            files = self._select_files(scope, audience, run)
+            files = self._select_files(scope, audience, run, staging)
             metrics.filesProcessed = len(files)
             with self._engine.session(progress=self._progress_writer(run_id)) as session:
                 validated = self._dataset_stage(session, audience, run, files, staging, metrics)
@@ -171,11 +172,14 @@ class IngestionService:
 
     # -- stages --------------------------------------------------------------------------------
 
-    def _select_files(self, scope: Scope, audience: Row, run: Row) -> list[InputFile]:
+    def _select_files(self, scope: Scope, audience: Row, run: Row, staging: Path) -> list[InputFile]:
         spec = SourceSpec.model_validate(audience["spec"]["sourceSpec"]).params
-        source = self._source_for(scope, SourceSpec(params=spec))
+        with self._source_for(scope, SourceSpec(params=spec)) as source:
+            return self._choose(source, spec, audience, run, staging)
+
+    def _choose(self, source: Source, spec: SourceParams, audience: Row, run: Row, staging: Path) -> list[InputFile]:
         try:
-            key = landing_zone_key(spec.path)
+            key = landing_zone_key(spec.path) if spec.resolved_cloud_type is CloudType.DLZ else source_key(spec.path)
         except ValueError as exc:
             raise RunFailed(f"sourceSpec.path: {exc}") from exc
         try:
@@ -195,11 +199,16 @@ class IngestionService:
                 f"({len(found)} file(s) found outside that window)"
             )
         fields = [AudienceField.model_validate(f) for f in audience["spec"]["fields"]]
-        return [self._input(source, info, fields) for info in chosen]
+        if source.supports_local_path:
+            local = [source.local_path(info.path) for info in chosen]
+        else:
+            fetch = Fetcher(self._progress_writer(run["id"]), sum(f.size for f in chosen))
+            local = [fetch(source, info, staging / "input", n) for n, info in enumerate(chosen)]
+        return [self._input(info, fields, path) for info, path in zip(chosen, local, strict=True)]
 
     @staticmethod
-    def _input(source: Source, info: FileInfo, fields: list[AudienceField]) -> InputFile:
-        header = read_header(source, info.path)
+    def _input(info: FileInfo, fields: list[AudienceField], local: Path) -> InputFile:
+        header = read_header(local, info.path)
         positions: dict[str, int] = {}
         for i, name in enumerate(header):
             key = name.strip().lower()
@@ -216,9 +225,7 @@ class IngestionService:
             q.Column(f.name, f.type, f.namespace.rule if f.namespace else None, positions[f.name.lower()])
             for f in fields
         ]
-        if not source.supports_local_path:
-            raise RunFailed(f"{source.describe()}: reading files from this source is not supported yet")
-        return InputFile(info, source.local_path(info.path), header, columns)
+        return InputFile(info, local, header, columns)
 
     def _dataset_stage(
         self,
@@ -323,23 +330,19 @@ class IngestionService:
                 },
             )
 
-    def _progress_writer(self, run_id: str) -> Callable[[float], None]:
-        """Records, at most once a second, how far the engine's current statement is."""
+    def _progress_writer(self, run_id: str) -> Progress:
+        """Records, at most once a second, how far the current step is (the engine's statement, a fetch)."""
         last = [0.0]
         lock = threading.Lock()
 
-        def report(percent: float) -> None:
+        def report(percent: float, **extra: Any) -> None:
             with lock:
                 if time.monotonic() - last[0] < PROGRESS_EVERY_S:
                     return
                 last[0] = time.monotonic()
+            progress = {"stage": Stage.DATASET_INGEST.value, "percent": round(percent, 1), **extra}
             with self._store.tx() as conn:
-                update_row(
-                    conn,
-                    t.runs,
-                    run_id,
-                    {"progress": {"stage": Stage.DATASET_INGEST.value, "percent": round(percent, 1)}},
-                )
+                update_row(conn, t.runs, run_id, {"progress": progress})
 
         return report
 
@@ -444,15 +447,58 @@ def _scope(row: Row) -> Scope:
 
 
 MAX_HEADER_BYTES = 1 << 20
+FETCH_CHUNK = 8 << 20
 
 
-def read_header(source: Source, path: str) -> list[str]:
-    """The first record of a CSV file (UTF-8, BOM or not, gzip when the name ends in .gz).
+class Progress(Protocol):
+    def __call__(self, percent: float, **extra: Any) -> None: ...
+
+
+class Fetcher:
+    """Copies files from a remote source into the run's staging area, in chunks, reporting bytes done.
+
+    The engine then reads local files: in parallel, more than once (header, rows, errors), and from
+    one snapshot even if the remote file changes meanwhile. Memory stays at one chunk; the
+    source's stream resumes at the byte it reached when a connection fails.
+    """
+
+    def __init__(self, report: Progress, total: int) -> None:
+        self._report = report
+        self._total = max(total, 1)
+        self._done = 0
+
+    def __call__(self, source: Source, info: FileInfo, folder: Path, n: int) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = info.path.rsplit("/", 1)[-1]
+        target = folder / f"{n:05d}{_suffix(name)}"
+        with source.open(info.path, version=info.version) as stream, target.open("wb") as out:
+            while chunk := stream.read(FETCH_CHUNK):
+                out.write(chunk)
+                self._done += len(chunk)
+                self._report(
+                    100.0 * self._done / self._total, step="fetch", bytesFetched=self._done, bytesTotal=self._total
+                )
+        size = target.stat().st_size
+        if size != info.size:
+            raise RunFailed(
+                f"{source.describe()}: {info.path}: read {size} bytes where the listing said {info.size}; "
+                "the file changed while it was being read, start a new run"
+            )
+        return target
+
+
+def _suffix(name: str) -> str:
+    low = name.lower()
+    return next((s for s in sorted(CSV_SUFFIXES, key=len, reverse=True) if low.endswith(s)), ".csv")
+
+
+def read_header(local: Path, path: str) -> list[str]:
+    """The first record of the CSV file at ``local`` (UTF-8, BOM or not, gzip when ``path`` ends in .gz).
 
     Only the header's own bytes are decoded: a bad byte in a data row is that row's problem (it is
-    rejected with its line number), not a reason to refuse the file.
+    rejected with its line number), not a reason to refuse the file. ``path`` names it in messages.
     """
-    with source.open(path) as raw:
+    with local.open("rb") as raw:
         stream: Any = gzip.open(raw) if path.lower().endswith(".gz") else raw  # noqa: SIM115 (closed with raw)
         try:
             data = b""

@@ -1,6 +1,9 @@
-"""Where audience files come from: one interface, one module per backend (``local``; S3, GCS, SFTP later).
+"""Where audience files come from: one interface, one module per backend (local, S3, GCS, SFTP).
 
-A source is rooted: every path it takes is relative to its root and can never leave it.
+A source is rooted: every path it takes is relative to its root and can never leave it. Backends
+turn their failures into the errors below: :class:`SourceNotFound` and :class:`SourceError` are
+permanent, :class:`SourceUnavailable` may pass (``retry.RetryingSource`` retries it). Every message
+says which source, which path, and what the server said; never a credential.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-from audiencehub.errors import NotFound
+from audiencehub.errors import NotFound, TransientError, Unprocessable
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,8 @@ class FileInfo:
     size: int
     modified: float
     """Last modification, epoch seconds."""
+    version: str | None = None
+    """What changes when the content does (an ETag, a generation); reads of one version never mix two."""
 
 
 class SourceNotFound(NotFound):
@@ -28,6 +33,14 @@ class SourceNotFound(NotFound):
     code = "100960-422"
     status = 422
     title = "UNPROCESSABLE_ENTITY"
+
+
+class SourceError(Unprocessable):
+    """A permanent failure: wrong credentials, a missing bucket, a refused host key, a file that changed."""
+
+
+class SourceUnavailable(TransientError):
+    """A failure that may pass: a connection reset or refused, a timeout, S3's SlowDown, an HTTP 5xx."""
 
 
 class Source(ABC):
@@ -49,9 +62,26 @@ class Source(ABC):
         """Files under the folder ``path`` (``""`` is the root), sorted by path."""
 
     @abstractmethod
-    def open(self, path: str) -> BinaryIO:
-        """A byte stream of the file; the caller closes it."""
+    def open(self, path: str, *, offset: int = 0, version: str | None = None) -> BinaryIO:
+        """A byte stream of the file from ``offset``; the caller closes it.
+
+        With ``version`` (from :class:`FileInfo`), a file whose content changed since is a
+        :class:`SourceError`, so that a read resumed after a failure never mixes two versions.
+        """
 
     def local_path(self, path: str) -> Path:
         """The file as a local path; only for sources with ``supports_local_path``."""
         raise NotImplementedError(f"{type(self).__name__} cannot hand out local paths")
+
+    def check(self) -> int:
+        """Reaches the root and lists it: the number of files there, or the error that says why not."""
+        return len(self.list(""))
+
+    def close(self) -> None:  # noqa: B027 (most sources hold nothing to release)
+        """Releases connections; the source is not used afterwards."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

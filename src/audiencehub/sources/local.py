@@ -97,8 +97,10 @@ class LocalSource(Source):
                 out.append(self._info(entry, entry.stat()))
         return sorted(out, key=lambda f: f.path)
 
-    def open(self, path: str) -> BinaryIO:
-        return self.resolve_file(path).open("rb")
+    def open(self, path: str, *, offset: int = 0, version: str | None = None) -> BinaryIO:
+        stream = self.resolve_file(path).open("rb")
+        stream.seek(offset)
+        return stream
 
     def resolve_file(self, path: str) -> Path:
         target = self._visible(path)
