@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from audiencehub.app import create_app
 from audiencehub.config import Settings
+from tests.servers.fixtures import *  # noqa: F403 (real servers: moto, the GCS emulator, SFTP, a fault proxy)
 
 T = TypeVar("T")
 

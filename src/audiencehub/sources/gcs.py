@@ -165,7 +165,7 @@ class GcsSource(Source):
             if not token:
                 break
             params["pageToken"] = token
-        if not seen_any and prefix:
+        if not seen_any and path.strip("/"):  # an empty root is a root with no files yet
             raise SourceNotFound(f"{self.label}: no folder at {where}")
         return sorted(out, key=lambda f: f.path)
 

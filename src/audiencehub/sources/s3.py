@@ -121,7 +121,7 @@ class S3Source(Source):
                     )
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, bucket, prefix) from exc
-        if not seen_any and prefix:
+        if not seen_any and path.strip("/"):  # an empty root is a root with no files yet
             raise SourceNotFound(f"{self.label}: no folder at {self._where(bucket, prefix)}")
         return sorted(out, key=lambda f: f.path)
 
