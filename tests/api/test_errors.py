@@ -83,7 +83,9 @@ def test_duplicate_is_problem_json_409(client: TestClient, headers: dict[str, st
 def test_unprocessable_is_problem_json_422(shared_client: TestClient, shared_headers: dict[str, str]) -> None:
     body = seed_audience()
     body["sourceSpec"]["params"].update(cloudType="S3", baseConnectionId="1d1d4bc5-b527-46a3-9863-530246a61b2b")
-    assert_problem(shared_client.post(EA + "/", json=body, headers=shared_headers), 422, "100960-422", "baseConnectionId")
+    assert_problem(
+        shared_client.post(EA + "/", json=body, headers=shared_headers), 422, "100960-422", "baseConnectionId"
+    )
 
 
 def test_payload_too_large_is_problem_json_413(tmp_path_factory: pytest.TempPathFactory) -> None:
