@@ -24,6 +24,7 @@ GCS_SPEC_ID = "32e8f412-cdf7-464c-9885-78184cb113fd"
 SFTP_SPEC_ID = "b7bf2577-4520-42c9-bae9-cad01560f7bc"
 GCS_XML_ENDPOINT = "https://storage.googleapis.com"
 BUCKET = re.compile(r"[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]")
+REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)*")
 HOST = re.compile(r"[A-Za-z0-9_.\-:\[\]]{1,253}")
 
 
@@ -176,7 +177,11 @@ def validate_params(
             raise ValueError(f"auth.params.{key}: not a param of {auth.name!r} (known: {known})")
         if param.name in out.merged:
             raise ValueError(f"auth.params.{key}: given twice (as {param.name})")
-        if param.secret and value == MASK and keep and param.name in keep:
+        if param.secret and value == MASK:
+            if not keep or param.name not in keep:
+                raise ValueError(
+                    f"auth.params.{param.name}: {MASK!r} stands for a stored secret and none is stored; send the value"
+                )
             value = keep[param.name]
         target = out.secrets if param.secret else out.public
         target[param.name] = _coerce(param, value)
@@ -186,6 +191,9 @@ def validate_params(
                 raise ValueError(f"auth.params.{param.name}: required for {auth.name!r}")
             if param.default is not None:
                 out.public[param.name] = param.default
+    folder = out.public.get("folderPath")
+    if folder is not None:
+        out.public["folderPath"] = normalize_folder(folder, absolute_ok=spec.cloud_type is CloudType.SFTP)
     _check_rules(spec, out.merged)
     return out
 
@@ -203,7 +211,7 @@ def _coerce(param: Param, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError(f"{where}: must be an integer{said}")
         text = str(value).strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise ValueError(f"{where}: must be an integer{said}")
         return int(text)
     if param.kind is dict:
@@ -218,8 +226,13 @@ def _coerce(param: Param, value: Any) -> Any:
 def _check_rules(spec: ConnectionSpec, params: dict[str, Any]) -> None:
     url = params.get("serviceUrl")
     if url is not None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
             raise ValueError(f"auth.params.serviceUrl: must be an http:// or https:// URL, got {shown(url)}")
     bucket = params.get("bucketName")
     if bucket is not None and not BUCKET.fullmatch(bucket):
@@ -227,9 +240,9 @@ def _check_rules(spec: ConnectionSpec, params: dict[str, Any]) -> None:
             f"auth.params.bucketName: {shown(bucket)} is not a bucket name (3 to 222 lowercase letters, digits, "
             "dots, dashes or underscores)"
         )
-    folder = params.get("folderPath")
-    if folder is not None:
-        params["folderPath"] = normalize_folder(folder, absolute_ok=spec.cloud_type is CloudType.SFTP)
+    region = params.get("region")
+    if region is not None and not REGION.fullmatch(region):
+        raise ValueError(f"auth.params.region: {shown(region)} is not a region name (such as eu-west-1)")
     if spec.cloud_type is CloudType.SFTP:
         if not HOST.fullmatch(params["host"]):
             raise ValueError(f"auth.params.host: {shown(params['host'])} is not a host name or address")

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import Connection
 
@@ -240,7 +241,8 @@ class ConnectionService:
         body: dict[str, Any] = {"items": [connection_view(r) for r in rows], "count": total}
         if start + limit < total:
             nxt = _encode_token(start + limit)
-            body["_links"] = {"next": {"href": f"/connections?limit={limit}&continuationToken={nxt}"}}
+            query = urlencode({"limit": limit, "orderby": field, "continuationToken": nxt})
+            body["_links"] = {"next": {"href": f"/connections?{query}"}}
         return body
 
     def patch(self, principal: Principal, connection_id: str, if_match: str | None, ops: Any) -> dict[str, Any]:
@@ -258,7 +260,7 @@ class ConnectionService:
             stored = self._stored(scope, row)
             name, description, params = row["name"], row["description"], dict(stored.params)
             for i, op in enumerate(ops):
-                name, description, params = _apply(i, op, name, description, params)
+                name, description, params = _apply(i, op, name, description, params, stored.auth)
             body = CreateBody(name, description, stored.spec, stored.auth, params)
             checked = self._validated(body, keep=stored.params)
             etag = _etag()
@@ -317,16 +319,24 @@ class ConnectionService:
             }
         return {
             "result": True,
-            "reason": f"listed the connection's root: {files} item(s)",
+            "reason": f"reached the connection's root; {files} file(s) directly in it",
             "elapsedMs": int((time.monotonic() - started) * 1000),
         }
 
     # -- for ingestion ----------------------------------------------------------------------
 
-    def resolve(self, scope: Scope, connection_id: str, cloud: CloudType | None) -> StoredConnection:
-        """The connection an audience names; Unprocessable when it is not there or not of ``cloud``."""
-        with self._store.read() as conn:
-            row = get_row(conn, t.connections, scope, id=connection_id)
+    def resolve(
+        self, scope: Scope, connection_id: str, cloud: CloudType | None, conn: Connection | None = None
+    ) -> StoredConnection:
+        """The connection an audience names; Unprocessable when it is not there or not of ``cloud``.
+
+        With ``conn``, inside that transaction: an audience's insert and the check of its connection
+        then commit together, so a DELETE of the connection cannot slip between them.
+        """
+        if conn is None:
+            with self._store.read() as own:
+                return self.resolve(scope, connection_id, cloud, own)
+        row = get_row(conn, t.connections, scope, id=connection_id)
         if row is None:
             raise Unprocessable(f"sourceSpec.baseConnectionId: no connection {connection_id!r} in this sandbox")
         stored = self._stored(scope, row)
@@ -368,8 +378,14 @@ def connection_view(row: Row) -> dict[str, Any]:
 
 
 def _apply(
-    i: int, op: Any, name: str, description: str | None, params: dict[str, Any]
+    i: int, op: Any, name: str, description: str | None, params: dict[str, Any], auth: AuthSpec
 ) -> tuple[str, str | None, dict[str, Any]]:
+    """One patch operation applied; params are keyed by their canonical names (aliases resolved)."""
+
+    def canonical(key: str) -> str:
+        param = auth.param(key)
+        return param.name if param is not None else key
+
     where = f"[{i}]"
     if not isinstance(op, dict):
         raise BadRequest(f"{where}: a patch operation must be an object with op, path and value")
@@ -393,9 +409,10 @@ def _apply(
     if path == "/auth/params":
         if kind == "remove" or not isinstance(value, dict):
             raise BadRequest(f"{where}: /auth/params must be replaced with an object of params")
-        return name, description, {**params, **value} if kind == "add" else dict(value)
+        given = {canonical(str(k)): v for k, v in value.items()}
+        return name, description, {**params, **given} if kind == "add" else given
     if path.startswith("/auth/params/"):
-        key = path[len("/auth/params/") :]
+        key = canonical(path[len("/auth/params/") :])
         updated = dict(params)
         if kind == "remove":
             updated.pop(key, None)

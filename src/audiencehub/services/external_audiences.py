@@ -164,15 +164,15 @@ class ExternalAudienceService:
                 source_key(source.path)
         except ValueError as exc:
             raise BadRequest(f"sourceSpec.path: {exc}") from exc
-        if source.resolved_cloud_type is not CloudType.DLZ:
-            assert source.baseConnectionId is not None  # SourceParams requires it for every other cloud
-            self._connections.resolve(scope, source.baseConnectionId, source.cloudType)
+
         audience_id, op_id = str(uuid.uuid4()), str(uuid.uuid4())
         details = body.details()
         spec = dict(details, sourceSpec=body.sourceSpec.model_dump(mode="json"), ttlInDays=body.ttlInDays)
         spec["namespace"] = body.namespace
         try:
             with self._store.tx() as conn:
+                if source.baseConnectionId is not None and source.resolved_cloud_type is not CloudType.DLZ:
+                    self._connections.resolve(scope, source.baseConnectionId, source.cloudType, conn)
                 self._check_unique(conn, scope, body.name, body.customAudienceId)
                 insert_row(
                     conn,

@@ -59,7 +59,7 @@ class RetryingSource(Source):
             except SourceUnavailable as exc:
                 failures += 1
                 if failures >= self.policy.attempts:
-                    raise self.clean(SourceUnavailable(f"{exc.detail} (gave up after {failures} attempts)")) from exc
+                    raise self.clean(SourceUnavailable(exc.detail + _gave_up(failures))) from exc
                 pause = self.policy.delay(failures)
                 detail = self._redact(exc.detail)
                 log.warning("%s: %s failed (%s); retry %d in %.1fs", self.describe(), what, detail, failures, pause)
@@ -123,8 +123,7 @@ class _ResumableStream(io.RawIOBase):
                 if failures >= policy.attempts:
                     raise self._source.clean(
                         SourceUnavailable(
-                            f"{exc.detail} (reading {self._path!r} at byte {self._pos}; "
-                            f"gave up after {failures} attempts)"
+                            f"{exc.detail} (reading {self._path!r} at byte {self._pos})" + _gave_up(failures)
                         )
                     ) from exc
                 pause = policy.delay(failures)
@@ -157,3 +156,7 @@ class _ResumableStream(io.RawIOBase):
     def close(self) -> None:
         self._drop()
         super().close()
+
+
+def _gave_up(failures: int) -> str:
+    return f" (gave up after {failures} attempts)" if failures > 1 else ""

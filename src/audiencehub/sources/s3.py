@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from audiencehub.domain.paths import validate_relative_path
 from audiencehub.sources.base import FileInfo, Source, SourceError, SourceNotFound, SourceUnavailable
@@ -157,7 +158,7 @@ class S3Source(Source):
 
     def _error(self, exc: Exception, bucket: str, key: str) -> Exception:
         where = f"{self.label}: {self._where(bucket, key)}" if bucket else self.label
-        if isinstance(exc, HTTPClientError | IncompleteReadError):
+        if isinstance(exc, HTTPClientError | BotoConnectionError | IncompleteReadError):
             return SourceUnavailable(f"{where}: the connection failed ({type(exc).__name__}: {exc})")
         if isinstance(exc, ClientError):
             err = exc.response.get("Error", {})

@@ -47,11 +47,12 @@ def load_private_key(content: str, passphrase: str | None) -> asyncssh.SSHKey:
     text = private_key_text(content)
     try:
         return asyncssh.import_private_key(text, passphrase)
-    except asyncssh.KeyEncryptionError as exc:
+    except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError) as exc:
+        encrypted = isinstance(exc, asyncssh.KeyEncryptionError) or "passphrase" in str(exc).lower()
+        if not encrypted:
+            raise ValueError("auth.params.privateKeyContent: not a private key that SSH accepts") from exc
         what = "a passPhrase is required" if not passphrase else "the passPhrase does not decrypt it"
         raise ValueError(f"auth.params.privateKeyContent: the key is encrypted and {what}") from exc
-    except asyncssh.KeyImportError as exc:
-        raise ValueError("auth.params.privateKeyContent: not a private key that SSH accepts") from exc
 
 
 def load_host_key(line: str) -> asyncssh.SSHKey:
