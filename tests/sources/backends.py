@@ -162,7 +162,7 @@ def make_backend(
     def set_mtime(rel: str, stamp: float) -> None:
         os.utime(local / rel, (stamp, stamp))
 
-    common = {
+    common: dict[str, Any] = {
         "host": host,
         "port": port,
         "userName": sftp.user,

@@ -9,6 +9,7 @@ says which source, which path, and what the server said; never a credential.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -81,6 +82,52 @@ class Source(ABC):
         """Releases connections; the source is not used afterwards."""
 
     def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PieceStream:
+    """A byte stream over a backend's ``read_piece(n)``, read a piece at a time.
+
+    Bytes received before a transient failure are returned, not lost: the failure is raised by the
+    next read instead, so a resumed read restarts at the last byte delivered, however often the
+    connection breaks. (botocore's and asyncssh's own ``read(n)`` drop what they had on failure.)
+    """
+
+    def __init__(self, read_piece: Callable[[int], bytes], close: Callable[[], None], piece: int) -> None:
+        self._read_piece = read_piece
+        self._close = close
+        self._piece = piece
+        self._broken: SourceUnavailable | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        if self._broken is not None:
+            raise self._broken
+        parts: list[bytes] = []
+        got = 0
+        while n < 0 or got < n:
+            try:
+                data = self._read_piece(self._piece if n < 0 else min(self._piece, n - got))
+            except SourceUnavailable as exc:
+                if not got:
+                    raise
+                self._broken = exc
+                break
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> PieceStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

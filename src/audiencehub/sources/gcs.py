@@ -17,12 +17,12 @@ import httpx
 import jwt
 
 from audiencehub.domain.paths import validate_relative_path
-from audiencehub.sources.base import FileInfo, Source, SourceError, SourceNotFound, SourceUnavailable
+from audiencehub.sources.base import FileInfo, PieceStream, Source, SourceError, SourceNotFound, SourceUnavailable
 
 JSON_API = "https://storage.googleapis.com"
 AUDIENCE = "https://storage.googleapis.com/"
 TOKEN_TTL_S = 3600
-CHUNK = 1 << 20
+CHUNK = 256 << 10
 
 
 def parse_service_account(value: Any) -> dict[str, Any]:
@@ -187,7 +187,7 @@ class GcsSource(Source):
             ) from exc
         if response.status_code == 416 and offset:
             response.close()
-            return _Stream(iter(()), response, self, where)  # type: ignore[return-value]
+            return PieceStream(lambda n: b"", lambda: None, CHUNK)  # type: ignore[return-value]
         if response.status_code >= 400:
             response.read()
             response.close()
@@ -195,7 +195,19 @@ class GcsSource(Source):
         if offset and response.status_code != 206:
             response.close()
             raise SourceError(f"{self.label}: {where}: the server ignored a ranged read (HTTP {response.status_code})")
-        return _Stream(response.iter_raw(CHUNK), response, self, where)  # type: ignore[return-value]
+        chunks = response.iter_raw(CHUNK)
+        pending = [b""]
+
+        def piece(n: int) -> bytes:
+            if not pending[0]:
+                try:
+                    pending[0] = next(chunks, b"")
+                except httpx.TransportError as exc:
+                    raise self._transport(exc, where) from exc
+            data, pending[0] = pending[0][:n], pending[0][n:]
+            return data
+
+        return PieceStream(piece, response.close, CHUNK)  # type: ignore[return-value]
 
     def check(self) -> int:
         if self.bucket is None:
@@ -204,38 +216,3 @@ class GcsSource(Source):
 
     def close(self) -> None:
         self._http.close()
-
-
-class _Stream:
-    """A streamed response body as a file: ``read(n)`` over its chunks, errors made this module's."""
-
-    def __init__(self, chunks: Any, response: httpx.Response, source: GcsSource, where: str) -> None:
-        self._chunks = chunks
-        self._response = response
-        self._source = source
-        self._where = where
-        self._pending = b""
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            while n < 0 or len(self._pending) < n:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._pending += chunk
-        except httpx.TransportError as exc:
-            raise self._source._transport(exc, self._where) from exc
-        if n < 0:
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:n], self._pending[n:]
-        return data
-
-    def close(self) -> None:
-        self._response.close()
-
-    def __enter__(self) -> _Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

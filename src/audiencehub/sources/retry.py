@@ -80,6 +80,8 @@ class RetryingSource(Source):
         return self.call(f"list {path!r}", lambda: self.inner.list(path, recursive=recursive))
 
     def open(self, path: str, *, offset: int = 0, version: str | None = None) -> BinaryIO:
+        if version is None and not self.inner.supports_local_path:
+            version = self.stat(path).version  # a resumed read must continue the same file
         return io.BufferedReader(_ResumableStream(self, path, offset, version), buffer_size=1 << 20)
 
     def check(self) -> int:

@@ -15,11 +15,13 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, Inc
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from audiencehub.domain.paths import validate_relative_path
-from audiencehub.sources.base import FileInfo, Source, SourceError, SourceNotFound, SourceUnavailable
+from audiencehub.sources.base import FileInfo, PieceStream, Source, SourceError, SourceNotFound, SourceUnavailable
 
 TRANSIENT_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable"}
 )
+PIECE = 256 << 10
+"""Bytes asked of a response body at a time: what a broken connection can cost before a resume."""
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket"})
 
 
@@ -137,11 +139,19 @@ class S3Source(Source):
             body = self._client.get_object(**args)["Body"]
         except ClientError as exc:
             if offset and exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                return _Empty()  # type: ignore[return-value]  # the whole file was read before the failure
+                return PieceStream(lambda n: b"", lambda: None, PIECE)  # type: ignore[return-value]  # all read
             raise self._error(exc, bucket, key) from exc
         except BotoCoreError as exc:
             raise self._error(exc, bucket, key) from exc
-        return _Body(body, self, bucket, key)  # type: ignore[return-value]
+
+        def piece(n: int) -> bytes:
+            try:
+                data: bytes = body.read(n)
+                return data
+            except (BotoCoreError, ClientError) as exc:
+                raise self._error(exc, bucket, key) from exc
+
+        return PieceStream(piece, body.close, PIECE)  # type: ignore[return-value]
 
     def check(self) -> int:
         if self.bucket is None:
@@ -178,40 +188,3 @@ class S3Source(Source):
                 return SourceError(f"{where}: access refused, check the connection's keys and permissions; {said}")
             return SourceError(f"{where}: {said}")
         return SourceError(f"{where}: {type(exc).__name__}: {exc}")
-
-
-class _Body:
-    """An S3 response body whose read failures are this module's errors."""
-
-    def __init__(self, body: Any, source: S3Source, bucket: str, key: str) -> None:
-        self._body = body
-        self._source = source
-        self._bucket = bucket
-        self._key = key
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data: bytes = self._body.read(n if n >= 0 else None)
-            return data
-        except (BotoCoreError, ClientError) as exc:
-            raise self._source._error(exc, self._bucket, self._key) from exc
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._body.close()
-
-    def __enter__(self) -> _Body:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _Empty:
-    def read(self, n: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass

@@ -24,12 +24,15 @@ import asyncssh
 
 from audiencehub.domain.paths import validate_relative_path
 from audiencehub.errors import AudiencehubError
-from audiencehub.sources.base import FileInfo, Source, SourceError, SourceNotFound, SourceUnavailable
+from audiencehub.sources.base import FileInfo, PieceStream, Source, SourceError, SourceNotFound, SourceUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 15.0
 CALL_TIMEOUT_S = 300.0
+PIECE = 1 << 20
+LOST = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ConnectionLost, asyncssh.DisconnectError)
+"""Bytes asked per read: asyncssh splits it into parallel requests; a broken connection costs at most this."""
 
 
 def private_key_text(content: str) -> str:
@@ -214,8 +217,8 @@ class SftpSource(Source):
 
     def open(self, path: str, *, offset: int = 0, version: str | None = None) -> BinaryIO:
         rel = self._rel(path)
-        handle = self._run(self._open(rel, version), rel)
-        return _File(self, handle, rel, offset)  # type: ignore[return-value]
+        remote = _File(self, self._run(self._open(rel, version), rel), rel, offset)
+        return PieceStream(remote.read_piece, remote.close, PIECE)  # type: ignore[return-value]
 
     async def _open(self, rel: str, version: str | None) -> asyncssh.SFTPClientFile:
         sftp, root = await self._client()
@@ -257,7 +260,10 @@ class SftpSource(Source):
             return SourceNotFound(f"{where}: no such file or folder; the server said: {exc.reason}")
         if isinstance(exc, asyncssh.SFTPPermissionDenied):
             return SourceError(f"{where}: the server refused access: {exc.reason}")
-        if isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.ConnectionLost | asyncssh.DisconnectError):
+        lost = (
+            asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection | asyncssh.ConnectionLost | asyncssh.DisconnectError
+        )
+        if isinstance(exc, lost):
             return SourceUnavailable(f"{where}: the connection to {server} was lost ({exc.reason})")
         if isinstance(exc, asyncssh.SFTPError):
             return SourceError(f"{where}: the server said: {exc.reason}")
@@ -287,13 +293,10 @@ class _File:
         self._rel: str = rel
         self._pos = offset
 
-    def read(self, n: int = -1) -> bytes:
+    def read_piece(self, n: int) -> bytes:
         data = cast(bytes, self._source._run(self._handle.read(n, self._pos), self._rel))
         self._pos += len(data)
         return data
-
-    def readable(self) -> bool:
-        return True
 
     def close(self) -> None:
         loop = self._source._loop
@@ -302,9 +305,3 @@ class _File:
                 asyncio.run_coroutine_threadsafe(self._handle.close(), loop).result(10)
             except Exception:
                 log.debug("closing an SFTP handle failed", exc_info=True)
-
-    def __enter__(self) -> _File:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
