@@ -30,6 +30,7 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --rows 1000000
+	$(BIN)/python benchmarks/sources.py --mib 256
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -91,9 +91,10 @@ class Source(ABC):
 class PieceStream:
     """A byte stream over a backend's ``read_piece(n)``, read a piece at a time.
 
-    Bytes received before a transient failure are returned, not lost: the failure is raised by the
-    next read instead, so a resumed read restarts at the last byte delivered, however often the
-    connection breaks. (botocore's and asyncssh's own ``read(n)`` drop what they had on failure.)
+    ``read(n)`` asks for one piece, so a transient failure costs at most a piece and a resumed read
+    restarts at the last byte delivered, however often the connection breaks (botocore's and
+    asyncssh's own ``read(n)`` drop what they had received on failure). Pieces are handed over
+    without copying them into a buffer of our own.
     """
 
     def __init__(self, read_piece: Callable[[int], bytes], close: Callable[[], None], piece: int) -> None:
@@ -103,22 +104,23 @@ class PieceStream:
         self._broken: SourceUnavailable | None = None
 
     def read(self, n: int = -1) -> bytes:
+        """At most one piece (a short read, as from a socket); ``b""`` only at the end. All with ``n < 0``."""
         if self._broken is not None:
             raise self._broken
+        if n >= 0:
+            return self._read_piece(min(self._piece, n)) if n else b""
         parts: list[bytes] = []
-        got = 0
-        while n < 0 or got < n:
+        while True:
             try:
-                data = self._read_piece(self._piece if n < 0 else min(self._piece, n - got))
+                data = self._read_piece(self._piece)
             except SourceUnavailable as exc:
-                if not got:
+                if not parts:
                     raise
                 self._broken = exc
                 break
             if not data:
                 break
             parts.append(data)
-            got += len(data)
         return b"".join(parts)
 
     def readable(self) -> bool:

@@ -82,7 +82,10 @@ class RetryingSource(Source):
     def open(self, path: str, *, offset: int = 0, version: str | None = None) -> BinaryIO:
         if version is None and not self.inner.supports_local_path:
             version = self.stat(path).version  # a resumed read must continue the same file
-        return io.BufferedReader(_ResumableStream(self, path, offset, version), buffer_size=1 << 20)
+        # Unbuffered on purpose: read(n) hands over the backend's own bytes. A BufferedReader would copy
+        # every chunk into a new buffer of its own: one more copy, and a fresh 8 MiB allocation per
+        # chunk that glibc maps and unmaps each time (a page fault per 4 KiB read).
+        return _ResumableStream(self, path, offset, version)  # type: ignore[return-value]
 
     def check(self) -> int:
         return self.call("list the root", self.inner.check)
@@ -111,13 +114,33 @@ class _ResumableStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        return self._read(size)
+
+    def readall(self) -> bytes:
+        chunks = []
+        while data := self._read(1 << 20):
+            chunks.append(data)
+        return b"".join(chunks)
+
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self._read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (``b""`` only at the end), reopening at the position on a transient failure."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
         failures = 0
         while True:
             try:
                 if self._raw is None:
                     self._raw = self._open()
-                data = self._raw.read(len(buffer))
+                data = self._raw.read(size)
             except SourceUnavailable as exc:
                 self._drop()
                 failures += 1
@@ -142,10 +165,8 @@ class _ResumableStream(io.RawIOBase):
             except AudiencehubError as exc:
                 self._drop()
                 raise self._source.clean(exc) from exc.__cause__
-            n = len(data)
-            buffer[:n] = data
-            self._pos += n
-            return n
+            self._pos += len(data)
+            return data
 
     def _drop(self) -> None:
         if self._raw is not None:
