@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ from fastapi.testclient import TestClient
 
 from audiencehub.config import Settings
 from tests.api.support import dataset_dir, members, seed_csv
-from tests.conftest import EA, create_audience, run_and_wait, seed_audience, upload
-from tests.sources.backends import Backend
+from tests.conftest import EA, create_audience, run_and_wait, seed_audience, upload, wait_for
+from tests.servers.faults import FaultProxy
+from tests.servers.s3 import MotoServer
+from tests.sources.backends import Backend, make_backend
 
 CONNECTIONS = "/data/foundation/flowservice/connections"
 TOLERANT = {"dataFilterStartTime": 0, "errorThresholdPercent": 50}
@@ -148,3 +151,24 @@ def test_a_deleted_connection_cannot_be_the_source_of_a_run(
 def _secret_values(params: dict[str, Any]) -> list[str]:
     names = {"s3SecretKey", "secretAccessKey", "password", "passPhrase"}
     return [str(v) for k, v in params.items() if k in names]
+
+
+def test_a_run_rides_out_slow_down_and_a_reset_connection(
+    client: TestClient, headers: dict[str, str], moto_server: MotoServer, fault_proxy: Callable[..., FaultProxy]
+) -> None:
+    proxy = fault_proxy("127.0.0.1", moto_server.port)
+    backend = make_backend("s3", moto=moto_server, bucket=moto_server.make_bucket(), endpoint=proxy.endpoint)
+    rows = [[f"user{i}@example.com", f"L{i % 7}", 0, "yes"] for i in range(40_000)]
+    backend.put("big/list.csv", seed_csv(*rows))
+    connection_id = connect(client, headers, backend)
+    audience_id = create_audience(client, headers, cloud_audience(backend, connection_id, "big/list.csv"))
+    proxy.http_error(status=503, times=2)  # S3 SlowDown on the first two requests
+    run = run_and_wait(client, headers, audience_id)
+    assert run["status"] == "SUCCESS", run.get("error")
+    wait_for(lambda: proxy.faults_fired == 2, timeout=5, what="the proxy to count its 503s")
+    # The next two connections break after 400 kB: the stat's is shorter, the download's breaks midway.
+    proxy.reset_after(400_000, times=2)
+    run = run_and_wait(client, headers, audience_id)
+    assert run["status"] == "SUCCESS", run.get("error")
+    assert run["metrics"]["recordsIngested"] == 40_000
+    wait_for(lambda: proxy.faults_fired >= 3, timeout=5, what="the proxy to count its reset")
