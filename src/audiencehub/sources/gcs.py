@@ -16,8 +16,8 @@ from urllib.parse import quote
 import httpx
 import jwt
 
-from audiencehub.domain.paths import validate_relative_path
 from audiencehub.sources.base import FileInfo, PieceStream, Source, SourceError, SourceNotFound, SourceUnavailable
+from audiencehub.sources.buckets import BucketRoot
 
 JSON_API = "https://storage.googleapis.com"
 AUDIENCE = "https://storage.googleapis.com/"
@@ -57,7 +57,7 @@ class GcsSource(Source):
     ) -> None:
         self.label = label
         self.bucket = bucket
-        self.folder = folder.strip("/")
+        self.root = BucketRoot(label, bucket, folder)
         self._key = parse_service_account(service_account)
         self._endpoint = (endpoint or JSON_API).rstrip("/")
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
@@ -80,22 +80,6 @@ class GcsSource(Source):
             token = jwt.encode(claims, self._key["private_key"], algorithm="RS256", headers=headers)
             self._token = (token, stamp + TOKEN_TTL_S)
         return {"Authorization": f"Bearer {self._token[0]}"}
-
-    def _locate(self, path: str, *, folder: bool = False) -> tuple[str, str]:
-        rel = validate_relative_path(path.strip("/"), allow_empty=True)
-        bucket = self.bucket
-        if bucket is None:
-            if not rel:
-                raise SourceError(f"{self.label}: the connection names no bucket, so the path must start with one")
-            bucket, _, rel = rel.partition("/")
-        name = "/".join(p for p in (self.folder, rel) if p)
-        if folder and name:
-            name += "/"
-        return bucket, name
-
-    def _relative(self, bucket: str, name: str) -> str:
-        rel = name[len(self.folder) + 1 :] if self.folder else name
-        return rel if self.bucket is not None else f"{bucket}/{rel}"
 
     def _object_url(self, bucket: str, name: str) -> str:
         return f"{self._endpoint}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
@@ -135,21 +119,21 @@ class GcsSource(Source):
     def _info(self, bucket: str, item: dict[str, Any]) -> FileInfo:
         updated = datetime.fromisoformat(item["updated"].replace("Z", "+00:00")).timestamp()
         return FileInfo(
-            path=self._relative(bucket, item["name"]),
+            path=self.root.relative(bucket, item["name"]),
             size=int(item.get("size", 0)),
             modified=updated,
             version=str(item["generation"]) if item.get("generation") else None,
         )
 
     def stat(self, path: str) -> FileInfo:
-        bucket, name = self._locate(path)
+        bucket, name = self.root.locate(path)
         if not name or name.endswith("/"):
             raise SourceNotFound(f"{self.label}: {path!r} is a folder, not a file")
         where = f"gs://{bucket}/{name}"
         return self._info(bucket, self._request("GET", self._object_url(bucket, name), where).json())
 
     def list(self, path: str, *, recursive: bool = False) -> list[FileInfo]:
-        bucket, prefix = self._locate(path, folder=True)
+        bucket, prefix = self.root.locate(path, folder=True)
         where = f"gs://{bucket}/{prefix}"
         params: dict[str, Any] = {"prefix": prefix, "maxResults": 1000}
         if not recursive:
@@ -170,7 +154,7 @@ class GcsSource(Source):
         return sorted(out, key=lambda f: f.path)
 
     def open(self, path: str, *, offset: int = 0, version: str | None = None) -> BinaryIO:
-        bucket, name = self._locate(path)
+        bucket, name = self.root.locate(path)
         where = f"gs://{bucket}/{name}"
         params: dict[str, Any] = {"alt": "media"}
         if version:

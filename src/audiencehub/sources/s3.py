@@ -14,8 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from audiencehub.domain.paths import validate_relative_path
 from audiencehub.sources.base import FileInfo, PieceStream, Source, SourceError, SourceNotFound, SourceUnavailable
+from audiencehub.sources.buckets import BucketRoot
 
 TRANSIENT_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable"}
@@ -42,7 +42,7 @@ class S3Source(Source):
     ) -> None:
         self.label = label
         self.bucket = bucket
-        self.folder = folder.strip("/")
+        self.root = BucketRoot(label, bucket, folder)
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": "path" if endpoint_url else "auto"},
@@ -64,30 +64,13 @@ class S3Source(Source):
 
     # -- paths -------------------------------------------------------------------------------
 
-    def _locate(self, path: str, *, folder: bool = False) -> tuple[str, str]:
-        """(bucket, key) of ``path`` under the root; ValueError when the path is not acceptable."""
-        rel = validate_relative_path(path.strip("/"), allow_empty=True)
-        bucket = self.bucket
-        if bucket is None:
-            if not rel:
-                raise SourceError(f"{self.label}: the connection names no bucket, so the path must start with one")
-            bucket, _, rel = rel.partition("/")
-        key = "/".join(p for p in (self.folder, rel) if p)
-        if folder and key:
-            key += "/"
-        return bucket, key
-
-    def _relative(self, bucket: str, key: str) -> str:
-        rel = key[len(self.folder) + 1 :] if self.folder else key
-        return rel if self.bucket is not None else f"{bucket}/{rel}"
-
     def _where(self, bucket: str, key: str) -> str:
         return f"s3://{bucket}/{key}"
 
     # -- operations --------------------------------------------------------------------------
 
     def stat(self, path: str) -> FileInfo:
-        bucket, key = self._locate(path)
+        bucket, key = self.root.locate(path)
         if not key or key.endswith("/"):
             raise SourceNotFound(f"{self.label}: {path!r} is a folder, not a file")
         try:
@@ -95,14 +78,14 @@ class S3Source(Source):
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, bucket, key) from exc
         return FileInfo(
-            path=self._relative(bucket, key),
+            path=self.root.relative(bucket, key),
             size=int(head["ContentLength"]),
             modified=head["LastModified"].timestamp(),
             version=head.get("ETag"),
         )
 
     def list(self, path: str, *, recursive: bool = False) -> list[FileInfo]:
-        bucket, prefix = self._locate(path, folder=True)
+        bucket, prefix = self.root.locate(path, folder=True)
         args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if not recursive:
             args["Delimiter"] = "/"
@@ -116,7 +99,7 @@ class S3Source(Source):
                         continue
                     out.append(
                         FileInfo(
-                            path=self._relative(bucket, obj["Key"]),
+                            path=self.root.relative(bucket, obj["Key"]),
                             size=int(obj["Size"]),
                             modified=obj["LastModified"].timestamp(),
                             version=obj.get("ETag"),
@@ -129,7 +112,7 @@ class S3Source(Source):
         return sorted(out, key=lambda f: f.path)
 
     def open(self, path: str, *, offset: int = 0, version: str | None = None) -> BinaryIO:
-        bucket, key = self._locate(path)
+        bucket, key = self.root.locate(path)
         args: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if offset:
             args["Range"] = f"bytes={offset}-"
