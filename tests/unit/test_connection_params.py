@@ -482,3 +482,19 @@ def test_port_of_unicode_digits_is_refused_naming_the_param(port: str) -> None:
     """str.isdigit() accepts digits that int() refuses: the message must still name the param."""
     with pytest.raises(ValueError, match=r"^auth\.params\.port: must be an integer"):
         validate_params(*sftp_password(), dict(SFTP_OK, port=port))
+
+
+def test_an_encrypted_openssh_key_asking_for_too_many_kdf_rounds_is_refused_before_decrypting() -> None:
+    import asyncssh
+
+    from audiencehub.sources.sftp import MAX_KDF_ROUNDS, kdf_rounds, load_private_key
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    cheap = key.export_private_key("openssh", passphrase="pw", rounds=2).decode()
+    costly = key.export_private_key("openssh", passphrase="pw", rounds=MAX_KDF_ROUNDS + 1).decode()
+    assert kdf_rounds(cheap) == 2
+    assert kdf_rounds(key.export_private_key("openssh").decode()) == 0
+    load_private_key(cheap, "pw")  # accepted
+    with pytest.raises(ValueError, match=rf"privateKeyContent: .*{MAX_KDF_ROUNDS + 1} bcrypt rounds") as caught:
+        load_private_key(costly, "pw")
+    assert "pw" not in str(caught.value).replace("passphrase", "")

@@ -47,9 +47,43 @@ def private_key_text(content: str) -> str:
         raise ValueError("auth.params.privateKeyContent: neither a PEM private key nor one encoded in Base64") from exc
 
 
+MAX_KDF_ROUNDS = 256
+"""bcrypt rounds of an encrypted OpenSSH key we agree to run (ssh-keygen's default is 16; 128 take ~1 s here)."""
+
+
+def kdf_rounds(text: str) -> int:
+    """The bcrypt rounds an encrypted OpenSSH-format key asks for; 0 for other keys."""
+    if "BEGIN OPENSSH PRIVATE KEY" not in text:
+        return 0
+    body = "".join(line for line in text.strip().splitlines() if not line.startswith("-----"))
+    try:
+        raw = base64.b64decode(body)
+    except (binascii.Error, ValueError):
+        return 0
+    magic = b"openssh-key-v1\0"
+    if not raw.startswith(magic):
+        return 0
+    pos, fields = len(magic), []
+    for _ in range(3):  # ciphername, kdfname, kdfoptions
+        size = int.from_bytes(raw[pos : pos + 4], "big")
+        fields.append(raw[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    if fields[1] != b"bcrypt" or len(fields[2]) < 8:
+        return 0
+    salt_size = int.from_bytes(fields[2][:4], "big")
+    return int.from_bytes(fields[2][4 + salt_size : 8 + salt_size], "big")
+
+
 def load_private_key(content: str, passphrase: str | None) -> asyncssh.SSHKey:
     """The client key, or ValueError naming the param at fault (never the key or the passphrase)."""
     text = private_key_text(content)
+    rounds = kdf_rounds(text)
+    if rounds > MAX_KDF_ROUNDS:
+        # Decrypting costs time linear in the rounds: a key asking for millions would hold a worker for hours.
+        raise ValueError(
+            f"auth.params.privateKeyContent: the key's passphrase protection asks for {rounds} bcrypt rounds, "
+            f"more than {MAX_KDF_ROUNDS}; re-encrypt it with `ssh-keygen -p -a 16 -f KEY`"
+        )
     try:
         return asyncssh.import_private_key(text, passphrase)
     except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError) as exc:
