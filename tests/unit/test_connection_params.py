@@ -484,6 +484,7 @@ def test_port_of_unicode_digits_is_refused_naming_the_param(port: str) -> None:
         validate_params(*sftp_password(), dict(SFTP_OK, port=port))
 
 
+@pytest.mark.filterwarnings("ignore:Warning. bcrypt.kdf:UserWarning")  # few rounds on purpose: a fast test
 def test_an_encrypted_openssh_key_asking_for_too_many_kdf_rounds_is_refused_before_decrypting() -> None:
     import asyncssh
 
