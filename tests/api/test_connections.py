@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 import sqlite3
 import time
 import uuid
@@ -23,8 +22,6 @@ from typing import Any
 import asyncssh
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from audiencehub.app import create_app
@@ -32,6 +29,8 @@ from audiencehub.config import Settings
 from audiencehub.metadata.store import Scope
 from tests.api.support import assert_problem, headers_for
 from tests.conftest import EA, create_audience, seed_audience, test_settings
+from tests.sources.backends import rsa_pem
+from tests.sources.backends import service_account_key as shared_service_account_key
 
 BASE = "/data/foundation/flowservice"
 C = BASE + "/connections"
@@ -68,14 +67,6 @@ PASSPHRASE = "leakcheck-passphrase-Ju3kLm"
 
 
 @cache
-def rsa_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-@cache
 def host_key() -> str:
     """A server's public host key as one OpenSSH line."""
     line: str = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
@@ -96,16 +87,8 @@ def b64(text: str) -> str:
 
 
 def service_account_key(**overrides: Any) -> dict[str, Any]:
-    key: dict[str, Any] = {
-        "type": "service_account",
-        "project_id": "leakcheck-project",
-        "private_key_id": "0123456789abcdef",
-        "private_key": rsa_pem(),
-        "client_email": SA_EMAIL,
-        "client_id": "100000000000000000001",
-    }
-    key.update(overrides)
-    return key
+    leak_check = {"project_id": "leakcheck-project", "client_email": SA_EMAIL, "client_id": "100000000000000000001"}
+    return shared_service_account_key(**{**leak_check, **overrides})
 
 
 def pem_lines(pem: str) -> list[str]:
@@ -321,17 +304,6 @@ def secret_values(data: Any) -> list[str]:
 
     walk(data)
     return found
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A local port that refuses connections (bound, never listening, so no one else takes it)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        sock.close()
 
 
 # -- 1. create and read, for every spec and authentication ---------------------------------------

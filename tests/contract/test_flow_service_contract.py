@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
-import socket
 import time
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -144,16 +142,6 @@ def example_of(schema: dict[str, Any]) -> Any:
 
 
 # -- the app -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        sock.close()
 
 
 def s3_body(name: str = "contract s3", url: str = "http://127.0.0.1:1") -> dict[str, Any]:

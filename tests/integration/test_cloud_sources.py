@@ -24,13 +24,6 @@ pytestmark = pytest.mark.integration
 CONNECTIONS = "/data/foundation/flowservice/connections"
 
 
-def _secrets(backend: Backend) -> list[str]:
-    names = ("s3SecretKey", "s3AccessKey", "password")
-    return [str(backend.params[n]) for n in names if n in backend.params] + [
-        str(backend.bad_params[n]) for n in names if n in backend.bad_params
-    ]
-
-
 def _ingest(server: Server, headers: dict[str, str], backend: Backend, name: str, *, bad: bool = False) -> dict:
     resp = server.http.post(CONNECTIONS, json=backend.body(bad=bad, name=name), headers=headers)
     assert resp.status_code == 201, resp.text
@@ -75,7 +68,7 @@ def test_s3_and_sftp_audiences_on_a_real_server_and_no_secret_anywhere(
     assert again["status"] == "SUCCESS", again
     assert "alicia@example.com" in member_ids(members(server.http, headers, audiences[0]))
 
-    secrets = [s for b in backends for s in _secrets(b)]
+    secrets = [s for b in backends for s in b.secret_values()]
     logs = "".join(server.stdout_path(n).read_text() + server.stderr_path(n).read_text() for n in (1, 2))
     stored = b"".join(p.read_bytes() for p in server.home.glob("metadata.db*"))
     for secret in secrets:

@@ -7,6 +7,7 @@ the end of the test.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +18,16 @@ from tests.servers.gcs import GcsEmulator
 from tests.servers.s3 import MotoServer
 from tests.servers.sftp import SftpServer
 
-__all__ = ["fault_proxy", "gcs_bucket", "gcs_emulator", "moto_server", "s3_bucket", "sftp_folder", "sftp_server"]
+__all__ = [
+    "closed_port",
+    "fault_proxy",
+    "gcs_bucket",
+    "gcs_emulator",
+    "moto_server",
+    "s3_bucket",
+    "sftp_folder",
+    "sftp_server",
+]
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +82,14 @@ def fault_proxy() -> Iterator[Callable[[str, int], FaultProxy]]:
     yield make
     for proxy in proxies:
         proxy.stop()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections (bound, never listening, so no one else takes it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ class Backend:
             "connectionSpec": {"id": self.spec_id, "version": "1.0"},
         }
 
+    def secret_values(self) -> list[str]:
+        """The values of the secret params (as the connection spec declares them) of both credential sets."""
+        spec = find_spec(self.spec_id)
+        auth = spec.auth_spec(self.spec_name) if spec else None
+        assert auth is not None
+        return [str(p[n]) for p in (self.params, self.bad_params) for n in auth.secret_names if n in p]
+
     def source(self, *, bad: bool = False, **changes: Any) -> Source:
         spec = find_spec(self.spec_id)
         assert spec is not None
@@ -66,17 +74,26 @@ class Backend:
         return backend_for(StoredConnection("test-" + self.kind, self.kind, spec, auth, params.merged))
 
 
-def service_account_key(client_email: str = "audiencehub-test@example-project.iam.gserviceaccount.com") -> dict:
+@cache
+def rsa_pem() -> str:
+    """One RSA private key (PEM) per test session: generating one takes a noticeable fraction of a second."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return {
+    return pem.decode()
+
+
+def service_account_key(**overrides: Any) -> dict[str, Any]:
+    """A GCS service-account key file's content; ``overrides`` replace or add fields."""
+    key: dict[str, Any] = {
         "type": "service_account",
         "project_id": "example-project",
         "private_key_id": "0123456789abcdef",
-        "private_key": pem.decode(),
-        "client_email": client_email,
+        "private_key": rsa_pem(),
+        "client_email": "audiencehub-test@example-project.iam.gserviceaccount.com",
         "token_uri": "https://oauth2.googleapis.com/token",
     }
+    key.update(overrides)
+    return key
 
 
 def make_backend(
@@ -135,7 +152,7 @@ def make_backend(
             "bucketName": bucket,
             "folderPath": folder,
         }
-        bad = dict(params, serviceAccountKey=json.dumps(service_account_key("intruder@example.com")))
+        bad = dict(params, serviceAccountKey=json.dumps(service_account_key(client_email="intruder@example.com")))
         # NOTE: the emulator never checks Authorization, so wrong keys cannot fail against it.
         return Backend(
             kind,

@@ -118,7 +118,7 @@ def test_a_wrong_secret_fails_the_run_with_a_clear_reason_and_no_partial_data(
     assert any(word in message for word in ("refused", "SignatureDoesNotMatch", "login")), message
     assert run["metrics"]["recordsIngested"] == 0
     dumped = json.dumps(run) + json.dumps(client.get(f"{EA}/{audience_id}/runs", headers=headers).json())
-    for secret in (*backend.secrets, *_secret_values(backend.bad_params)):
+    for secret in (*backend.secrets, *backend.secret_values()):
         assert secret not in dumped
     assert members(client, headers, audience_id) == {}
     dataset_id = client.get(f"{EA}/{audience_id}", headers=headers).json()["datasetId"]
@@ -146,11 +146,6 @@ def test_a_deleted_connection_cannot_be_the_source_of_a_run(
     assert audience_id in resp.json()["detail"]
     assert client.delete(f"{EA}/{audience_id}", headers=headers).status_code == 204
     assert client.delete(f"{CONNECTIONS}/{connection_id}", headers=headers).status_code == 204
-
-
-def _secret_values(params: dict[str, Any]) -> list[str]:
-    names = {"s3SecretKey", "secretAccessKey", "password", "passPhrase"}
-    return [str(v) for k, v in params.items() if k in names]
 
 
 def test_a_run_rides_out_slow_down_and_a_reset_connection(
