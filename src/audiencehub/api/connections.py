@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from audiencehub.api.deps import Caller, Services
+from audiencehub.api.deps import Caller, Services, read_json
 from audiencehub.api.routing import route
 from audiencehub.errors import BadRequest
 from audiencehub.services.connections import DEFAULT_LIMIT
@@ -63,20 +62,9 @@ PATCH_BODY = {
 }
 
 
-async def _json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise BadRequest("body: a JSON body is required")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        # NOTE: the parser's message quotes no input; a body full of credentials is never echoed.
-        raise BadRequest(f"body: not valid JSON (at position {getattr(exc, 'pos', '?')})") from exc
-
-
 @route(router, "POST", C, operation_id="createConnection", openapi_extra=CREATE_BODY)
 async def create(request: Request, caller: Caller, services: Services) -> JSONResponse:
-    data = await _json(request)
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise BadRequest(f"body: must be a JSON object, got {type(data).__name__}")
     body = await run_in_threadpool(services.connections.create, caller, data)
@@ -108,7 +96,7 @@ async def patch(
     services: Services,
     if_match: str | None = Header(default=None),
 ) -> JSONResponse:
-    ops = await _json(request)
+    ops = await read_json(request, "a JSON array of patch operations")
     body = await run_in_threadpool(services.connections.patch, caller, connection_id, if_match, ops)
     return JSONResponse(body, headers={"ETag": body["etag"]})
 

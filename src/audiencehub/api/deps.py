@@ -42,15 +42,25 @@ Caller = Annotated[Principal, Depends(principal)]
 Services = Annotated[Container, Depends(container)]
 
 
-async def parse_body(request: Request, model: type[M]) -> M:
-    """The JSON body as ``model``, whatever the Content-Type: seed 003's curl calls send none."""
+async def read_json(request: Request, expected: str = "a JSON object") -> Any:
+    """The JSON body, whatever the Content-Type: seed 003's curl calls send none.
+
+    Messages never quote the body (it may carry credentials): the parser's reason and position only.
+    """
     raw = await request.body()
     if not raw.strip():
-        raise BadRequest("body: a JSON object is required")
+        raise BadRequest(f"body: {expected} is required")
     try:
-        data: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body: not valid JSON (not UTF-8 at byte {exc.start})") from exc
+    except ValueError as exc:
         raise BadRequest(f"body: not valid JSON ({exc})") from exc
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The JSON object body as ``model``."""
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise BadRequest(f"body: must be a JSON object, got {type(data).__name__}")
     try:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from audiencehub.domain.audiences import CloudType, SourceSpec
 from audiencehub.domain.connections import (
     MASK,
+    SPECS,
     AuthSpec,
     ConnectionParams,
     ConnectionSpec,
@@ -136,8 +137,6 @@ def parse_create(data: dict[str, Any]) -> CreateBody:
 
 
 def _known() -> str:
-    from audiencehub.domain.connections import SPECS
-
     return ", ".join(f"{s.name}: {s.id}" for s in SPECS)
 
 
@@ -212,7 +211,12 @@ class ConnectionService:
                 },
             )
         log.info(
-            "connection %s (%s, %s) created in %s/%s", connection_id, body.spec.name, body.auth.name, *_where(scope)
+            "connection %s (%s, %s) created in %s/%s",
+            connection_id,
+            body.spec.name,
+            body.auth.name,
+            scope.org_id,
+            scope.sandbox,
         )
         return {"id": connection_id, "etag": etag}
 
@@ -428,10 +432,6 @@ def _millis() -> int:
 
 def _etag() -> str:
     return f'"{uuid.uuid4()}"'
-
-
-def _where(scope: Scope) -> tuple[str, str]:
-    return scope.org_id, scope.sandbox
 
 
 def _encode_token(offset: int) -> str:

@@ -103,6 +103,11 @@ class PieceStream:
         self._piece = piece
         self._broken: SourceUnavailable | None = None
 
+    @classmethod
+    def empty(cls) -> PieceStream:
+        """A stream at its end: what a read opened at or past a file's last byte gives."""
+        return cls(lambda n: b"", lambda: None, 1)
+
     def read(self, n: int = -1) -> bytes:
         """At most one piece (a short read, as from a socket); ``b""`` only at the end. All with ``n < 0``."""
         if self._broken is not None:

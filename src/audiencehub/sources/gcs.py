@@ -171,7 +171,7 @@ class GcsSource(Source):
             ) from exc
         if response.status_code == 416 and offset:
             response.close()
-            return PieceStream(lambda n: b"", lambda: None, CHUNK)  # type: ignore[return-value]
+            return PieceStream.empty()  # type: ignore[return-value]
         if response.status_code >= 400:
             response.read()
             response.close()
@@ -196,7 +196,7 @@ class GcsSource(Source):
     def check(self) -> int:
         if self.bucket is None:
             raise SourceError(f"{self.label}: name a bucket (bucketName) to test a service-account connection")
-        return len(self.list(""))
+        return super().check()
 
     def close(self) -> None:
         self._http.close()

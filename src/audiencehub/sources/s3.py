@@ -122,7 +122,7 @@ class S3Source(Source):
             body = self._client.get_object(**args)["Body"]
         except ClientError as exc:
             if offset and exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                return PieceStream(lambda n: b"", lambda: None, PIECE)  # type: ignore[return-value]  # all read
+                return PieceStream.empty()  # type: ignore[return-value]  # the whole file was read
             raise self._error(exc, bucket, key) from exc
         except BotoCoreError as exc:
             raise self._error(exc, bucket, key) from exc
@@ -142,7 +142,7 @@ class S3Source(Source):
                 return len(self._client.list_buckets().get("Buckets", []))
             except (BotoCoreError, ClientError) as exc:
                 raise self._error(exc, "", "") from exc
-        return len(self.list(""))
+        return super().check()
 
     def close(self) -> None:
         self._client.close()

@@ -267,9 +267,6 @@ class SftpSource(Source):
                 raise SourceError(f"{self.label}: {rel!r}: the file changed while it was being read; start a new run")
         return handle
 
-    def check(self) -> int:
-        return len(self.list(""))
-
     def close(self) -> None:
         loop, self._loop = self._loop, None
         if loop is None:
