@@ -21,6 +21,7 @@ from audiencehub.services.ingestion import Hold, IngestionService
 from audiencehub.services.keyring import Keyring
 from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import LandingZoneService
+from audiencehub.services.merge_policies import MergePolicyService
 from audiencehub.services.tenancy import ClientCredentials, TenancyService
 from audiencehub.sources.base import Source
 from audiencehub.sources.gcs import GcsSource
@@ -40,6 +41,7 @@ class Container:
     tenancy: TenancyService
     landing: LandingZoneService
     connections: ConnectionService
+    merge_policies: MergePolicyService
     lake: Lake
     profiles: DuckDBProfileStore
     audiences: ExternalAudienceService
@@ -137,6 +139,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         tenancy=TenancyService(store),
         landing=landing,
         connections=connections,
+        merge_policies=MergePolicyService(store),
         lake=lake,
         profiles=profiles,
         audiences=audiences,

@@ -201,3 +201,31 @@ jobs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
 )
+
+merge_policies = Table(
+    "merge_policies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("name", String(256), nullable=False),
+    Column("schema_name", String(128), nullable=False),
+    Column("identity_graph", String(16), nullable=False),  # none, pdg
+    Column("attribute_merge", String(32), nullable=False),  # timestampOrdered, dataSetPrecedence
+    Column("dataset_order", JSON, nullable=False),  # dataset ids, highest precedence first
+    Column("is_default", Boolean, nullable=False),
+    Column("active_on_edge", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("update_epoch", BigInteger, nullable=False),  # epoch seconds, as the Profile API answers
+    Column("created_ns", BigInteger, nullable=False),
+    # One default per schema class per sandbox: the database decides races, not a read-then-write.
+    Index(
+        "uq_merge_policies_default",
+        "org_id",
+        "sandbox",
+        "schema_name",
+        unique=True,
+        sqlite_where=text("is_default"),
+        postgresql_where=text("is_default"),
+    ),
+    Index("ix_merge_policies_scope", "org_id", "sandbox", "created_ns"),
+)
