@@ -19,7 +19,8 @@ SCHEMAS = (PROFILE_SCHEMA,)
 DEFAULT_NAME = "Default Timebased"
 """The name of the policy every sandbox starts with (the name AEP gives an org's first default policy)."""
 MAX_NAME = 256
-MAX_ORDER = 100
+MAX_ORDER = 50
+"""The most datasets a precedence order may list (AEP's UI offers up to 50)."""
 
 
 @dataclass(frozen=True)
@@ -153,3 +154,110 @@ def with_order(spec: PolicySpec, order: Any, field: str) -> PolicySpec:
             raise ValueError(f"{field}[{i}]: dataset {dataset_id!r} is listed twice")
         seen.add(dataset_id)
     return replace(spec, dataset_order=tuple(order))
+
+
+# -- PATCH ---------------------------------------------------------------------------------------
+
+PATCH_OPS = ("add", "replace")
+PATCH_PATHS = {
+    "/name": "name",
+    "/identityGraph.type": "identityGraph.type",
+    "/identityGraph/type": "identityGraph.type",
+    "/attributeMerge.type": "attributeMerge.type",
+    "/attributeMerge/type": "attributeMerge.type",
+    "/attributeMerge.order": "attributeMerge.order",
+    "/attributeMerge/order": "attributeMerge.order",
+    "/identityGraph": "identityGraph",
+    "/attributeMerge": "attributeMerge",
+    "/schema.name": "schema.name",
+    "/schema/name": "schema.name",
+    "/schema": "schema",
+    "/default": "default",
+    "/isActiveOnEdge": "isActiveOnEdge",
+    "/idActiveOnEdge": "isActiveOnEdge",  # NOTE: the spelling in Adobe's OpenAPI spec of the PATCH paths
+    "/version": "version",
+}
+OBJECTS = {
+    "identityGraph": ("type", {"type"}),
+    "attributeMerge": ("type", {"type", "order"}),
+    "schema": ("name", {"name"}),
+}
+"""PATCH paths that replace a whole object: the key it must have, and the keys it may have."""
+
+
+def apply_patch(spec: PolicySpec, ops: Any) -> PolicySpec:
+    """``ops`` (one operation or an array of them, ``add``/``replace`` only) applied to ``spec``, then checked whole.
+
+    ``/version`` is read-only (the server counts versions): a well-formed value is accepted and ignored, as
+    the version a PUT body echoes is.
+    """
+    if isinstance(ops, dict):
+        ops = [ops]  # NOTE: AEP's docs send a single operation object; its OpenAPI spec, an array
+    if not isinstance(ops, list) or not ops:
+        raise ValueError("body: a patch operation {op, path, value} or a non-empty array of them is required")
+    fields: dict[str, Any] = {
+        "name": spec.name,
+        "schema.name": spec.schema,
+        "identityGraph.type": spec.identity_graph,
+        "attributeMerge.type": spec.attribute_merge,
+        "attributeMerge.order": list(spec.dataset_order) or None,
+        "default": spec.default,
+        "isActiveOnEdge": spec.active_on_edge,
+    }
+    order_set = False
+    for i, op in enumerate(ops):
+        where = f"[{i}]"
+        if not isinstance(op, dict):
+            raise ValueError(f"{where}: a patch operation must be an object with op, path and value")
+        kind = op.get("op")
+        if not isinstance(kind, str) or kind.lower() not in PATCH_OPS:
+            raise ValueError(f"{where}.op: {kind!r} is not supported (use add or replace)")
+        path = op.get("path")
+        target = PATCH_PATHS.get(path) if isinstance(path, str) else None
+        if target is None:
+            paths = ", ".join(p for p in PATCH_PATHS if "/" not in p[1:] and p != "/idActiveOnEdge")
+            raise ValueError(f"{where}.path: {path!r} cannot be changed (use one of {paths})")
+        if "value" not in op:
+            raise ValueError(f"{where}.value: required for {path}")
+        value = op["value"]
+        if target in OBJECTS:
+            key, allowed = OBJECTS[target]
+            if not isinstance(value, dict) or key not in value or set(value) - allowed:
+                raise ValueError(
+                    f"{where}.value: {path} takes an object with {', '.join(sorted(allowed))}, got {value!r}"
+                )
+            fields[f"{target}.{key}"] = value[key]
+            if target == "attributeMerge":
+                fields["attributeMerge.order"], order_set = value.get("order"), True
+            continue
+        if target in ("default", "isActiveOnEdge"):
+            value = _patch_bool(value, f"{where}.value ({target})")
+        if target == "attributeMerge.order":
+            order_set = True
+        if target == "version":
+            if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+                raise ValueError(
+                    f"{where}.value: /version takes the policy's current version (an integer), got {value!r}"
+                )
+            continue
+        fields[target] = value
+    new = PolicySpec(
+        name=check_name(fields["name"]),
+        schema=check_schema(fields["schema.name"]),
+        identity_graph=check_identity_graph(fields["identityGraph.type"]),
+        attribute_merge=check_attribute_merge(fields["attributeMerge.type"]),
+        dataset_order=(),
+        default=fields["default"],
+        active_on_edge=fields["isActiveOnEdge"],
+    )
+    order = fields["attributeMerge.order"]
+    if new.attribute_merge == TIMESTAMP_ORDERED and not order_set:
+        order = None  # switching to timestampOrdered drops the order it no longer uses
+    return with_order(new, order, "attributeMerge.order")
+
+
+def _patch_bool(value: Any, field: str) -> bool:
+    # NOTE: AEP's own PATCH example sends ``"value": "true"``, a string.
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return check_bool(value, field)

@@ -227,5 +227,14 @@ merge_policies = Table(
         sqlite_where=text("is_default"),
         postgresql_where=text("is_default"),
     ),
+    # One policy active on edge per sandbox (AEP: one per organization; every resource here is per sandbox).
+    Index(
+        "uq_merge_policies_edge",
+        "org_id",
+        "sandbox",
+        unique=True,
+        sqlite_where=text("active_on_edge"),
+        postgresql_where=text("active_on_edge"),
+    ),
     Index("ix_merge_policies_scope", "org_id", "sandbox", "created_ns"),
 )
