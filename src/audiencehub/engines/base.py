@@ -17,7 +17,8 @@ from audiencehub.errors import AudiencehubError
 Progress = Callable[[float], None]
 """Called from time to time with the percentage done of the statement that runs."""
 
-Format = Literal["parquet", "csv"]
+Format = Literal["parquet", "csv", "json"]
+"""``json``: the JSON texts of a single-column SELECT, one per line (JSON lines)."""
 
 
 class EngineError(Exception):

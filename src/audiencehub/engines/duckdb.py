@@ -18,7 +18,7 @@ PROGRESS_INTERVAL_S = 0.5
 MESSAGE_MAX = 500
 
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
-_READ_CSV = re.compile(r"read_csv\('((?:[^']|'')*)'")
+_READ_CSV = re.compile(r"read_(?:csv|json_objects|parquet)\('((?:[^']|'')*)'")
 # An absolute path that starts a word: at the start, or after a space, a quote or a parenthesis.
 _ABSOLUTE = re.compile(r"(?<![^\s\"'(])/[^\s\"'),]+")
 _KIND = re.compile(r"^[A-Za-z ]* Error: ")
@@ -119,7 +119,12 @@ class DuckDBSession(EngineSession):
 
     def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
+        options = {
+            "parquet": "FORMAT parquet, COMPRESSION zstd",
+            "csv": "FORMAT csv, HEADER true",
+            # One JSON text per line, as selected: CSV without quoting, header or a delimiter that can occur.
+            "json": "FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01'",
+        }[fmt]
         rows = self._run(f"COPY ({select_sql}) TO {lit(str(dest))} ({options})")
         return int(rows[0][0]) if rows else 0
 

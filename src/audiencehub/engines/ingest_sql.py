@@ -121,7 +121,8 @@ def _trim(raw: str) -> str:
     return f"CASE WHEN unicode({raw}) IN ({codes}) OR unicode(right({raw}, 1)) IN ({codes}) THEN {regex} ELSE {raw} END"
 
 
-def _identity_norm(raw: str, rule: Rule) -> str:
+def identity_norm(raw: str, rule: Rule) -> str:
+    """SQL for the identity text ``raw`` normalized by ``rule`` (NULL when empty); the pattern is checked apart."""
     trimmed = _trim(raw)
     if rule in LOWERCASE_RULES:
         return f"NULLIF(lower({trimmed}), '')"
@@ -185,7 +186,7 @@ def validated_select(csv_path: Path, header_width: int, columns: Sequence[Column
         level1.append(f"{raw} AS r{i}")
         if col.rule is not None:
             pattern = RULE_PATTERN[col.rule]
-            level1.append(f"{_identity_norm(raw, col.rule)} AS v{i}")
+            level1.append(f"{identity_norm(raw, col.rule)} AS v{i}")
             valid = f"v{i}" if pattern is None else f"CASE WHEN regexp_full_match(v{i}, {lit(pattern)}) THEN v{i} END"
             level2.append(f"{valid} AS n{i}")
             level3.append(f"{_typed(f'n{i}', col.type)} AS t{i}")

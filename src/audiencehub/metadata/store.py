@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from audiencehub.metadata.tables import metadata
@@ -56,7 +56,22 @@ class MetadataStore:
             event.listen(self.engine, "begin", _sqlite_begin)
 
     def create_all(self) -> None:
+        """Creates missing tables, then adds the nullable columns that a newer version declares.
+
+        Additive only (a column with no default and NULL allowed), so an existing home keeps working
+        across upgrades; anything else waits for the Alembic migrations that come with PostgreSQL.
+        """
         metadata.create_all(self.engine)
+        found = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                have = {c["name"] for c in found.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have:
+                        if not column.nullable:
+                            raise RuntimeError(f"{table.name}.{column.name}: a new column must be nullable")
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:

@@ -47,6 +47,49 @@ class AudienceRows:
     """Epoch seconds recorded as ``lastQualificationTime``."""
 
 
+@dataclass(frozen=True)
+class FragmentBatch:
+    """The records of one successful batch of a profile-enabled dataset (``engines/xdm_sql`` validated them)."""
+
+    batch_id: str
+    dataset_id: str
+    kind: str
+    """``profile`` (attributes, merged across datasets), ``event`` (experience events, kept one by one) or
+    ``entity`` (records of a non-people class, e.g. segment definitions: kept apart from people profiles)."""
+    file: Path
+    """The validated Parquet file: the typed fields, ``__ah_ids``, ``__ah_file`` and ``__ah_rn``."""
+    leaves: list[tuple[str, str, str]]
+    """(dotted name, SQL type, SQL that reads it from the typed columns) of every value the store keeps."""
+    received_at: int
+    """Epoch seconds: the fragments' timestamp for the timestamp-ordered merge."""
+
+
+@dataclass
+class FragmentResult:
+    records: int = 0
+    profilesCreated: int = 0
+    profilesMerged: int = 0
+    identitiesAdded: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Entity:
+    """A merged profile (or a non-people entity) as the Profile Access API answers it."""
+
+    entity_id: str
+    identities: list[tuple[str, str]]
+    attributes: dict[str, Any]
+    """The merged values by dotted name."""
+    sources: list[str]
+    """The datasets that contributed a fragment."""
+    memberships: list[Membership]
+    last_modified: int
+    """Epoch seconds of the newest fragment or membership."""
+
+
 @dataclass
 class ApplyResult:
     profilesCreated: int = 0
@@ -103,6 +146,23 @@ class ProfileStore(ABC):
     @abstractmethod
     def counts(self, scope: Scope, audience_id: str) -> dict[str, int]:
         """How many members have each effective status."""
+
+    @abstractmethod
+    def apply_fragments(self, scope: Scope, batch: FragmentBatch) -> FragmentResult:
+        """Stitches the batch's identities into the graph and stores its records, atomically; idempotent per
+        batch id. Identities seen in one record link: profiles they joined are merged into one."""
+
+    @abstractmethod
+    def entity(
+        self, scope: Scope, namespace: str, identity: str, *, kind: str = "profile", precedence: list[str] | None = None
+    ) -> Entity | None:
+        """The merged profile that holds the identity (``kind="entity"``: the non-people record with that
+        primary identity). ``precedence`` (dataset ids, highest first) merges by dataset precedence; None merges
+        by time (the newest value of each attribute wins)."""
+
+    @abstractmethod
+    def remove_dataset(self, scope: Scope, dataset_id: str) -> None:
+        """Drops every fragment the dataset contributed."""
 
     @abstractmethod
     def close(self) -> None:

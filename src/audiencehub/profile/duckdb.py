@@ -28,7 +28,16 @@ from audiencehub.domain.audiences import FieldType
 from audiencehub.engines.duckdb import connect
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
 from audiencehub.metadata.store import Scope
-from audiencehub.profile.base import ApplyResult, AudienceRows, Membership, Profile, ProfileStore
+from audiencehub.profile.base import (
+    ApplyResult,
+    AudienceRows,
+    Entity,
+    FragmentBatch,
+    FragmentResult,
+    Membership,
+    Profile,
+    ProfileStore,
+)
 
 # NOTE: no ART indexes yet: maintaining them doubled the time of a 1M-row run (benchmarks/ingest.py).
 # Point lookups by identity arrive with the Profile Access API, with its own p99 benchmark.
@@ -38,6 +47,15 @@ CREATE TABLE IF NOT EXISTS audiences (
     audience_id VARCHAR PRIMARY KEY, namespace VARCHAR NOT NULL, ttl_days INTEGER NOT NULL, tbl VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS applied_runs (
     run_id VARCHAR PRIMARY KEY, audience_id VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL, result VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS applied_batches (
+    batch_id VARCHAR PRIMARY KEY, dataset_id VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL,
+    result VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS fragment_tables (
+    dataset_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, tbl VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS fragment_memberships (
+    profile_id UUID NOT NULL, ns VARCHAR NOT NULL, segment_id VARCHAR NOT NULL, status VARCHAR,
+    qualified_at TIMESTAMPTZ NOT NULL, dataset_id VARCHAR NOT NULL, received_at TIMESTAMPTZ NOT NULL,
+    seq BIGINT NOT NULL);
 """
 PROFILE_ID = INTERNAL + "profile_id"
 STATUS = INTERNAL + "status"
@@ -54,6 +72,24 @@ DELETE = INTERNAL + "delete"  # the row asks to exit its member
 FILE = INTERNAL + "file"  # the index of the row's file in the run
 RN = INTERNAL + "rn"  # the row's number in its file
 NEW = INTERNAL + "new"  # none of the row's identities is known: a new profile
+
+
+# Fragment tables (``f_{dataset id hex}``): the profile (or entity) key, then these, then one column per leaf.
+BATCH = INTERNAL + "batch"
+TS = INTERNAL + "ts"
+SEQ = INTERNAL + "seq"
+ENTITY_NS = INTERNAL + "ns"
+ENTITY_ID = INTERNAL + "id"
+IDS = INTERNAL + "ids"
+XFILE = INTERNAL + "file"
+XRN = INTERNAL + "rn"
+MEMBERSHIP_LEAF = "segmentMembership"
+"""Records' own memberships go to ``fragment_memberships`` (one row per namespace and segment), not a column."""
+MEMBERSHIP_LEAF_SQL = ident(MEMBERSHIP_LEAF)
+
+
+def fragment_table_for(dataset_id: str) -> str:
+    return "f_" + "".join(c for c in dataset_id.lower() if c.isalnum())
 
 
 def table_for(audience_id: str) -> str:
@@ -389,6 +425,259 @@ class DuckDBProfileStore(ProfileStore):
                 ).fetchall():
                     counts[str(status)] = int(n)
         return counts
+
+    # ----- fragments from profile-enabled datasets -----
+
+    @staticmethod
+    def _fragment_table(cur: duckdb.DuckDBPyConnection, batch: FragmentBatch) -> str:
+        """The dataset's fragment table, created or widened (a schema may gain fields) to hold every leaf."""
+        tbl = fragment_table_for(batch.dataset_id)
+        key = (
+            f"{ENTITY_NS} VARCHAR NOT NULL, {ENTITY_ID} VARCHAR NOT NULL"
+            if batch.kind == "entity"
+            else f"{PROFILE_ID} UUID NOT NULL"
+        )
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {ident(tbl)} ({key}, {BATCH} VARCHAR NOT NULL, {TS} TIMESTAMPTZ NOT NULL, "
+            f"{SEQ} BIGINT NOT NULL)"
+        )
+        have = {
+            str(r[0])
+            for r in cur.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name <> 'temp'", [tbl]
+            ).fetchall()
+        }
+        for name, sql_type, _ in batch.leaves:
+            if name not in have and name != MEMBERSHIP_LEAF:
+                cur.execute(f"ALTER TABLE {ident(tbl)} ADD COLUMN {ident(name)} {sql_type}")
+        cur.execute(
+            "INSERT INTO fragment_tables VALUES (?, ?, ?) ON CONFLICT (dataset_id) DO NOTHING",
+            [batch.dataset_id, batch.kind, tbl],
+        )
+        return tbl
+
+    def apply_fragments(self, scope: Scope, batch: FragmentBatch) -> FragmentResult:
+        with self._cursor(scope) as cur:
+            done = cur.execute("SELECT result FROM applied_batches WHERE batch_id = ?", [batch.batch_id]).fetchone()
+        if done:
+            return FragmentResult(**json.loads(done[0]))
+        at = dt.datetime.fromtimestamp(batch.received_at, dt.UTC)
+        src = f"read_parquet({lit(str(batch.file))})"
+        values = [(name, expr) for name, _, expr in batch.leaves if name != MEMBERSHIP_LEAF]
+        cols = "".join(f", {expr} AS {ident(name)}" for name, expr in values)
+        names = "".join(f", {ident(name)}" for name, _ in values)
+        with self._writer(scope) as cur:
+            tbl = self._fragment_table(cur, batch)
+            cur.execute(
+                f"CREATE TEMP TABLE rec AS SELECT row_number() OVER (ORDER BY {XFILE}, {XRN}) AS r, "
+                f"list_distinct({IDS}) AS ids{cols}"
+                + (f", {MEMBERSHIP_LEAF_SQL} AS {ident(MEMBERSHIP_LEAF)}" if self._has_memberships(batch) else "")
+                + f" FROM {src}"
+            )
+            result = FragmentResult()
+            row = cur.execute("SELECT count(*) FROM rec").fetchone()
+            result.records = int(row[0]) if row else 0
+            if batch.kind == "entity":
+                # Non-people records (segment definitions): keyed by their primary identity, never stitched.
+                cur.execute(
+                    f"INSERT INTO {ident(tbl)} ({ENTITY_NS}, {ENTITY_ID}, {BATCH}, {TS}, {SEQ}{names}) "
+                    f"SELECT p.ns, p.id, ?, ?, r{names} FROM (SELECT *, coalesce(list_filter(ids, lambda x: "
+                    f'x."primary")[1], ids[1]) AS p FROM rec) WHERE p IS NOT NULL',
+                    [batch.batch_id, at],
+                )
+            else:
+                self._stitch(cur, result)
+                cur.execute(
+                    f"INSERT INTO {ident(tbl)} ({PROFILE_ID}, {BATCH}, {TS}, {SEQ}{names}) "
+                    f"SELECT rp.profile_id, ?, ?, rec.r{''.join(f', rec.{ident(n)}' for n, _ in values)} "
+                    "FROM rec JOIN rec_profile rp USING (r)",
+                    [batch.batch_id, at],
+                )
+                if self._has_memberships(batch):
+                    cur.execute(
+                        "INSERT INTO fragment_memberships SELECT profile_id, ns, se.key, se.value.status, "
+                        "coalesce(se.value.lastQualificationTime, ?), ?, ?, r FROM (SELECT profile_id, r, "
+                        "nse.key AS ns, unnest(map_entries(nse.value)) AS se FROM (SELECT rp.profile_id, rec.r, "
+                        f"unnest(map_entries(rec.{ident(MEMBERSHIP_LEAF)})) AS nse FROM rec JOIN rec_profile rp "
+                        "USING (r)))",
+                        [at, batch.dataset_id, at],
+                    )
+            for temp in ("rec", "rid", "edges", "labels", "comp", "rec_profile", "remap"):
+                cur.execute(f"DROP TABLE IF EXISTS {temp}")
+            cur.execute(
+                "INSERT INTO applied_batches VALUES (?, ?, ?, ?)",
+                [batch.batch_id, batch.dataset_id, at, json.dumps(result.to_dict())],
+            )
+        return result
+
+    @staticmethod
+    def _has_memberships(batch: FragmentBatch) -> bool:
+        return any(name == MEMBERSHIP_LEAF for name, _, _ in batch.leaves)
+
+    def _stitch(self, cur: duckdb.DuckDBPyConnection, result: FragmentResult) -> None:
+        """Links the identities of each record of ``rec`` and resolves every record to one profile.
+
+        The graph's nodes are records, identities and the profiles those identities already belong to;
+        a record links its identities, a known identity links its profile. Each connected component
+        (labels propagated to the smallest until nothing changes) is one profile: the smallest existing
+        profile id of the component, or a new one. Other existing profiles of the component merge into it.
+        """
+        cur.execute(
+            "CREATE TEMP TABLE rid AS SELECT DISTINCT r, x.ns AS ns, x.id AS id FROM "
+            "(SELECT r, unnest(ids) AS x FROM rec)"
+        )
+        node_i = "'i:' || rid.ns || chr(1) || rid.id"
+        cur.execute(
+            f"CREATE TEMP TABLE edges AS SELECT 'r:' || r AS a, {node_i} AS b FROM rid "
+            f"UNION ALL SELECT {node_i}, 'r:' || r FROM rid "
+            f"UNION ALL SELECT DISTINCT {node_i}, 'p:' || CAST(i.profile_id AS VARCHAR) FROM rid "
+            "JOIN identities i ON i.ns = rid.ns AND i.id = rid.id "
+            f"UNION ALL SELECT DISTINCT 'p:' || CAST(i.profile_id AS VARCHAR), {node_i} FROM rid "
+            "JOIN identities i ON i.ns = rid.ns AND i.id = rid.id"
+        )
+        cur.execute("CREATE TEMP TABLE labels AS SELECT DISTINCT a AS node, a AS lab FROM edges")
+        while True:
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE labels2 AS SELECT l.node, least(l.lab, min(m.lab)) AS lab "
+                "FROM labels l JOIN edges e ON e.a = l.node JOIN labels m ON m.node = e.b GROUP BY l.node, l.lab"
+            )
+            changed = cur.execute(
+                "SELECT count(*) FROM labels l JOIN labels2 n USING (node) WHERE n.lab <> l.lab"
+            ).fetchone()
+            cur.execute("DROP TABLE labels")
+            cur.execute("ALTER TABLE labels2 RENAME TO labels")
+            if not changed or not changed[0]:
+                break
+        cur.execute(
+            "CREATE TEMP TABLE comp AS SELECT lab, min(CASE WHEN node LIKE 'p:%' THEN substr(node, 3) END) AS keeper, "
+            "count(*) FILTER (WHERE node LIKE 'p:%') AS profiles FROM labels GROUP BY lab"
+        )
+        row = cur.execute("SELECT count(*) FILTER (WHERE keeper IS NULL), sum(greatest(profiles - 1, 0)) FROM comp")
+        counted = row.fetchone()
+        result.profilesCreated = int(counted[0] or 0) if counted else 0
+        result.profilesMerged = int(counted[1] or 0) if counted else 0
+        cur.execute("UPDATE comp SET keeper = CAST(gen_random_uuid() AS VARCHAR) WHERE keeper IS NULL")
+        cur.execute(
+            "CREATE TEMP TABLE rec_profile AS SELECT CAST(substr(l.node, 3) AS BIGINT) AS r, "
+            "CAST(c.keeper AS UUID) AS profile_id FROM labels l JOIN comp c USING (lab) WHERE l.node LIKE 'r:%'"
+        )
+        if result.profilesMerged:
+            cur.execute(
+                "CREATE TEMP TABLE remap AS SELECT CAST(substr(l.node, 3) AS UUID) AS old, CAST(c.keeper AS UUID) "
+                "AS new FROM labels l JOIN comp c USING (lab) WHERE l.node LIKE 'p:%' AND substr(l.node, 3) <> c.keeper"
+            )
+            self._merge_profiles(cur)
+        added = cur.execute(
+            "INSERT INTO identities SELECT DISTINCT ON (rid.ns, rid.id) rid.ns, rid.id, rp.profile_id FROM rid "
+            "JOIN rec_profile rp USING (r) ANTI JOIN identities i ON i.ns = rid.ns AND i.id = rid.id "
+            "ORDER BY rid.ns, rid.id, rid.r"
+        ).fetchone()
+        result.identitiesAdded = int(added[0]) if added else 0
+
+    def _merge_profiles(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """Moves everything of the profiles in ``remap`` (old → new) to the profile they merged into."""
+        tables = [
+            str(r[0])
+            for r in cur.execute(
+                "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'main' AND column_name IN (?, ?) "
+                "AND database_name <> 'temp'",
+                [PROFILE_ID, "profile_id"],
+            ).fetchall()
+        ]
+        for tbl in tables:
+            col = PROFILE_ID if tbl.startswith(("m_", "f_")) else "profile_id"
+            cur.execute(f"UPDATE {ident(tbl)} SET {col} = remap.new FROM remap WHERE {ident(tbl)}.{col} = remap.old")
+            if tbl.startswith("m_"):
+                # A member of the audience under both profiles: the newest qualification stays.
+                cur.execute(
+                    f"DELETE FROM {ident(tbl)} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
+                    f"(PARTITION BY {PROFILE_ID} ORDER BY {QUALIFIED_AT} DESC) AS n FROM {ident(tbl)} WHERE "
+                    f"{PROFILE_ID} IN (SELECT new FROM remap)) WHERE n > 1)"
+                )
+
+    def remove_dataset(self, scope: Scope, dataset_id: str) -> None:
+        with self._writer(scope) as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {ident(fragment_table_for(dataset_id))}")
+            cur.execute("DELETE FROM fragment_memberships WHERE dataset_id = ?", [dataset_id])
+            cur.execute("DELETE FROM fragment_tables WHERE dataset_id = ?", [dataset_id])
+
+    def entity(
+        self, scope: Scope, namespace: str, identity: str, *, kind: str = "profile", precedence: list[str] | None = None
+    ) -> Entity | None:
+        with self._cursor(scope) as cur:
+            tables = cur.execute(
+                "SELECT f.dataset_id, f.tbl FROM fragment_tables f JOIN duckdb_tables() t ON t.table_name = f.tbl "
+                "WHERE f.kind = ? ORDER BY 1",
+                ["entity" if kind == "entity" else "profile"],
+            ).fetchall()
+            rows: list[tuple[str, dict[str, Any]]] = []
+            if kind == "entity":
+                where, args = f"{ENTITY_NS} = ? AND {ENTITY_ID} = ?", [namespace, identity]
+                profile = None
+            else:
+                found = cur.execute(
+                    "SELECT CAST(profile_id AS VARCHAR) FROM identities WHERE ns = ? AND id = ?", [namespace, identity]
+                ).fetchone()
+                if found is None:
+                    return None
+                profile = self._profiles(cur, [found[0]])[0]
+                where, args = f"{PROFILE_ID} = ?", [found[0]]
+            for dataset_id, tbl in tables:
+                result = cur.execute(f"SELECT * FROM {ident(str(tbl))} WHERE {where}", args)
+                names = [d[0] for d in result.description]
+                rows += [(str(dataset_id), dict(zip(names, v, strict=True))) for v in result.fetchall()]
+            if kind == "entity":
+                if not rows:
+                    return None
+                identities = [(namespace, identity)]
+                memberships: list[Membership] = []
+            else:
+                assert profile is not None
+                identities, memberships = profile.identities, profile.memberships
+                memberships += self._fragment_memberships(cur, profile.profile_id, precedence)
+        rank = {d: n for n, d in enumerate(precedence or [])}
+        # Oldest first, so that each later row overwrites: by time, or by dataset precedence then time.
+        rows.sort(
+            key=lambda dr: (
+                -rank.get(dr[0], len(rank)) if precedence else 0,
+                dr[1][TS],
+                dr[1][BATCH],
+                dr[1][SEQ],
+            )
+        )
+        attributes: dict[str, Any] = {}
+        for _, row in rows:
+            for name, v in row.items():
+                if not name.startswith(INTERNAL) and v is not None:
+                    attributes[name] = _json_value(v)
+        stamps = [int(r[TS].timestamp()) for _, r in rows] + [m.last_qualification_time for m in memberships]
+        entity_id = profile.profile_id if kind != "entity" and profile else f"{namespace}:{identity}"
+        return Entity(
+            entity_id=entity_id,
+            identities=identities,
+            attributes=attributes,
+            sources=sorted({d for d, _ in rows}),
+            memberships=memberships,
+            last_modified=max(stamps) if stamps else 0,
+        )
+
+    @staticmethod
+    def _fragment_memberships(
+        cur: duckdb.DuckDBPyConnection, profile_id: str, precedence: list[str] | None
+    ) -> list[Membership]:
+        """Memberships carried by the profile's records (``segmentMembership``): the newest per namespace and id."""
+        rows = cur.execute(
+            "SELECT ns, segment_id, status, qualified_at, dataset_id FROM fragment_memberships WHERE profile_id = ? "
+            "ORDER BY qualified_at, received_at, seq",
+            [profile_id],
+        ).fetchall()
+        rank = {d: n for n, d in enumerate(precedence or [])}
+        if precedence:
+            rows.sort(key=lambda r: -rank.get(str(r[4]), len(rank)))
+        latest: dict[tuple[str, str], Membership] = {}
+        for ns, seg, status, at, _ in rows:
+            latest[(str(ns), str(seg))] = Membership(str(ns), str(seg), str(status or "realized"), int(at.timestamp()))
+        return list(latest.values())
 
     def close(self) -> None:
         with self._guard:
