@@ -272,6 +272,16 @@ def test_the_default_cannot_be_undefaulted(client: TestClient, headers: dict[str
     assert get(client, headers, original["id"]) == original
 
 
+def test_concurrent_defaults_leave_exactly_one(client: TestClient, headers: dict[str, str], creds: dict) -> None:
+    service = client.app.state.container.merge_policies  # type: ignore[attr-defined]
+    scope = Scope(creds["org_id"], "prod")
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda i: service.create(scope, body(f"default {i}", default=True)), range(8)))
+    defaults = listing(client, headers, default="true")["children"]
+    assert len(defaults) == 1 and defaults[0]["id"] in {p["id"] for p in made}
+    assert listing(client, headers)["_page"]["totalCount"] == 9
+
+
 # -- PATCH and PUT ---------------------------------------------------------------------------------
 
 
@@ -301,6 +311,19 @@ def test_patch_changes_the_fields_it_names(client: TestClient, headers: dict[str
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["attributeMerge"] == {"type": "timestampOrdered"} and resp.json()["version"] == 3
+
+
+def test_concurrent_patches_lose_nothing(client: TestClient, headers: dict[str, str], creds: dict) -> None:
+    service = client.app.state.container.merge_policies  # type: ignore[attr-defined]
+    scope = Scope(creds["org_id"], "prod")
+    created = create(client, headers, body())
+    ops = [[{"op": "add", "path": "/name", "value": f"name {i}"}] for i in range(6)]
+    ops += [[{"op": "add", "path": "/identityGraph.type", "value": "pdg"}]]
+    with ThreadPoolExecutor(7) as pool:
+        list(pool.map(lambda o: service.patch(scope, created["id"], o), ops))
+    final = get(client, headers, created["id"])
+    assert final["version"] == 1 + len(ops)
+    assert final["identityGraph"] == {"type": "pdg"} and final["name"].startswith("name ")
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -51,6 +52,8 @@ ORDERABLE = {
     "updateEpoch": t.merge_policies.c.update_epoch,
     "version": t.merge_policies.c.version,
 }
+Build = Callable[[Row], PolicySpec]
+"""Makes the policy to write from its current row (empty for a new one); ValueError names a bad field."""
 PATH = "@/mergePolicies"
 """How AEP writes the path of a next page's href (relative to ``/data/core/ups/config``)."""
 
@@ -149,7 +152,7 @@ class MergePolicyService:
         except ValueError as exc:
             raise _invalid(exc) from exc
         policy_id = str(uuid.uuid4())
-        row = self._write(scope, policy_id, spec, new=True)
+        row = self._write(scope, policy_id, lambda _: spec, new=True)
         log.info("merge policy %s (%s) created in %s/%s", policy_id, spec.attribute_merge, scope.org_id, scope.sandbox)
         return policy_view(row)
 
@@ -161,16 +164,11 @@ class MergePolicyService:
             raise _invalid(exc) from exc
         if data.get("id", policy_id) != policy_id:
             raise BadRequest(f"id: {data['id']!r} is not the id in the path ({policy_id})")
-        return policy_view(self._write(scope, policy_id, spec, new=False))
+        return policy_view(self._write(scope, policy_id, lambda _: spec, new=False))
 
     def patch(self, scope: Scope, policy_id: str, ops: Any) -> dict[str, Any]:
-        with self._store.read() as conn:
-            current = to_spec(self._row(conn, scope, policy_id))
-        try:
-            spec = apply_patch(current, ops)
-        except ValueError as exc:
-            raise _invalid(exc) from exc
-        return policy_view(self._write(scope, policy_id, spec, new=False))
+        # Applied to the row read in the write transaction, so two PATCHes never lose each other's change.
+        return policy_view(self._write(scope, policy_id, lambda row: apply_patch(to_spec(row), ops), new=False))
 
     def delete(self, scope: Scope, policy_id: str) -> None:
         with self._store.tx() as conn:
@@ -190,10 +188,11 @@ class MergePolicyService:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _write(self, scope: Scope, policy_id: str, spec: PolicySpec, *, new: bool) -> Row:
+    def _write(self, scope: Scope, policy_id: str, build: Build, *, new: bool) -> Row:
+        """Inserts (``new``) or updates the policy ``build`` makes of its current row, in one transaction."""
         try:
             with self._store.tx() as conn:
-                return self._write_in(conn, scope, policy_id, spec, new=new)
+                return self._write_in(conn, scope, policy_id, build, new=new)
         except IntegrityError as exc:
             # Only where writers do not serialize (PostgreSQL): a concurrent change took the default or the edge.
             raise Duplicate(
@@ -201,12 +200,14 @@ class MergePolicyService:
                 "try again"
             ) from exc
 
-    def _write_in(self, conn: Connection, scope: Scope, policy_id: str, spec: PolicySpec, *, new: bool) -> Row:
+    def _write_in(self, conn: Connection, scope: Scope, policy_id: str, build: Build, *, new: bool) -> Row:
+        row = None if new else self._row(conn, scope, policy_id)
+        try:
+            spec = build(row or {})
+        except ValueError as exc:
+            raise _invalid(exc) from exc
         current = ensure_default(conn, scope, spec.schema)
-        version = 1
-        if not new:
-            row = self._row(conn, scope, policy_id)
-            version = row["version"] + 1
+        if row is not None:
             if row["is_default"] and not spec.default:
                 raise Unprocessable(
                     f"default: merge policy {policy_id} is the default of {row['schema_name']} in this sandbox; "
@@ -233,10 +234,10 @@ class MergePolicyService:
             )
             log.info("merge policy %s is no longer the default in %s/%s", current["id"], scope.org_id, scope.sandbox)
         values = spec_values(spec)
-        if new:
+        if row is None:
             insert_row(conn, t.merge_policies, values | new_row_values(scope, policy_id))
         else:
-            update_row(conn, t.merge_policies, policy_id, values | {"version": version, "update_epoch": now})
+            update_row(conn, t.merge_policies, policy_id, values | {"version": row["version"] + 1, "update_epoch": now})
         return self._row(conn, scope, policy_id)
 
     @staticmethod
