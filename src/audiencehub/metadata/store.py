@@ -62,16 +62,22 @@ class MetadataStore:
         across upgrades; anything else waits for the Alembic migrations that come with PostgreSQL.
         """
         metadata.create_all(self.engine)
-        found = inspect(self.engine)
+        with self.engine.connect() as conn:
+            found = inspect(conn)
+            missing = [
+                (table, column)
+                for table in metadata.sorted_tables
+                for column in table.columns
+                if column.name not in {c["name"] for c in found.get_columns(table.name)}
+            ]
+        if not missing:
+            return
         with self.engine.begin() as conn:
-            for table in metadata.sorted_tables:
-                have = {c["name"] for c in found.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in have:
-                        if not column.nullable:
-                            raise RuntimeError(f"{table.name}.{column.name}: a new column must be nullable")
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+            for table, column in missing:
+                if not column.nullable:
+                    raise RuntimeError(f"{table.name}.{column.name}: a new column must be nullable")
+                kind = column.type.compile(dialect=self.engine.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
