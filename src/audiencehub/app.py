@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from audiencehub import __version__
-from audiencehub.api import connections, errors, external_audiences, ims, landing_zone, merge_policies
+from audiencehub.api import connections, errors, external_audiences, ims, landing_zone, merge_policies, schemas
 from audiencehub.config import Settings
 from audiencehub.domain.audiences import AudienceCreate, AudiencePatch, RunCreate
 from audiencehub.wiring import build
@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(external_audiences.router)
     app.include_router(connections.router)
     app.include_router(merge_policies.router)
+    app.include_router(schemas.router)
 
     @app.get("/health", tags=["Health"], operation_id="health")
     def health() -> dict[str, str]:

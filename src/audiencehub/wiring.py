@@ -22,6 +22,7 @@ from audiencehub.services.keyring import Keyring
 from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import LandingZoneService
 from audiencehub.services.merge_policies import MergePolicyService
+from audiencehub.services.schemas import SchemaService
 from audiencehub.services.tenancy import ClientCredentials, TenancyService
 from audiencehub.sources.base import Source
 from audiencehub.sources.gcs import GcsSource
@@ -45,6 +46,7 @@ class Container:
     lake: Lake
     profiles: DuckDBProfileStore
     audiences: ExternalAudienceService
+    schemas: SchemaService
     ingestion: IngestionService
     runner: JobRunner
     home_lock: HomeLock
@@ -131,6 +133,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         stale_after_s=settings.job_stale_after_seconds,
     )
     audiences = ExternalAudienceService(store, profiles, lake, connections, wake=runner.wake)
+    schemas = SchemaService(store)
     container = Container(
         settings=settings,
         store=store,
@@ -143,6 +146,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         lake=lake,
         profiles=profiles,
         audiences=audiences,
+        schemas=schemas,
         ingestion=ingestion,
         runner=runner,
         home_lock=home_lock,

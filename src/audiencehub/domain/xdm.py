@@ -211,7 +211,7 @@ def _resource(
         "type": "object",
         "description": description,
         "definitions": {name: {"properties": fields}},
-        "allOf": [_ref(r) for r in (*refs, f"#/definitions/{name}")],
+        "allOf": [ref_entry(r) for r in (*refs, f"#/definitions/{name}")],
         "meta:extensible": True,
         "meta:abstract": True,
         "meta:xdmType": "object",
@@ -227,7 +227,7 @@ def _resource(
     return doc
 
 
-def _ref(target: str) -> dict[str, Any]:
+def ref_entry(target: str) -> dict[str, Any]:
     return {"$ref": target, "type": "object", "meta:xdmType": "object"}
 
 
@@ -556,9 +556,9 @@ def merge_properties(into: dict[str, Any], new: Mapping[str, Any], prefix: tuple
 
 
 def _merge_field(old: dict[str, Any], new: Mapping[str, Any], here: tuple[str, ...]) -> None:
-    if _shape(old) != _shape(new):
+    if shape(old) != shape(new):
         raise XdmInvalid(
-            f"{'.'.join(here)}: defined twice with different types ({_shape(old)} and {_shape(new)}); "
+            f"{'.'.join(here)}: defined twice with different types ({shape(old)} and {shape(new)}); "
             "a schema cannot hold both"
         )
     if isinstance(old.get("properties"), dict):
@@ -572,7 +572,7 @@ def _merge_field(old: dict[str, Any], new: Mapping[str, Any], here: tuple[str, .
         _merge_field(old["items"], new["items"], (*here, "[]"))
 
 
-def _shape(field: Mapping[str, Any]) -> str:
+def shape(field: Mapping[str, Any]) -> str:
     """What two definitions of one field must agree on: the type, and for leaves the XDM type and format."""
     kind = str(field.get("type"))
     if kind == "object":

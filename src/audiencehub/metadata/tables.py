@@ -132,6 +132,69 @@ schemas = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+# The Schema Registry's tenant resources (services/schemas.py): field groups (kind "mixins") and schemas.
+xdm_resources = Table(
+    "xdm_resources",
+    metadata,
+    Column("id", String(512), primary_key=True),  # the $id: https://ns.adobe.com/{TENANT}/schemas/{32 hex}
+    *_scope(),
+    Column("alt_id", String(512), nullable=False),
+    Column("kind", String(16), nullable=False),  # schemas, mixins
+    Column("title", String(1024), nullable=False),
+    Column("class_id", String(512)),  # schemas only
+    Column("profile_enabled", Boolean, nullable=False, default=False),
+    Column("body", JSON, nullable=False),  # the xed form as stored, registry metadata aside
+    Column("version", String(16), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_client", String(128), nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("updated_client", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # epoch milliseconds, as repo:createdDate
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "sandbox", "alt_id", name="uq_xdm_resource_alt_id"),
+    UniqueConstraint("org_id", "sandbox", "kind", "title", name="uq_xdm_resource_title"),
+)
+
+xdm_descriptors = Table(
+    "xdm_descriptors",
+    metadata,
+    Column("id", String(64), primary_key=True),  # @id: 40 hex, as AEP's
+    *_scope(),
+    Column("type", String(64), nullable=False),
+    Column("source_schema", String(512), nullable=False, index=True),
+    Column("source_property", String(1024), nullable=False),
+    Column("is_primary", Boolean, nullable=False, default=False),
+    Column("body", JSON, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_client", String(128), nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("updated_client", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "sandbox", "source_schema", "type", "source_property", name="uq_xdm_descriptor_field"),
+    # One primary identity per schema: the database decides races between two POSTs.
+    Index(
+        "uq_xdm_descriptor_primary",
+        "org_id",
+        "sandbox",
+        "source_schema",
+        unique=True,
+        sqlite_where=text("is_primary"),
+        postgresql_where=text("is_primary"),
+    ),
+)
+
+# Tenant ids set for an org (otherwise derived from the org id: domain/xdm.tenant_id_for).
+xdm_tenants = Table(
+    "xdm_tenants",
+    metadata,
+    Column("org_id", String(128), ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 datasets = Table(
     "datasets",
     metadata,
