@@ -133,7 +133,7 @@ def test_a_json_batch_lands_in_the_dataset_and_the_profile(
     (entity,) = resp.json().values()
     assert entity["sources"] == [ds]
     assert entity["entity"][f"_{t}"]["audienceMembershipName"] == "Luma - Blue+ Members"
-    assert entity["entity"]["identityMap"] == {"Email": [{"id": "john.doe@gmail.com", "primary": True}]}
+    assert entity["entity"]["identityMap"] == {"Email": [{"id": "john.doe@gmail.com"}]}
     ds_body = client.get(f"{CATALOG}/dataSets/{ds}", headers=headers).json()[ds]
     assert ds_body["lastBatchId"] == batch["id"] and ds_body["lastBatchStatus"] == "success"
 

@@ -343,6 +343,8 @@ class DuckDBProfileStore(ProfileStore):
                 membersRealized=int(stats[1]),
                 membersExited=exited + replaced,
             )
+            if len(ids) > 1:
+                self._link_row_identities(cur, rows)
             cur.execute(
                 "INSERT INTO applied_runs VALUES (?, ?, ?, ?)",
                 [rows.run_id, rows.audience_id, at, json.dumps(result.to_dict())],
@@ -509,6 +511,20 @@ class DuckDBProfileStore(ProfileStore):
                 [batch.batch_id, batch.dataset_id, at, json.dumps(result.to_dict())],
             )
         return result
+
+    def _link_row_identities(self, cur: duckdb.DuckDBPyConnection, rows: AudienceRows) -> None:
+        """Identities in one row of an audience link, as in a dataset's record: a row whose identities belonged
+        to two profiles merges them (the row already joined the first one's)."""
+        items = ", ".join(
+            f"{{'ns': {lit(col.namespace)}, 'id': {_i(n)}, 'primary': false}}" for n, col in enumerate(rows.identities)
+        )
+        cur.execute(
+            f"CREATE TEMP TABLE rec AS SELECT row_number() OVER () AS r, list_filter([{items}], lambda x: x.id IS "
+            f"NOT NULL) AS ids FROM resolved WHERE NOT {DELETE}"
+        )
+        self._stitch(cur, FragmentResult())
+        for temp in ("rec", "rid", "edges", "labels", "comp", "rec_profile", "remap"):
+            cur.execute(f"DROP TABLE IF EXISTS {temp}")
 
     @staticmethod
     def _has_memberships(batch: FragmentBatch) -> bool:

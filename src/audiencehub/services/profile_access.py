@@ -78,7 +78,7 @@ class ProfileAccessService:
         found = self._profiles.entity(scope, ns.code, value, kind=kind, precedence=precedence)
         if found is None:
             raise NotFound(f"no {'profile' if kind == 'profile' else 'entity'} holds {ns.code} identity {entity_id!r}")
-        body = self._shape(found, ns.code, value)
+        body = self._shape(found)
         if fields:
             wanted = {f.strip() for f in fields.split(",") if f.strip()}
             body = {k: v for k, v in body.items() if k in wanted}
@@ -93,14 +93,11 @@ class ProfileAccessService:
         }
 
     @staticmethod
-    def _shape(found: Entity, ns: str, value: str) -> dict[str, Any]:
+    def _shape(found: Entity) -> dict[str, Any]:
         body = nest(found.attributes)
         identity_map: dict[str, list[dict[str, Any]]] = {}
         for code, ident in sorted(found.identities):
-            entry: dict[str, Any] = {"id": ident}
-            if (code, ident) == (ns, value):
-                entry["primary"] = True
-            identity_map.setdefault(code, []).append(entry)
+            identity_map.setdefault(code, []).append({"id": ident})
         body["identityMap"] = identity_map
         memberships: dict[str, dict[str, Any]] = {}
         for m in sorted(found.memberships, key=lambda m: (m.namespace, m.audience_id)):

@@ -50,6 +50,7 @@ BASE = "/data/foundation/schemaregistry"
 SCHEMAS, MIXINS, CLASSES, UNIONS = "schemas", "mixins", "classes", "unions"
 GLOBAL, TENANT = "global", "tenant"
 IDENTITY = "xdm:descriptorIdentity"
+TAGS = "/meta:immutableTags"
 DEFAULT_LIMIT, MAX_LIMIT = 300, 500
 ORDER_KEYS = ("title", "$id", "meta:altId", "version", "created", "updated")
 # Keys of the answers that a client may send back in a PUT: read-only, never taken from the body.
@@ -630,13 +631,17 @@ class SchemaService:
 
     def patch_schema(self, principal: Principal, ref: str, ops: Any) -> dict[str, Any]:
         def patched(old: dict[str, Any]) -> dict[str, Any]:
-            base = dict(old)
-            # "add /meta:immutableTags/-" works on a schema that has no tags yet.
-            if isinstance(ops, list) and any(
-                isinstance(op, dict) and str(op.get("path", "")).startswith("/meta:immutableTags/") for op in ops
-            ):
-                base.setdefault("meta:immutableTags", [])
-            return _patched(base, ops)
+            base, steps = dict(old), ops
+            if isinstance(ops, list):
+                # NOTE: Adobe's spec example writes the path "/meta:immutableTags-"; read it as ".../-".
+                steps = [
+                    dict(op, path=TAGS + "/-") if isinstance(op, dict) and op.get("path") == TAGS + "-" else op
+                    for op in ops
+                ]
+                # "add /meta:immutableTags/-" works on a schema that has no tags yet.
+                if any(isinstance(op, dict) and str(op.get("path", "")).startswith(TAGS + "/") for op in steps):
+                    base.setdefault("meta:immutableTags", [])
+            return _patched(base, steps)
 
         return self._update(principal, ref, SCHEMAS, patched)
 
@@ -737,7 +742,8 @@ class SchemaService:
             self._union(conn, scope, schema["class_id"], tenant)
 
     def _check_profile(self, conn: Connection, scope: Scope, schema: Row, tenant: str) -> None:
-        """Enabling for Profile: a primary identity, and fields that agree with the class's union."""
+        """Enabling for Profile: a primary identity (a descriptor, or identityMap, whose entries carry their own
+        primary flag, as AEP allows), and fields that agree with the class's union."""
         if xdm.global_kind(schema["class_id"]) != CLASSES:
             raise BadRequest(f"meta:immutableTags: schemas of class {schema['class_id']} cannot be enabled for Profile")
         primary = conn.execute(
@@ -748,10 +754,11 @@ class SchemaService:
                 t.xdm_descriptors.c.is_primary,
             )
         ).first()
-        if primary is None:
+        if primary is None and not self._has_identity_map(conn, scope, schema):
             raise BadRequest(
                 f"meta:immutableTags: schema {schema['id']} ({schema['title']!r}) has no primary identity; create an "
-                "xdm:descriptorIdentity with xdm:isPrimary true on one of its fields before enabling it for Profile"
+                "xdm:descriptorIdentity with xdm:isPrimary true on one of its fields (or add the identityMap field "
+                "group) before enabling it for Profile"
             )
         with _invalid():
             self._union(conn, scope, schema["class_id"], tenant, extra=dict(schema, profile_enabled=True))
@@ -929,9 +936,12 @@ class SchemaService:
             raise XdmInvalid(f"xdm:namespace: {ns!r} is not an identity namespace of this sandbox")
         return ns
 
+    def _has_identity_map(self, conn: Connection, scope: Scope, schema: Row) -> bool:
+        return "identityMap" in self._properties(conn, scope, schema["body"])[0]
+
     def _keep_primary(self, conn: Connection, scope: Scope, schema_id: str) -> None:
         schema = get_row(conn, t.xdm_resources, scope, id=schema_id)
-        if schema is not None and schema["profile_enabled"]:
+        if schema is not None and schema["profile_enabled"] and not self._has_identity_map(conn, scope, schema):
             raise BadRequest(
                 f"xdm:isPrimary: schema {schema_id} ({schema['title']!r}) is enabled for Profile and keeps its primary "
                 "identity"
