@@ -632,6 +632,21 @@ def test_profile_toggle_needs_a_primary_identity(
         )
 
 
+def test_identity_map_stands_in_for_a_primary_identity_descriptor(
+    client: TestClient, headers: dict[str, str], creds: dict[str, str]
+) -> None:
+    """As AEP allows: identityMap's entries carry their own primary flag."""
+    identity_map = "https://ns.adobe.com/xdm/context/identitymap"
+    schema = post(client, headers, "/tenant/schemas", schema_body("Identity map profiles", PROFILE, identity_map))
+    # The spec's own example path, "/meta:immutableTags-", is read as ".../-".
+    ops = [{"op": "add", "path": "/meta:immutableTags-", "value": "union"}]
+    enabled = ok(client.patch(f"{SR}/tenant/schemas/{enc(schema['$id'])}", json=ops, headers=headers))
+    assert enabled["meta:immutableTags"] == ["union"]
+    scope = Scope(creds["org_id"], "prod")
+    resolved = client.app.state.container.schemas.resolve(scope, schema["$id"])  # type: ignore[attr-defined]
+    assert resolved.profile_enabled and resolved.identities == ()
+
+
 @pytest.mark.parametrize(
     ("ops", "needles"),
     [
@@ -670,6 +685,14 @@ def test_field_group_changes_that_would_break_an_enabled_schema_are_refused(
         url, json=[{"op": "replace", "path": path + "/type", "value": "number"}], headers=shared_headers
     )
     assert_problem(resp, 400, BAD, "audienceMembershipName")
+
+
+def test_a_field_group_cannot_stop_extending_the_class_of_a_schema_that_uses_it(
+    shared_client: TestClient, shared_headers: dict[str, str], shared_seed: Seed002
+) -> None:
+    body = membership_group(**{"meta:intendedToExtend": [EVENT]})
+    resp = shared_client.put(f"{SR}/tenant/fieldgroups/{enc(shared_seed.group_id)}", json=body, headers=shared_headers)
+    assert_problem(resp, 400, BAD, shared_seed.schema_id, "not the schema's class")
 
 
 def test_primary_identity_of_an_enabled_schema_stays(

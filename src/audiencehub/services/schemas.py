@@ -373,6 +373,13 @@ class SchemaService:
                     doc[key] = strip[form](doc[key])
         return doc
 
+    def _union_public(self, conn: Connection, scope: Scope, class_id: str) -> dict[str, Any]:
+        doc, _ = self._union(conn, scope, class_id, self._tenant(conn, scope))
+        doc["imsOrg"] = scope.org_id
+        doc.update(self._containers(scope))
+        doc["meta:registryMetadata"] = {"eTag": _etag(doc), "meta:globalLibVersion": xdm.GLOBAL_LIB_VERSION}
+        return doc
+
     # -- reading -----------------------------------------------------------------------------------
 
     def get_resource(self, scope: Scope, container: str, kind: str, ref: str, form: Form) -> dict[str, Any]:
@@ -383,11 +390,7 @@ class SchemaService:
                 cls = xdm.union_class(ref)
                 if container != TENANT or cls is None or cls not in self._union_classes(conn, scope):
                     raise NotFound(f"no union {ref!r} in this sandbox")
-                doc, _ = self._union(conn, scope, cls, self._tenant(conn, scope))
-                doc["imsOrg"] = scope.org_id
-                doc.update(self._containers(scope))
-                doc["meta:registryMetadata"] = {"eTag": _etag(doc), "meta:globalLibVersion": xdm.GLOBAL_LIB_VERSION}
-                return self._render(conn, scope, doc, form)
+                return self._render(conn, scope, self._union_public(conn, scope, cls), form)
             if container == GLOBAL:
                 found = xdm.find_global(ref) if xdm.global_kind(ref) == kind else None
                 if found is None:
@@ -415,9 +418,7 @@ class SchemaService:
         _check_container(container)
         with self._store.read() as conn:
             if kind == UNIONS:
-                docs = [
-                    self._union(conn, scope, c, self._tenant(conn, scope))[0] for c in self._union_classes(conn, scope)
-                ]
+                docs = [self._union_public(conn, scope, c) for c in self._union_classes(conn, scope)]
                 stamps = [(0, 0)] * len(docs)
             elif container == GLOBAL:
                 docs = [self._global_public(copy.deepcopy(d)) for d in _globals(kind)]
@@ -715,9 +716,13 @@ class SchemaService:
     def _check_schema(
         self, conn: Connection, scope: Scope, schema: Row, tenant: str, before: dict[str, Any], *, newly: bool
     ) -> None:
-        """A changed schema still resolves, keeps its descriptors' fields, and fits its union when enabled."""
-        with _invalid():
-            props, _ = xdm.resolve_document(schema["body"], self._lookup(conn, scope))
+        """A changed schema (or one whose field group changed) is still valid, keeps its descriptors' fields,
+        and fits its union when enabled."""
+        try:
+            self._schema_doc(conn, scope, tenant, schema["body"], schema["id"])
+        except BadRequest as exc:
+            raise BadRequest(f"schema {schema['id']} ({schema['title']!r}): {exc.detail}") from exc
+        props, _ = self._properties(conn, scope, schema["body"])
         rows, _ = list_rows(conn, t.xdm_descriptors, scope, source_schema=schema["id"])
         for d in rows:
             path = xdm.pointer_path(d["source_property"], "xdm:sourceProperty")
