@@ -39,8 +39,8 @@ from audiencehub.profile.base import (
     ProfileStore,
 )
 
-# NOTE: no ART indexes yet: maintaining them doubled the time of a 1M-row run (benchmarks/ingest.py).
-# Point lookups by identity arrive with the Profile Access API, with its own p99 benchmark.
+# ART indexes on identities and on every table's profile key: the Profile Access API's point lookups need them
+# (benchmarks/profile_access.py); they cost bulk writes some time (benchmarks/ingest.py).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (ns VARCHAR NOT NULL, id VARCHAR NOT NULL, profile_id UUID NOT NULL);
 CREATE TABLE IF NOT EXISTS audiences (
@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS fragment_memberships (
     profile_id UUID NOT NULL, ns VARCHAR NOT NULL, segment_id VARCHAR NOT NULL, status VARCHAR,
     qualified_at TIMESTAMPTZ NOT NULL, dataset_id VARCHAR NOT NULL, received_at TIMESTAMPTZ NOT NULL,
     seq BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS identities_by_id ON identities (id);
+CREATE INDEX IF NOT EXISTS identities_profile ON identities (profile_id);
+CREATE INDEX IF NOT EXISTS fragment_memberships_profile ON fragment_memberships (profile_id);
 """
 PROFILE_ID = INTERNAL + "profile_id"
 STATUS = INTERNAL + "status"
@@ -189,6 +192,10 @@ class DuckDBProfileStore(ProfileStore):
         self._cons: dict[Scope, duckdb.DuckDBPyConnection] = {}
         self._write_locks: dict[Scope, threading.Lock] = {}
         self._guard = threading.Lock()
+        # The lists of membership and fragment tables, read once per sandbox until a write commits
+        # (``_generation`` counts commits; a list read under an older count is never used).
+        self._generation: dict[Scope, int] = {}
+        self._tables: dict[Scope, tuple[int, list[tuple[str, str, int, str]], list[tuple[str, str, str]]]] = {}
 
     def path(self, scope: Scope) -> Path:
         return self._lake / scope.org_id / scope.sandbox / "_profile" / "profile.duckdb"
@@ -227,6 +234,8 @@ class DuckDBProfileStore(ProfileStore):
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            finally:
+                self._generation[scope] = self._generation.get(scope, 0) + 1
 
     def applied(self, scope: Scope, run_id: str) -> ApplyResult | None:
         with self._cursor(scope) as cur:
@@ -259,6 +268,7 @@ class DuckDBProfileStore(ProfileStore):
             f"CREATE TABLE IF NOT EXISTS {ident(tbl)} ({PROFILE_ID} UUID NOT NULL, {STATUS} VARCHAR NOT NULL, "
             f"{QUALIFIED_AT} TIMESTAMPTZ NOT NULL, {RUN_ID} VARCHAR NOT NULL{payload})"
         )
+        cur.execute(f"CREATE INDEX IF NOT EXISTS {ident(tbl + '_profile')} ON {ident(tbl)} ({PROFILE_ID})")
         cls._put_audience(cur, rows.audience_id, rows.namespace, rows.ttl_days, overwrite=False)
         row = cur.execute("SELECT ttl_days FROM audiences WHERE audience_id = ?", [rows.audience_id]).fetchone()
         return tbl, int(row[0]) if row else rows.ttl_days
@@ -372,21 +382,47 @@ class DuckDBProfileStore(ProfileStore):
         ).fetchall()
         return [(str(a), str(ns), int(ttl), str(tbl)) for a, ns, ttl, tbl in rows]
 
-    def _profiles(self, cur: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> list[Profile]:
+    def _table_lists(
+        self, scope: Scope, cur: duckdb.DuckDBPyConnection
+    ) -> tuple[list[tuple[str, str, int, str]], list[tuple[str, str, str]]]:
+        """The sandbox's audiences (as ``_audiences``) and fragment tables (dataset id, kind, table)."""
+        generation = self._generation.get(scope, 0)
+        cached = self._tables.get(scope)
+        if cached is not None and cached[0] == generation:
+            return cached[1], cached[2]
+        audiences = self._audiences(cur)
+        fragments = [
+            (str(d), str(k), str(t))
+            for d, k, t in cur.execute(
+                "SELECT f.dataset_id, f.kind, f.tbl FROM fragment_tables f "
+                "JOIN duckdb_tables() t ON t.table_name = f.tbl ORDER BY 1"
+            ).fetchall()
+        ]
+        self._tables[scope] = (generation, audiences, fragments)
+        return audiences, fragments
+
+    def _profiles(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        profile_ids: list[str],
+        audiences: list[tuple[str, str, int, str]] | None = None,
+    ) -> list[Profile]:
         if not profile_ids:
             return []
         out = {pid: Profile(pid, [], []) for pid in profile_ids}
-        wanted = "(SELECT CAST(unnest(?) AS UUID))"
+        # One profile (the Access API's lookup) compares with = so that the engine's index serves it.
+        wanted = "(CAST(? AS UUID))" if len(profile_ids) == 1 else "(SELECT CAST(unnest(?) AS UUID))"
+        param: object = profile_ids[0] if len(profile_ids) == 1 else profile_ids
         for pid, ns, value in cur.execute(
             f"SELECT CAST(profile_id AS VARCHAR), ns, id FROM identities WHERE profile_id IN {wanted} ORDER BY ns, id",
-            [profile_ids],
+            [param],
         ).fetchall():
             out[pid].identities.append((ns, value))
-        for audience_id, namespace, ttl, tbl in self._audiences(cur):
+        for audience_id, namespace, ttl, tbl in self._audiences(cur) if audiences is None else audiences:
             result = cur.execute(
                 f"SELECT * REPLACE (CAST({PROFILE_ID} AS VARCHAR) AS {PROFILE_ID}) FROM ({effective(tbl, ttl)}) "
                 f"WHERE {PROFILE_ID} IN {wanted}",
-                [profile_ids],
+                [param],
             )
             names = [d[0] for d in result.description]
             for values in result.fetchall():
@@ -443,6 +479,8 @@ class DuckDBProfileStore(ProfileStore):
             f"CREATE TABLE IF NOT EXISTS {ident(tbl)} ({key}, {BATCH} VARCHAR NOT NULL, {TS} TIMESTAMPTZ NOT NULL, "
             f"{SEQ} BIGINT NOT NULL)"
         )
+        keys = f"{ENTITY_NS}, {ENTITY_ID}" if batch.kind == "entity" else PROFILE_ID
+        cur.execute(f"CREATE INDEX IF NOT EXISTS {ident(tbl + '_key')} ON {ident(tbl)} ({keys})")
         have = {
             str(r[0])
             for r in cur.execute(
@@ -504,7 +542,7 @@ class DuckDBProfileStore(ProfileStore):
                         "USING (r)))",
                         [at, batch.dataset_id, at],
                     )
-            for temp in ("rec", "rid", "edges", "labels", "comp", "rec_profile", "remap"):
+            for temp in ("rec", "rid", "known", "edges", "labels", "comp", "rec_profile", "remap"):
                 cur.execute(f"DROP TABLE IF EXISTS {temp}")
             cur.execute(
                 "INSERT INTO applied_batches VALUES (?, ?, ?, ?)",
@@ -523,7 +561,7 @@ class DuckDBProfileStore(ProfileStore):
             f"NOT NULL) AS ids FROM resolved WHERE NOT {DELETE}"
         )
         self._stitch(cur, FragmentResult())
-        for temp in ("rec", "rid", "edges", "labels", "comp", "rec_profile", "remap"):
+        for temp in ("rec", "rid", "known", "edges", "labels", "comp", "rec_profile", "remap"):
             cur.execute(f"DROP TABLE IF EXISTS {temp}")
 
     @staticmethod
@@ -542,6 +580,34 @@ class DuckDBProfileStore(ProfileStore):
             "CREATE TEMP TABLE rid AS SELECT DISTINCT r, x.ns AS ns, x.id AS id FROM "
             "(SELECT r, unnest(ids) AS x FROM rec)"
         )
+        cur.execute(
+            "CREATE TEMP TABLE known AS SELECT DISTINCT rid.r, i.profile_id FROM rid "
+            "JOIN identities i ON i.ns = rid.ns AND i.id = rid.id"
+        )
+        tangled = cur.execute(
+            "SELECT (SELECT count(*) FROM (SELECT r FROM known GROUP BY r HAVING count(*) > 1)) + "
+            "(SELECT count(*) FROM (SELECT ns, id FROM rid GROUP BY ns, id HAVING count(*) > 1))"
+        ).fetchone()
+        if not tangled or not tangled[0]:
+            # No record links two profiles and no identity is in two records: each record is its known profile
+            # or a new one, and the graph needs no walk (the usual case, and the one bulk loads take).
+            cur.execute(
+                "CREATE TEMP TABLE rec_profile AS SELECT rec.r, coalesce(k.profile_id, gen_random_uuid()) AS "
+                "profile_id, k.profile_id IS NULL AS new FROM rec LEFT JOIN known k USING (r)"
+            )
+            row = cur.execute("SELECT count(*) FILTER (WHERE new) FROM rec_profile").fetchone()
+            result.profilesCreated = int(row[0]) if row else 0
+        else:
+            self._components(cur, result)
+        added = cur.execute(
+            "INSERT INTO identities SELECT DISTINCT ON (rid.ns, rid.id) rid.ns, rid.id, rp.profile_id FROM rid "
+            "JOIN rec_profile rp USING (r) ANTI JOIN identities i ON i.ns = rid.ns AND i.id = rid.id "
+            "ORDER BY rid.ns, rid.id, rid.r"
+        ).fetchone()
+        result.identitiesAdded = int(added[0]) if added else 0
+
+    def _components(self, cur: duckdb.DuckDBPyConnection, result: FragmentResult) -> None:
+        """The general case of :meth:`_stitch`: connected components by label propagation, then merges."""
         node_i = "'i:' || rid.ns || chr(1) || rid.id"
         cur.execute(
             f"CREATE TEMP TABLE edges AS SELECT 'r:' || r AS a, {node_i} AS b FROM rid "
@@ -583,12 +649,6 @@ class DuckDBProfileStore(ProfileStore):
                 "AS new FROM labels l JOIN comp c USING (lab) WHERE l.node LIKE 'p:%' AND substr(l.node, 3) <> c.keeper"
             )
             self._merge_profiles(cur)
-        added = cur.execute(
-            "INSERT INTO identities SELECT DISTINCT ON (rid.ns, rid.id) rid.ns, rid.id, rp.profile_id FROM rid "
-            "JOIN rec_profile rp USING (r) ANTI JOIN identities i ON i.ns = rid.ns AND i.id = rid.id "
-            "ORDER BY rid.ns, rid.id, rid.r"
-        ).fetchone()
-        result.identitiesAdded = int(added[0]) if added else 0
 
     def _merge_profiles(self, cur: duckdb.DuckDBPyConnection) -> None:
         """Moves everything of the profiles in ``remap`` (old → new) to the profile they merged into."""
@@ -621,11 +681,9 @@ class DuckDBProfileStore(ProfileStore):
         self, scope: Scope, namespace: str, identity: str, *, kind: str = "profile", precedence: list[str] | None = None
     ) -> Entity | None:
         with self._cursor(scope) as cur:
-            tables = cur.execute(
-                "SELECT f.dataset_id, f.tbl FROM fragment_tables f JOIN duckdb_tables() t ON t.table_name = f.tbl "
-                "WHERE f.kind = ? ORDER BY 1",
-                ["entity" if kind == "entity" else "profile"],
-            ).fetchall()
+            audiences, fragments = self._table_lists(scope, cur)
+            wanted_kind = "entity" if kind == "entity" else "profile"
+            tables = [(d, t) for d, k, t in fragments if k == wanted_kind]
             rows: list[tuple[str, dict[str, Any]]] = []
             if kind == "entity":
                 where, args = f"{ENTITY_NS} = ? AND {ENTITY_ID} = ?", [namespace, identity]
@@ -636,7 +694,7 @@ class DuckDBProfileStore(ProfileStore):
                 ).fetchone()
                 if found is None:
                     return None
-                profile = self._profiles(cur, [found[0]])[0]
+                profile = self._profiles(cur, [found[0]], audiences)[0]
                 where, args = f"{PROFILE_ID} = ?", [found[0]]
             for dataset_id, tbl in tables:
                 result = cur.execute(f"SELECT * FROM {ident(str(tbl))} WHERE {where}", args)
