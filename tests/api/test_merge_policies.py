@@ -457,8 +457,10 @@ def test_list_pages_orders_and_filters(client: TestClient, headers: dict[str, st
         ({"identityGraph.type": "cdg"}, ["identityGraph.type", "cdg"]),
         ({"attributeMerge.type": "x"}, ["attributeMerge.type"]),
         ({"schema.name": "_xdm.context.account"}, ["schema.name"]),
+        ({"limit": "ten"}, ["limit", "ten"]),
+        ({"default": "maybe"}, ["default", "maybe"]),
     ],
-    ids=["limit-0", "limit-101", "orderBy", "start", "graph", "merge", "schema"],
+    ids=["limit-0", "limit-101", "orderBy", "start", "graph", "merge", "schema", "limit-text", "default-text"],
 )
 def test_invalid_list_parameters_are_400(
     shared_client: TestClient, shared_headers: dict[str, str], params: dict[str, Any], needles: list[str]
