@@ -67,14 +67,40 @@ def serve(
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
 
 
+def _schemas():  # type: ignore[no-untyped-def]
+    from audiencehub.metadata.store import MetadataStore
+    from audiencehub.services.schemas import SchemaService
+
+    settings = Settings()
+    store = MetadataStore(settings.metadata_url)
+    store.create_all()
+    return SchemaService(store)
+
+
 @orgs.command("create")
 def org_create(
     org_id: Annotated[str | None, typer.Option("--id", help="Org id; default a generated ...@AdobeOrg.")] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tenant_id: Annotated[
+        str | None, typer.Option(help="Tenant id for custom XDM fields (_{TENANT}); default derived from the org id.")
+    ] = None,
 ) -> None:
     """Create an org with its sandbox 'prod'."""
     try:
-        typer.echo(_tenancy().create_org(org_id, name))
+        created = _tenancy().create_org(org_id, name)
+        if tenant_id is not None:
+            _schemas().set_tenant_id(created, tenant_id)
+        typer.echo(created)
+    except Exception as exc:
+        _fail(exc)
+
+
+@orgs.command("tenant-id")
+def org_tenant_id(org_id: str, tenant_id: str) -> None:
+    """Set an org's tenant id (custom fields live under _{TENANT}); only before it has schemas or field groups."""
+    try:
+        _schemas().set_tenant_id(org_id, tenant_id)
+        typer.echo(tenant_id)
     except Exception as exc:
         _fail(exc)
 

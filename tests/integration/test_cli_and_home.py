@@ -126,3 +126,22 @@ def test_the_lock_file_does_not_stop_a_start_on_its_own(tmp_path: Path) -> None:
         assert server.http.get("/health").status_code == 200
     finally:
         server.stop()
+
+
+def test_cli_sets_the_tenant_id_of_custom_fields(servers: ServerFactory, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    made = cli("orgs", "create", "--id", "ACME1234@AdobeOrg", "--tenant-id", "demoemea", home=home, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    bad = cli("orgs", "tenant-id", "ACME1234@AdobeOrg", "Demo-EMEA", home=home, cwd=tmp_path)
+    assert bad.returncode == 1 and "Demo-EMEA" in bad.stderr and "Traceback" not in bad.stderr
+    client = json.loads(cli("clients", "create", "ACME1234@AdobeOrg", home=home, cwd=tmp_path).stdout)
+    server = servers(home)
+    token = server.token(client["client_id"], client["client_secret"])
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "x-api-key": client["client_id"],
+        "x-gw-ims-org-id": "ACME1234@AdobeOrg",
+        "x-sandbox-name": "prod",
+    }
+    stats = server.http.get("/data/foundation/schemaregistry/stats", headers=headers)
+    assert stats.status_code == 200 and stats.json()["tenantId"] == "demoemea"
