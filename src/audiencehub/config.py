@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     source_retry_delay_seconds: float = Field(default=0.5, ge=0)
     """First pause between those tries; it doubles each time, up to 10 s."""
 
+    streaming_flush_seconds: float = Field(default=2.0, gt=0)
+    """Streaming ingestion: the records a dataset received become one batch after at most this long."""
+
+    streaming_flush_records: int = Field(default=50_000, ge=1)
+    """Streaming ingestion: ... or as soon as this many of them wait, whichever comes first."""
+
     debug_hold_at: str | None = None
     """Fault injection for tests: a run pauses at this checkpoint until its hold file is removed."""
 

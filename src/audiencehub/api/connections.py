@@ -74,18 +74,22 @@ async def create(request: Request, caller: Caller, services: Services) -> JSONRe
 
 @route(router, "GET", C, operation_id="listConnections")
 def list_connections(
+    request: Request,
     caller: Caller,
     services: Services,
     limit: int = DEFAULT_LIMIT,
     continuationToken: str | None = None,
     orderby: str | None = None,
 ) -> dict[str, Any]:
-    return services.connections.list(caller.scope, limit=limit, token=continuationToken, orderby=orderby)
+    return services.connections.list(
+        caller.scope, limit=limit, token=continuationToken, orderby=orderby, base_url=str(request.base_url)
+    )
 
 
 @route(router, "GET", C + "/{connection_id}", operation_id="retrieveConnection")
-def get(connection_id: str, caller: Caller, services: Services) -> dict[str, Any]:
-    return services.connections.get(caller.scope, connection_id)
+def get(connection_id: str, request: Request, caller: Caller, services: Services) -> dict[str, Any]:
+    # An HTTP API connection's inletUrl is answered at the address this client reached the server by.
+    return services.connections.get(caller.scope, connection_id, base_url=str(request.base_url))
 
 
 @route(router, "PATCH", C + "/{connection_id}", operation_id="patchConnection", openapi_extra=PATCH_BODY)

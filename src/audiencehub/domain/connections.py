@@ -1,14 +1,16 @@
 """Flow Service base connections: the connection specs audiencehub knows and the rules of their params.
 
 A base connection names a connection spec (AEP's fixed ids for Amazon S3, Google Cloud Storage and
-SFTP), an authentication spec within it (``auth.specName``) and that spec's ``auth.params``. Params
-marked secret are sealed at rest and masked in every answer. Validation messages name a param and,
-for params that are not secret, its value; a secret's value is never repeated.
+SFTP, and the HTTP API streaming inlet), an authentication spec within it (``auth.specName``) and
+that spec's ``auth.params``. Params marked secret are sealed at rest and masked in every answer.
+Validation messages name a param and, for params that are not secret, its value; a secret's value is
+never repeated.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +24,9 @@ MASK = "********"
 S3_SPEC_ID = "ecadc60c-7455-4d87-84dc-2a0e293d997b"
 GCS_SPEC_ID = "32e8f412-cdf7-464c-9885-78184cb113fd"
 SFTP_SPEC_ID = "b7bf2577-4520-42c9-bae9-cad01560f7bc"
+HTTP_API_SPEC_ID = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb"
+INLET_ID = "inletId"
+"""The param of an HTTP API connection that names its inlet: ``POST /collection/{inletId}``; set by the server."""
 GCS_XML_ENDPOINT = "https://storage.googleapis.com"
 BUCKET = re.compile(r"[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]")
 REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)*")
@@ -36,6 +41,8 @@ class Param:
     secret: bool = False
     aliases: tuple[str, ...] = ()
     default: Any = None
+    generated: bool = False
+    """Set by the server (an inlet's id): refused in a create, kept unchanged by a PATCH."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,17 @@ class AuthSpec:
 class ConnectionSpec:
     id: str
     name: str
-    cloud_type: CloudType
+    cloud_type: CloudType | None
+    """The files' cloud of a source spec; None for a streaming inlet, which has no files to read."""
     auth_specs: tuple[AuthSpec, ...]
     version: str = "1.0"
+    inlet: bool = False
+    """Data is sent to it (``POST /collection/{inletId}``) instead of read from it: no source backend."""
+
+    @property
+    def kind(self) -> str:
+        """What messages call its connections: the cloud (S3, GCS, SFTP) or the spec's name (http-api)."""
+        return self.cloud_type.value if self.cloud_type is not None else self.name
 
     def auth_spec(self, name: str) -> AuthSpec | None:
         low = name.strip().lower()
@@ -77,7 +92,7 @@ _SFTP_COMMON = (
     Param("disableHostKeyChecking", kind=bool, default=False),
 )
 
-SPECS: tuple[ConnectionSpec, ...] = (
+SPECS: tuple[ConnectionSpec, ...] = (  # the file sources: one backend module each (wiring.backend_for)
     ConnectionSpec(
         S3_SPEC_ID,
         "amazon-s3",
@@ -143,8 +158,46 @@ SPECS: tuple[ConnectionSpec, ...] = (
 )
 
 
+DATA_TYPES = ("xdm", "raw")
+
+INLET_SPECS: tuple[ConnectionSpec, ...] = (
+    ConnectionSpec(
+        HTTP_API_SPEC_ID,
+        "http-api",
+        None,
+        (
+            AuthSpec(
+                "Streaming Connection",
+                (
+                    Param("sourceId"),
+                    Param("dataType", default="xdm"),
+                    Param("name"),
+                    # NOTE: AEP's default: an inlet accepts data without a token unless this is true.
+                    Param("authenticationRequired", kind=bool, default=False),
+                    Param(INLET_ID, generated=True),
+                ),
+            ),
+        ),
+        inlet=True,
+    ),
+)
+ALL_SPECS = SPECS + INLET_SPECS
+
+
 def find_spec(spec_id: str) -> ConnectionSpec | None:
-    return next((s for s in SPECS if s.id == spec_id.strip().lower()), None)
+    return next((s for s in ALL_SPECS if s.id == spec_id.strip().lower()), None)
+
+
+def new_inlet_id() -> str:
+    """An inlet id as AEP shows them: 64 hex digits (256 random bits: it routes unauthenticated data)."""
+    return secrets.token_hex(32)
+
+
+def complete_inlet(params: ConnectionParams, connection_name: str, inlet_id: str) -> None:
+    """A new inlet's params as AEP answers them: ``name`` and ``sourceId`` default to the connection's name."""
+    params.public.setdefault("name", connection_name)
+    params.public.setdefault("sourceId", params.public["name"])
+    params.public[INLET_ID] = inlet_id
 
 
 @dataclass
@@ -177,6 +230,11 @@ def validate_params(
             raise ValueError(f"auth.params.{key}: not a param of {auth.name!r} (known: {known})")
         if param.name in out.merged:
             raise ValueError(f"auth.params.{key}: given twice (as {param.name})")
+        if param.generated:
+            if not keep or keep.get(param.name) != value:
+                raise ValueError(f"auth.params.{param.name}: set by the server; it cannot be given or changed")
+            out.public[param.name] = value
+            continue
         if param.secret and value == MASK:
             if not keep or param.name not in keep:
                 raise ValueError(
@@ -187,7 +245,9 @@ def validate_params(
         target[param.name] = _coerce(param, value)
     for param in auth.params:
         if param.name not in out.merged:
-            if param.required:
+            if param.generated and keep and param.name in keep:
+                out.public[param.name] = keep[param.name]
+            elif param.required:
                 raise ValueError(f"auth.params.{param.name}: required for {auth.name!r}")
             if param.default is not None:
                 out.public[param.name] = param.default
@@ -224,6 +284,14 @@ def _coerce(param: Param, value: Any) -> Any:
 
 
 def _check_rules(spec: ConnectionSpec, params: dict[str, Any]) -> None:
+    data_type = str(params.get("dataType"))
+    if spec.inlet and data_type not in DATA_TYPES:
+        raise ValueError(f"auth.params.dataType: must be xdm or raw, got {shown(data_type)}")
+    if spec.inlet and data_type == "raw":
+        raise ValueError(
+            "auth.params.dataType: raw needs Data Prep mappings, which audiencehub does not have; send XDM "
+            "messages to an xdm connection"
+        )
     url = params.get("serviceUrl")
     if url is not None:
         try:

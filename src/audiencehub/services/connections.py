@@ -19,16 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from audiencehub.domain.audiences import CloudType, SourceSpec
 from audiencehub.domain.connections import (
+    ALL_SPECS,
+    HTTP_API_SPEC_ID,
+    INLET_ID,
     MASK,
-    SPECS,
     AuthSpec,
     ConnectionParams,
     ConnectionSpec,
+    complete_inlet,
     find_spec,
+    new_inlet_id,
     validate_params,
 )
 from audiencehub.errors import AudiencehubError, BadRequest, Duplicate, NotFound, Unprocessable
@@ -77,7 +81,7 @@ class StoredConnection:
 
     @property
     def label(self) -> str:
-        return f"{self.spec.cloud_type.value} connection {self.name!r} ({self.id})"
+        return f"{self.spec.kind} connection {self.name!r} ({self.id})"
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value masked: a last line of defence for server messages."""
@@ -92,6 +96,18 @@ class StoredConnection:
 
 SourceFactory = Callable[[StoredConnection, bool], Source]
 """Builds the source of a connection; the flag asks for retries (runs) or a single attempt (tests)."""
+
+
+@dataclass(frozen=True)
+class Inlet:
+    """An HTTP API streaming connection as its collection endpoint needs it."""
+
+    inlet_id: str
+    connection_id: str
+    scope: Scope
+    name: str
+    source_id: str
+    authentication_required: bool
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,9 @@ def parse_create(data: dict[str, Any]) -> CreateBody:
         raise BadRequest(f"description: must be a string, got {type(description).__name__}")
     ref = data.get("connectionSpec")
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
-        raise BadRequest("connectionSpec.id: required (the connection spec id of S3, Google Cloud Storage or SFTP)")
+        raise BadRequest(
+            "connectionSpec.id: required (the connection spec id of S3, Google Cloud Storage, SFTP or HTTP API)"
+        )
     spec = find_spec(ref["id"])
     if spec is None:
         raise BadRequest(f"connectionSpec.id: {ref['id']!r} is not a connection spec audiencehub supports ({_known()})")
@@ -137,7 +155,7 @@ def parse_create(data: dict[str, Any]) -> CreateBody:
 
 
 def _known() -> str:
-    return ", ".join(f"{s.name}: {s.id}" for s in SPECS)
+    return ", ".join(f"{s.name}: {s.id}" for s in ALL_SPECS)
 
 
 class ConnectionService:
@@ -169,9 +187,10 @@ class ConnectionService:
     def _validated(self, body: CreateBody, keep: dict[str, Any] | None = None) -> ConnectionParams:
         try:
             params = validate_params(body.spec, body.auth, body.params, keep=keep)
-            # The backend checks what only it can (keys that parse, a host key that is one).
-            probe = StoredConnection("new", body.name, body.spec, body.auth, params.merged)
-            self._factory(probe, False).close()
+            if not body.spec.inlet:
+                # The backend checks what only it can (keys that parse, a host key that is one).
+                probe = StoredConnection("new", body.name, body.spec, body.auth, params.merged)
+                self._factory(probe, False).close()
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         return params
@@ -181,6 +200,8 @@ class ConnectionService:
     def create(self, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
         body = parse_create(data)
         params = self._validated(body)
+        if body.spec.inlet:
+            complete_inlet(params, body.name, new_inlet_id())
         scope, stamp = principal.scope, _millis()
         connection_id, etag = str(uuid.uuid4()), _etag()
         with self._store.tx() as conn:
@@ -226,12 +247,15 @@ class ConnectionService:
             raise NotFound(f"no connection {connection_id!r} in this sandbox")
         return row
 
-    def get(self, scope: Scope, connection_id: str) -> dict[str, Any]:
+    def get(self, scope: Scope, connection_id: str, *, base_url: str = "") -> dict[str, Any]:
+        """``base_url``: this server's own, as the client reached it (an inlet's ``inletUrl`` starts with it)."""
         with self._store.read() as conn:
             row = self._row(conn, scope, connection_id)
-        return {"items": [connection_view(row)]}
+        return {"items": [connection_view(row, base_url)]}
 
-    def list(self, scope: Scope, *, limit: int, token: str | None, orderby: str | None) -> dict[str, Any]:
+    def list(
+        self, scope: Scope, *, limit: int, token: str | None, orderby: str | None, base_url: str = ""
+    ) -> dict[str, Any]:
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"limit: must be from 1 to {MAX_LIMIT}, got {limit}")
         start = _decode_token(token)
@@ -242,7 +266,7 @@ class ConnectionService:
         order = [column.desc() if field.startswith("-") else column.asc(), t.connections.c.id]
         with self._store.read() as conn:
             rows, total = list_rows(conn, t.connections, scope, order_by=order, limit=limit, offset=start)
-        body: dict[str, Any] = {"items": [connection_view(r) for r in rows], "count": total}
+        body: dict[str, Any] = {"items": [connection_view(r, base_url) for r in rows], "count": total}
         if start + limit < total:
             nxt = _encode_token(start + limit)
             query = urlencode({"limit": limit, "orderby": field, "continuationToken": nxt})
@@ -311,6 +335,8 @@ class ConnectionService:
         with self._store.read() as conn:
             row = self._row(conn, scope, connection_id)
         stored = self._stored(scope, row)
+        if stored.spec.inlet:
+            return {"result": True, "reason": "an HTTP API inlet has nothing to reach; send data to its inletUrl"}
         started = time.monotonic()
         try:
             with self._factory(stored, False) as source:
@@ -344,20 +370,51 @@ class ConnectionService:
         if row is None:
             raise Unprocessable(f"sourceSpec.baseConnectionId: no connection {connection_id!r} in this sandbox")
         stored = self._stored(scope, row)
+        if stored.spec.inlet:
+            raise Unprocessable(
+                f"sourceSpec.baseConnectionId: connection {connection_id} is an HTTP API streaming inlet; it has "
+                "no files to read (use an S3, Google Cloud Storage or SFTP connection)"
+            )
         if cloud is not None and cloud is not stored.spec.cloud_type:
             raise Unprocessable(
                 f"sourceSpec.cloudType: {cloud.value} does not match connection {connection_id}, which is "
-                f"{stored.spec.cloud_type.value}"
+                f"{stored.spec.kind}"
             )
         return stored
 
     def source(self, scope: Scope, connection_id: str, cloud: CloudType | None) -> Source:
         return self._factory(self.resolve(scope, connection_id, cloud), True)
 
+    # -- for streaming ----------------------------------------------------------------------
 
-def connection_view(row: Row) -> dict[str, Any]:
-    """A connection as the Flow Service answers it (ConnectionItemDTO), secrets masked."""
+    def inlet(self, inlet_id: str) -> Inlet | None:
+        """The HTTP API connection whose inlet id this is, in whatever org and sandbox; None when none is."""
+        c = t.connections.c
+        stmt = select(t.connections).where(c.spec_id == HTTP_API_SPEC_ID, c.params[INLET_ID].as_string() == inlet_id)
+        with self._store.read() as conn:
+            row = conn.execute(stmt).mappings().first()
+        if row is None:
+            return None
+        params = row["params"]
+        return Inlet(
+            inlet_id=inlet_id,
+            connection_id=row["id"],
+            scope=Scope(row["org_id"], row["sandbox"]),
+            name=row["name"],
+            source_id=str(params.get("sourceId") or row["name"]),
+            authentication_required=bool(params.get("authenticationRequired")),
+        )
+
+
+def connection_view(row: Row, base_url: str = "") -> dict[str, Any]:
+    """A connection as the Flow Service answers it (ConnectionItemDTO), secrets masked.
+
+    An inlet's ``inletUrl`` is ``{base_url}/collection/{inletId}``: the server answers at the address the
+    client used, so it is not stored.
+    """
     params = {**{name: MASK for name in row["secret_names"]}, **row["params"]}
+    if INLET_ID in params:
+        params["inletUrl"] = f"{base_url.rstrip('/')}/collection/{params[INLET_ID]}"
     view: dict[str, Any] = {
         "id": row["id"],
         "createdAt": row["created_at"],
