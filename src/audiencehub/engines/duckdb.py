@@ -18,7 +18,7 @@ PROGRESS_INTERVAL_S = 0.5
 MESSAGE_MAX = 500
 
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
-_READ_CSV = re.compile(r"read_(?:csv|json_objects|parquet)\('((?:[^']|'')*)'")
+_READ_CSV = re.compile(r"read_(?:csv|json_objects)\('((?:[^']|'')*)'")
 # An absolute path that starts a word: at the start, or after a space, a quote or a parenthesis.
 _ABSOLUTE = re.compile(r"(?<![^\s\"'(])/[^\s\"'),]+")
 _KIND = re.compile(r"^[A-Za-z ]* Error: ")
