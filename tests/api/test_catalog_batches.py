@@ -35,21 +35,21 @@ SEED_002_DATASET = {
 
 
 def cja_schema(client: TestClient, headers: dict[str, str]) -> tuple[str, str]:
-    """Seed 002's "Audience Export for CJA Schema": Individual Profile + audience membership fields, personID
-    as primary identity in Email. Returns (schema id, tenant)."""
+    """Seed 002's "Audience Export for CJA Schema": Individual Profile (whose class has ``personID``) + a field
+    group with the audience membership fields, personID as primary identity in Email. Returns (schema id,
+    tenant)."""
     fg = field_group(
         client,
         headers,
         "Audience Membership",
         {
-            "personID": {"type": "string", "title": "personID"},
             "audienceMembershipId": {"type": "string", "title": "audienceMembershipId"},
             "audienceMembershipName": {"type": "string", "title": "audienceMembershipName"},
         },
     )
     sid = schema(client, headers, "Audience Export for CJA Schema", PROFILE_CLASS, fg, PERSON_FG)
     t = tenant(client, headers)
-    identity(client, headers, sid, f"/_{t}/personID", "Email", True)
+    identity(client, headers, sid, "/personID", "Email", True)
     return sid, t
 
 
@@ -97,22 +97,17 @@ def test_a_json_batch_lands_in_the_dataset_and_the_profile(
     sid, t = cja_schema(client, headers)
     enable_profile(client, headers, sid)
     ds = dataset(client, headers, "Audience Export for CJA", sid, profile=True)
+    # Seed 002's transformed JSON, as the seed shows it (with the tenant of this org).
     records = [
         {
             "_id": "1",
-            f"_{t}": {
-                "personID": "John.Doe@Gmail.com",
-                "audienceMembershipId": "a1",
-                "audienceMembershipName": "Luma - Blue+ Members",
-            },
+            "personID": "John.Doe@Gmail.com",
+            f"_{t}": {"audienceMembershipId": "a1", "audienceMembershipName": "Luma - Blue+ Members"},
         },
         {
             "_id": "2",
-            f"_{t}": {
-                "personID": "jane@example.com",
-                "audienceMembershipId": "a2",
-                "audienceMembershipName": "Luma - Gold",
-            },
+            "personID": "jane@example.com",
+            f"_{t}": {"audienceMembershipId": "a2", "audienceMembershipName": "Luma - Gold"},
         },
     ]
     batch = ingest(client, headers, ds, json.dumps(records, indent=2).encode())  # a JSON array, as the seed's file
@@ -121,7 +116,7 @@ def test_a_json_batch_lands_in_the_dataset_and_the_profile(
     assert batch["relatedObjects"][0] == {"type": "dataSet", "id": ds}
     files = list(dataset_dir(settings, creds, ds).rglob("*.parquet"))
     assert len(files) == 1 and files[0].parent.name == batch["id"]
-    rows = duckdb.sql(f"SELECT _id, \"_{t}\".personID FROM read_parquet('{files[0]}') ORDER BY _id").fetchall()
+    rows = duckdb.sql(f"SELECT _id, personID FROM read_parquet('{files[0]}') ORDER BY _id").fetchall()
     assert rows == [("1", "John.Doe@Gmail.com"), ("2", "jane@example.com")]
     # The profile store knows the person by the normalized email.
     resp = client.get(
@@ -139,11 +134,11 @@ def test_a_json_batch_lands_in_the_dataset_and_the_profile(
 
 
 def test_json_lines_csv_and_parquet_batches(client: TestClient, headers: dict[str, str], tmp_path: Path) -> None:
-    sid, t = cja_schema(client, headers)
+    sid, _ = cja_schema(client, headers)
     ds = dataset(client, headers, "Formats", sid)
     lines = json_lines({"_id": "1", "person": {"name": {"firstName": "Ann"}}})
     assert ingest(client, headers, ds, lines)["status"] == "success"
-    csv_text = f"_id,person.name.firstName,_{t}.personID\n2,Bob,bob@x.com\n3,,\n".encode()
+    csv_text = b"_id,person.name.firstName,personID\n2,Bob,bob@x.com\n3,,\n"
     got = ingest(client, headers, ds, csv_text, fmt="csv", name="people.csv")
     assert got["status"] == "success" and got["recordCount"] == 2, got
     pq = tmp_path / "p.parquet"
@@ -162,10 +157,10 @@ def test_a_bad_record_fails_the_whole_batch_with_readable_reasons(
     ds = dataset(client, headers, "Strict", sid, profile=True)
     content = (
         json_lines(
-            {"_id": "1", f"_{t}": {"personID": "ok@x.com"}},
-            {"_id": "2", f"_{t}": {"personID": "ok2@x.com", "favouriteColour": "red"}},  # not in the schema
-            {"_id": "3", f"_{t}": {"personID": "not-an-email"}},
-            {"_id": "4", "person": {"name": {"firstName": 42}}, f"_{t}": {"personID": "p@x.com"}},
+            {"_id": "1", "personID": "ok@x.com"},
+            {"_id": "2", "personID": "ok2@x.com", f"_{t}": {"favouriteColour": "red"}},  # not in the schema
+            {"_id": "3", "personID": "not-an-email"},
+            {"_id": "4", "person": {"name": {"firstName": 42}}, "personID": "p@x.com"},
         )
         + b"{broken\n"
     )
@@ -237,7 +232,7 @@ def test_datasets_and_batches_of_another_sandbox_answer_404(
 def test_patch_enables_profile_and_delete_removes_everything(
     client: TestClient, headers: dict[str, str], settings: Settings, creds: dict[str, str]
 ) -> None:
-    sid, t = cja_schema(client, headers)
+    sid, _ = cja_schema(client, headers)
     ds = dataset(client, headers, "Later", sid)
     tags: dict[str, Any] = {"tags": {"unifiedProfile": ["enabled: true"]}}
     assert_problem(
@@ -249,9 +244,7 @@ def test_patch_enables_profile_and_delete_removes_everything(
     enable_profile(client, headers, sid)
     resp = client.patch(f"{CATALOG}/dataSets/{ds}", json=tags, headers=headers)
     assert resp.status_code == 200 and resp.json() == [f"@/dataSets/{ds}"]
-    assert (
-        ingest(client, headers, ds, json_lines({"_id": "1", f"_{t}": {"personID": "z@x.com"}}))["status"] == "success"
-    )
+    assert ingest(client, headers, ds, json_lines({"_id": "1", "personID": "z@x.com"}))["status"] == "success"
     q = {"entityId": "z@x.com", "entityIdNS": "Email"}
     assert client.get("/data/core/ups/access/entities", params=q, headers=headers).status_code == 200
     assert client.delete(f"{CATALOG}/dataSets/{ds}", headers=headers).json() == [f"@/dataSets/{ds}"]
