@@ -153,6 +153,10 @@ class ProfileStore(ABC):
         batch id. Identities seen in one record link: profiles they joined are merged into one."""
 
     @abstractmethod
+    def batch_applied(self, scope: Scope, batch_id: str) -> bool:
+        """Whether ``apply_fragments`` committed the batch."""
+
+    @abstractmethod
     def entity(
         self, scope: Scope, namespace: str, identity: str, *, kind: str = "profile", precedence: list[str] | None = None
     ) -> Entity | None:

@@ -496,6 +496,10 @@ class DuckDBProfileStore(ProfileStore):
         )
         return tbl
 
+    def batch_applied(self, scope: Scope, batch_id: str) -> bool:
+        with self._cursor(scope) as cur:
+            return cur.execute("SELECT 1 FROM applied_batches WHERE batch_id = ?", [batch_id]).fetchone() is not None
+
     def apply_fragments(self, scope: Scope, batch: FragmentBatch) -> FragmentResult:
         with self._cursor(scope) as cur:
             done = cur.execute("SELECT result FROM applied_batches WHERE batch_id = ?", [batch.batch_id]).fetchone()

@@ -40,7 +40,7 @@ from audiencehub.engines.xdm_sql import (
     leaves,
     validated_select,
 )
-from audiencehub.errors import BadRequest, Duplicate, NotFound
+from audiencehub.errors import AudiencehubError, BadRequest, Duplicate, NotFound
 from audiencehub.metadata import jobs
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row, now
@@ -280,9 +280,16 @@ class BatchIngestionService:
             self._process(scope, row)
         except (EngineInputError, BadRequest) as exc:
             self._finish(scope, batch_id, FAILED, errors=[{"code": CODE_INVALID, "description": exc.detail}])
-        except EngineError as exc:
+        except AudiencehubError as exc:  # e.g. the dataset or its schema was deleted meanwhile
+            self._finish(scope, batch_id, FAILED, errors=[{"code": exc.code, "description": exc.detail}])
+        except Exception as exc:
+            if self._profiles.batch_applied(scope, batch_id):
+                raise  # the profile store has it: only rolling forward (the job is retried) keeps them in step
+            # Never leave a batch "processing" forever: say it failed, keep the details for the log.
             log.exception("batch %s failed", batch_id)
-            self._finish(scope, batch_id, FAILED, errors=[{"code": "INGEST-1001-500", "description": str(exc)}])
+            reason = str(exc) if isinstance(exc, EngineError) else f"internal error ({type(exc).__name__})"
+            self._finish(scope, batch_id, FAILED, errors=[{"code": "INGEST-1001-500", "description": reason}])
+            self._lake.remove(self._lake.staging(scope, batch_id))
 
     def recover(self, batch_id: str, scope: Scope) -> None:
         """A worker died while the batch processed: every step is idempotent, so process it again."""
