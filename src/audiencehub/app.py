@@ -11,7 +11,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from audiencehub import __version__
-from audiencehub.api import connections, errors, external_audiences, ims, landing_zone, merge_policies, schemas
+from audiencehub.api import (
+    connections,
+    errors,
+    external_audiences,
+    identity,
+    ims,
+    landing_zone,
+    merge_policies,
+    schemas,
+)
 from audiencehub.config import Settings
 from audiencehub.domain.audiences import AudienceCreate, AudiencePatch, RunCreate
 from audiencehub.wiring import build
@@ -64,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(landing_zone.router)
     app.include_router(external_audiences.router)
     app.include_router(connections.router)
+    app.include_router(identity.router)
     app.include_router(merge_policies.router)
     app.include_router(schemas.router)
 

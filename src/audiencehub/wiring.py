@@ -17,6 +17,7 @@ from audiencehub.services.auth import AuthService
 from audiencehub.services.connections import ConnectionService, StoredConnection
 from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
 from audiencehub.services.home import HomeLock, lock_home
+from audiencehub.services.identity import NamespaceService
 from audiencehub.services.ingestion import Hold, IngestionService
 from audiencehub.services.keyring import Keyring
 from audiencehub.services.lake import Lake
@@ -46,6 +47,7 @@ class Container:
     lake: Lake
     profiles: DuckDBProfileStore
     audiences: ExternalAudienceService
+    namespaces: NamespaceService
     schemas: SchemaService
     ingestion: IngestionService
     runner: JobRunner
@@ -132,7 +134,8 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         heartbeat_s=settings.job_heartbeat_seconds,
         stale_after_s=settings.job_stale_after_seconds,
     )
-    audiences = ExternalAudienceService(store, profiles, lake, connections, wake=runner.wake)
+    namespaces = NamespaceService(store)
+    audiences = ExternalAudienceService(store, profiles, lake, connections, namespaces, wake=runner.wake)
     schemas = SchemaService(store)
     container = Container(
         settings=settings,
@@ -146,6 +149,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         lake=lake,
         profiles=profiles,
         audiences=audiences,
+        namespaces=namespaces,
         schemas=schemas,
         ingestion=ingestion,
         runner=runner,

@@ -6,9 +6,18 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
-from audiencehub.domain.namespaces import Namespace, find_standard
+from audiencehub.domain.namespaces import CODE, IdType, Namespace, custom_namespace, find_standard
 from audiencehub.domain.paths import validate_relative_path
 
 
@@ -40,6 +49,9 @@ LABEL = re.compile(r"[A-Za-z0-9_\-]+/[A-Za-z0-9_.\-]+")
 DEFAULT_NAMESPACE = "CustomerAudienceUpload"
 DELETE_FIELD = "delete"
 TTL_MIN, TTL_MAX, TTL_DEFAULT = 1, 90, 30
+STORED_NAMESPACE = RESERVED_PREFIX + "ah_namespace"
+"""The key of a stored field that names the custom namespace its identityNs resolved to (id and idType),
+so that a run applies that namespace's rule; answers never show it (:func:`public_field`)."""
 
 
 def _ttl(value: Any) -> Any:
@@ -76,6 +88,26 @@ class AudienceField(BaseModel):
     type: FieldType
     identityNs: str | None = None
     labels: Labels | None = None
+    _custom: Namespace | None = PrivateAttr(default=None)
+    _stored: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _stored_namespace(cls, data: Any, handler: ModelWrapValidatorHandler[AudienceField]) -> AudienceField:
+        stored = None
+        if isinstance(data, dict) and STORED_NAMESPACE in data:
+            data = dict(data)
+            stored = data.pop(STORED_NAMESPACE)
+        field = handler(data)
+        if stored is not None:
+            field._stored = True
+            try:
+                ns_id, id_type = int(stored["id"]), IdType(stored["idType"])
+            except (TypeError, KeyError, ValueError):
+                raise ValueError(f"{STORED_NAMESPACE}: is not a field that can be sent here") from None
+            if field.identityNs is not None:
+                field._custom = custom_namespace(field.identityNs, ns_id, id_type)
+        return field
 
     @field_validator("name")
     @classmethod
@@ -94,12 +126,16 @@ class AudienceField(BaseModel):
     @field_validator("identityNs")
     @classmethod
     def _namespace(cls, v: str | None) -> str | None:
+        """A standard code, made canonical; any other well-formed code is a custom namespace that the
+        service looks up in the audience's sandbox (``NamespaceService.resolve``)."""
         if v is None:
             return None
         ns = find_standard(v)
-        if ns is None:
-            raise ValueError(f"identityNs {v!r} is not a known identity namespace")
-        return ns.code
+        if ns is not None:
+            return ns.code
+        if not CODE.fullmatch(v):
+            raise ValueError(unknown_namespace(v))
+        return v
 
     @field_validator("labels")
     @classmethod
@@ -108,7 +144,36 @@ class AudienceField(BaseModel):
 
     @property
     def namespace(self) -> Namespace | None:
+        """The identity namespace whose rule checks this field: a custom one once resolved, else a standard one."""
+        if self._custom is not None:
+            return self._custom
         return find_standard(self.identityNs) if self.identityNs else None
+
+    @property
+    def carries_stored_namespace(self) -> bool:
+        """True when the input held :data:`STORED_NAMESPACE`: a request must not (only stored fields do)."""
+        return self._stored
+
+    def use_namespace(self, ns: Namespace) -> None:
+        """Names ``ns`` (resolved from ``identityNs``) by its canonical code and applies its rule."""
+        self.identityNs = ns.code
+        self._custom = ns if ns.custom else None
+
+    def stored(self) -> dict[str, Any]:
+        """The field as the audience's spec keeps it: its public form, plus the custom namespace it resolved to."""
+        body = self.model_dump(exclude_none=True, mode="json")
+        if self._custom is not None:
+            body[STORED_NAMESPACE] = {"id": self._custom.id, "idType": self._custom.id_type.value}
+        return body
+
+
+def unknown_namespace(code: str) -> str:
+    return f"identityNs {code!r} is not a known identity namespace"
+
+
+def public_field(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored field as answers show it (without :data:`STORED_NAMESPACE`)."""
+    return {k: v for k, v in stored.items() if k != STORED_NAMESPACE}
 
 
 class SourceParams(BaseModel):

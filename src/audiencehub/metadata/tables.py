@@ -301,3 +301,20 @@ merge_policies = Table(
     ),
     Index("ix_merge_policies_scope", "org_id", "sandbox", "created_ns"),
 )
+
+identity_namespaces = Table(
+    "identity_namespaces",
+    metadata,
+    # The API's numeric id (AEP's custom namespace ids, e.g. 10093197), unique within its sandbox.
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("org_id", String(128), primary_key=True),
+    Column("sandbox", String(128), primary_key=True),
+    Column("code", String(128), nullable=False),
+    Column("code_key", String(128), nullable=False),  # the code lower-cased: codes are unique in any case
+    Column("name", String(256), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("id_type", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # epoch milliseconds, as AEP answers createTime
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "sandbox", "code_key", name="uq_identity_namespace_code"),
+)

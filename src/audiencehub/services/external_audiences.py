@@ -12,12 +12,16 @@ from sqlalchemy import Connection
 
 from audiencehub.domain.audiences import (
     DEFAULT_NAMESPACE,
+    STORED_NAMESPACE,
     TTL_DEFAULT,
     AudienceCreate,
+    AudienceField,
     AudiencePatch,
     CloudType,
     RunCreate,
     SourceSpec,
+    public_field,
+    unknown_namespace,
 )
 from audiencehub.domain.connections import source_key
 from audiencehub.domain.paths import landing_zone_key
@@ -41,6 +45,7 @@ from audiencehub.metadata.store import (
 from audiencehub.profile.base import ProfileStore
 from audiencehub.services.auth import Principal
 from audiencehub.services.connections import ConnectionService
+from audiencehub.services.identity import NamespaceService
 from audiencehub.services.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -74,7 +79,7 @@ def audience_view(row: Row) -> dict[str, Any]:
         body["description"] = spec["description"]
     if spec.get("customAudienceId"):
         body["customAudienceId"] = spec["customAudienceId"]
-    body["fields"] = spec["fields"]
+    body["fields"] = [public_field(f) for f in spec["fields"]]
     body["sourceSpec"] = SourceSpec.model_validate(spec["sourceSpec"]).params.model_dump(exclude_none=True)
     body["ttlInDays"] = spec.get("ttlInDays", TTL_DEFAULT)
     if spec.get("labels") is not None:
@@ -144,18 +149,21 @@ class ExternalAudienceService:
         profiles: ProfileStore,
         lake: Lake,
         connections: ConnectionService,
+        namespaces: NamespaceService,
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._profiles = profiles
         self._lake = lake
         self._connections = connections
+        self._namespaces = namespaces
         self._wake = wake
 
     # -- audiences -------------------------------------------------------------------------
 
     def create(self, principal: Principal, body: AudienceCreate) -> dict[str, Any]:
         scope, stamp = principal.scope, now()
+        self._resolve_namespaces(scope, body.fields)
         source = body.sourceSpec.params
         try:
             if source.resolved_cloud_type is CloudType.DLZ:
@@ -169,6 +177,7 @@ class ExternalAudienceService:
         details = body.details()
         spec = dict(details, sourceSpec=body.sourceSpec.model_dump(mode="json"), ttlInDays=body.ttlInDays)
         spec["namespace"] = body.namespace
+        spec["fields"] = [f.stored() for f in body.fields]
         try:
             with self._store.tx() as conn:
                 if source.baseConnectionId is not None and source.resolved_cloud_type is not CloudType.DLZ:
@@ -213,6 +222,25 @@ class ExternalAudienceService:
             raise Duplicate(f"an audience named {body.name!r} (or with that customAudienceId) already exists") from exc
         self._wake()
         return {"operationId": op_id, "operationDetails": details}
+
+    def _resolve_namespaces(self, scope: Scope, fields: list[AudienceField]) -> None:
+        """Each field's identityNs as a namespace of the sandbox (standard or custom), by its canonical code.
+
+        Custom namespaces are never deleted, so what is resolved here still holds when the audience commits.
+        """
+        problems = []
+        with self._store.read() as conn:
+            for i, field in enumerate(fields):
+                if field.carries_stored_namespace:
+                    problems.append(f"fields[{i}].{STORED_NAMESPACE}: is not a field that can be sent here")
+                elif field.identityNs is not None:
+                    ns = self._namespaces.resolve(scope, field.identityNs, conn)
+                    if ns is None:
+                        problems.append(f"fields[{i}].identityNs: {unknown_namespace(field.identityNs)}")
+                    else:
+                        field.use_namespace(ns)
+        if problems:
+            raise BadRequest("; ".join(problems))
 
     @staticmethod
     def _check_unique(conn: Connection, scope: Scope, name: str, custom_id: str | None) -> None:
