@@ -12,6 +12,8 @@ from fastapi.openapi.utils import get_openapi
 
 from audiencehub import __version__
 from audiencehub.api import (
+    batch_ingestion,
+    catalog,
     connections,
     errors,
     external_audiences,
@@ -19,7 +21,9 @@ from audiencehub.api import (
     ims,
     landing_zone,
     merge_policies,
+    profile_access,
     schemas,
+    streaming,
 )
 from audiencehub.config import Settings
 from audiencehub.domain.audiences import AudienceCreate, AudiencePatch, RunCreate
@@ -54,6 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
         # No upload is in flight before the server listens: any partial file is a dead process's.
         container.landing.sweep_partials()
         container.runner.start()
+        # Seals the streaming logs a killed server left open; its flusher thread commits them as batches.
+        container.streaming.start()
         log.info("audiencehub %s serving data from %s", __version__, settings.home.resolve())
         try:
             yield
@@ -73,9 +79,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(landing_zone.router)
     app.include_router(external_audiences.router)
     app.include_router(connections.router)
-    app.include_router(identity.router)
+    app.include_router(catalog.router)
+    app.include_router(batch_ingestion.router)
+    app.include_router(batch_ingestion.diagnostics)
+    app.include_router(profile_access.router)
     app.include_router(merge_policies.router)
+    app.include_router(identity.router)
     app.include_router(schemas.router)
+    app.include_router(streaming.router)
 
     @app.get("/health", tags=["Health"], operation_id="health")
     def health() -> dict[str, str]:

@@ -14,6 +14,8 @@ from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.services.audience_creation import AudienceCreation
 from audiencehub.services.auth import AuthService
+from audiencehub.services.batch_ingestion import JOB_BATCH, BatchIngestionService
+from audiencehub.services.catalog import CatalogService
 from audiencehub.services.connections import ConnectionService, StoredConnection
 from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
 from audiencehub.services.home import HomeLock, lock_home
@@ -23,7 +25,9 @@ from audiencehub.services.keyring import Keyring
 from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import LandingZoneService
 from audiencehub.services.merge_policies import MergePolicyService
+from audiencehub.services.profile_access import ProfileAccessService
 from audiencehub.services.schemas import SchemaService
+from audiencehub.services.streaming import StreamingService
 from audiencehub.services.tenancy import ClientCredentials, TenancyService
 from audiencehub.sources.base import Source
 from audiencehub.sources.gcs import GcsSource
@@ -49,6 +53,10 @@ class Container:
     audiences: ExternalAudienceService
     namespaces: NamespaceService
     schemas: SchemaService
+    catalog: CatalogService
+    batches: BatchIngestionService
+    profile_access: ProfileAccessService
+    streaming: StreamingService
     ingestion: IngestionService
     runner: JobRunner
     home_lock: HomeLock
@@ -64,6 +72,7 @@ class Container:
 
     def close(self) -> None:
         try:
+            self.streaming.stop()  # first: its last batches need the engine, the profile store and the catalog
             self.runner.stop()
             self.profiles.close()
             self.store.dispose()
@@ -129,14 +138,33 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
                 retryable=True,
             ),
             JOB_RUN: Handler(execute=ingestion.execute, recover=ingestion.recover),
+            # Every step of a batch is idempotent per batch id: after a crash it simply runs again.
+            JOB_BATCH: Handler(
+                execute=lambda ref, scope: batches.execute(ref, scope),
+                recover=lambda ref, scope: batches.recover(ref, scope),
+                retryable=True,
+            ),
         },
         workers=settings.workers,
         heartbeat_s=settings.job_heartbeat_seconds,
         stale_after_s=settings.job_stale_after_seconds,
     )
     namespaces = NamespaceService(store)
+    merge_policies = MergePolicyService(store)
+    schemas = SchemaService(store, namespace_exists=lambda scope, code: namespaces.resolve(scope, code) is not None)
+    catalog = CatalogService(store, lake, schema_of=schemas.resolve, on_delete=profiles.remove_dataset)
+    batches = BatchIngestionService(
+        store,
+        engine,
+        lake,
+        catalog,
+        profiles,
+        schema_of=schemas.resolve,
+        namespace_rules=lambda scope: {ns.code: ns.rule for ns in namespaces.list(scope)},
+        max_upload_bytes=settings.max_upload_bytes,
+        wake=runner.wake,
+    )
     audiences = ExternalAudienceService(store, profiles, lake, connections, namespaces, wake=runner.wake)
-    schemas = SchemaService(store)
     container = Container(
         settings=settings,
         store=store,
@@ -145,12 +173,23 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         tenancy=TenancyService(store),
         landing=landing,
         connections=connections,
-        merge_policies=MergePolicyService(store),
+        merge_policies=merge_policies,
         lake=lake,
         profiles=profiles,
         audiences=audiences,
         namespaces=namespaces,
         schemas=schemas,
+        catalog=catalog,
+        batches=batches,
+        profile_access=ProfileAccessService(profiles, namespaces, merge_policies),
+        streaming=StreamingService(
+            lake.root,
+            store,
+            connections,
+            batches,
+            flush_seconds=settings.streaming_flush_seconds,
+            flush_records=settings.streaming_flush_records,
+        ),
         ingestion=ingestion,
         runner=runner,
         home_lock=home_lock,

@@ -206,6 +206,8 @@ datasets = Table(
     Column("tags", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # Catalog attributes (description, fileDescription, createdUser, createdClient, updatedUser, version).
+    Column("props", JSON),
 )
 
 batches = Table(
@@ -221,6 +223,8 @@ batches = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("completed_at", BigInteger),
     Column("error", Text),
+    # Batch ingestion: inputFormat, createdUser/Client, started, updated (epoch ms), failedRecordCount, errors.
+    Column("props", JSON),
 )
 
 connections = Table(
