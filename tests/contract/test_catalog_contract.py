@@ -1,0 +1,749 @@
+"""audiencehub's Catalog and batch ingestion answers checked against Adobe's published specifications.
+
+``specs/catalog.yaml`` (Catalog Service: datasets and batches) and ``specs/batch-ingestion.yaml`` (Batch
+Ingestion: create, upload, signal) are OpenAPI 3.0; their component schemas are JSON Schema with annotations
+(``example``, ``description``) that Draft 7 ignores, and ``format: int64`` is checked by a format checker of
+our own. Each answer is validated twice:
+
+- against the spec as published, with three departures where the spec contradicts itself or AEP's guides
+  (``spec()``), each one read the way AEP answers:
+
+  * batch ingestion's ``Batch.status`` enum lacks ``loading`` and ``aborted``, yet AEP's batch ingestion
+    guide answers a newly created batch with ``"status": "loading"``, ABORT leaves a batch ``aborted``, and
+    the Catalog spec's own ``batchResponse.status`` lists both: the Catalog's enum is used;
+  * batch ingestion's ``Batch.inputFormat.format`` enum is ``parquet``/``json`` only, while the same spec's
+    ``IngestBatch`` request takes ``CSV`` (and AEP's guide ingests CSV files): ``csv`` is added;
+  * ``relatedObjects.type`` is an enum in both specs, yet the Catalog's own ``listBatches`` example answers
+    types outside it (``expressionBlock``, ``service``, ``serviceDefinition``): it is read as an open string
+    (audiencehub relates an external audience's batch to its run with ``externalAudienceRun``).
+
+- against a strict overlay (``strict_document()``) that states what audiencehub promises: the properties it
+  always answers are required, nothing else may appear, timestamps are epoch milliseconds. Two additions to
+  the spec's property lists: ``sandboxName`` (AEP's answers name the sandbox; the spec does not) and, on
+  datasets, ``enableErrorDiagnostics`` (the spec's own ``retrieveDataset`` example answers it).
+  ``fileDescription`` stays open: AEP keeps what a client sends there (seed 002 sends ``persistet``).
+
+Where our answer or our routes break the spec and the spec is right, the test is ``xfail(strict=True)``
+with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from jsonschema import Draft7Validator, FormatChecker
+from referencing import Registry
+from referencing.jsonschema import DRAFT7
+
+from tests.api.xdm_support import (
+    IDENTITY_MAP_FG,
+    PERSON_FG,
+    PROFILE_CLASS,
+    dataset,
+    enable_profile,
+    field_group,
+    json_lines,
+    schema,
+    tenant,
+)
+from tests.conftest import create_audience, run_and_wait, seed_audience, upload, wait_for
+
+SPEC_DIR = Path(__file__).parent / "specs"
+CATALOG_SPEC, INGEST_SPEC = "catalog", "batch-ingestion"
+CATALOG = "/data/foundation/catalog"
+IMPORT = "/data/foundation/import"
+EXPORT = "/data/foundation/export"
+INT64 = (-(2**63), 2**63 - 1)
+MS = {"type": "integer", "minimum": 10**12, "maximum": 10**13}  # epoch milliseconds (2001 to 2286)
+UUID4 = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+# A run's batch id is a UUID5 of the run id (services/ingestion.py: the same id when a run is retried).
+UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+XED = "application/vnd.adobe.xed+json;version=1"
+
+# What every dataset answer holds (lastBatch* appear once the dataset has a batch).
+DATASET_KEYS = (
+    "name",
+    "description",
+    "imsOrg",
+    "sandboxName",
+    "version",
+    "created",
+    "updated",
+    "createdClient",
+    "createdUser",
+    "updatedUser",
+    "tags",
+    "schemaRef",
+    "fileDescription",
+    "enableErrorDiagnostics",
+    "files",
+)
+# What every batch answer holds (started, completed and failedBatchLocation appear as the batch advances).
+BATCH_KEYS = (
+    "id",
+    "imsOrg",
+    "sandboxName",
+    "status",
+    "created",
+    "updated",
+    "createdClient",
+    "createdUser",
+    "updatedUser",
+    "version",
+    "relatedObjects",
+    "recordCount",
+    "failedRecordCount",
+    "size",
+    "tags",
+    "inputFormat",
+    "errors",
+    "metrics",
+)
+
+# The operations audiencehub serves: (spec, spec path, method, operationId).
+OPERATIONS = [
+    (CATALOG_SPEC, "/dataSets", "post", "createDataset"),
+    (CATALOG_SPEC, "/dataSets", "get", "listDatasets"),
+    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", "retrieveDataset"),
+    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "patch", "patchDataset"),
+    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "delete", "deleteDataset"),
+    (CATALOG_SPEC, "/batches", "get", "listBatches"),
+    (CATALOG_SPEC, "/batches/{BATCH_ID}", "get", "retrieveBatch"),
+    (INGEST_SPEC, "/batches", "post", "createBatch"),
+    (INGEST_SPEC, "/batches/{batchId}/datasets/{datasetId}/files/{filePath}", "put", "uploadSmallFile"),
+    (INGEST_SPEC, "/batches/{batchId}", "post", "completeBatch"),
+]
+PREFIX = {CATALOG_SPEC: CATALOG, INGEST_SPEC: IMPORT}
+
+
+# -- the specifications --------------------------------------------------------------------------
+
+
+@cache
+def published(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((SPEC_DIR / f"{name}.yaml").read_text())
+    assert str(loaded["openapi"]).startswith("3.0"), loaded["openapi"]
+    return loaded
+
+
+@cache
+def spec(name: str) -> dict[str, Any]:
+    """The spec as published, with the departures the module's docstring lists."""
+    doc = copy.deepcopy(published(name))
+    s = doc["components"]["schemas"]
+    s["relatedObjects"]["properties"]["type"].pop("enum")
+    if name == INGEST_SPEC:
+        batch = s["Batch"]["properties"]
+        batch["status"]["enum"] = list(published(CATALOG_SPEC)["components"]["schemas"]["batchStatus"]["enum"])
+        batch["inputFormat"]["properties"]["format"]["enum"].append("csv")
+    return doc
+
+
+def schemas(name: str) -> dict[str, Any]:
+    found: dict[str, Any] = spec(name)["components"]["schemas"]
+    return found
+
+
+def _close(node: dict[str, Any], required: tuple[str, ...] | list[str], **extra: Any) -> None:
+    node.setdefault("properties", {}).update(extra)
+    assert set(required) <= set(node["properties"]), sorted(set(required) - set(node["properties"]))
+    node["required"] = sorted(required)
+    node["additionalProperties"] = False
+
+
+def _close_batch(batch: dict[str, Any], s: dict[str, Any]) -> None:
+    """A batch as audiencehub answers it, in either spec's Batch schema."""
+    _close(
+        batch,
+        BATCH_KEYS,
+        id={"type": "string", "pattern": UUID},
+        sandboxName={"type": "string", "minLength": 1},
+        failedBatchLocation={"type": "string", "pattern": "^/data/foundation/export/batches/[^/]+/failed$"},
+    )
+    p = batch["properties"]
+    for key in ("created", "updated", "started", "completed"):
+        p[key] = {**p[key], **MS}
+    for key in ("recordCount", "failedRecordCount", "size"):
+        p[key] = {**p[key], "minimum": 0}
+    p["version"] = {**p["version"], "pattern": r"^\d+\.\d+\.\d+$"}
+    p["relatedObjects"] = {**p["relatedObjects"], "minItems": 1}
+    p["tags"] = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
+    p["metrics"] = {
+        "type": "object",
+        "properties": {
+            k: {"type": "integer", "minimum": 0} for k in ("recordsRead", "recordsWritten", "failedRecordCount")
+        },
+        "required": ["failedRecordCount", "recordsRead", "recordsWritten"],
+        "additionalProperties": False,
+    }
+    fmt = p["inputFormat"]
+    if "$ref" in fmt:
+        fmt = p["inputFormat"] = copy.deepcopy(s[fmt["$ref"].rsplit("/", 1)[-1]])
+    fmt["properties"]["format"] = {"type": "string", "enum": ["csv", "json", "parquet"]}
+    fmt["properties"].setdefault("isMultiLineJson", {"type": "boolean"})
+    fmt["required"] = ["format"]
+    fmt["additionalProperties"] = False
+    _close(s["relatedObjects"], ["id", "type"])
+    s["relatedObjects"]["properties"]["type"] = {"type": "string", "enum": ["dataSet", "externalAudienceRun"]}
+    # AEP's failed batches count their records in each error (audiencehub: the records that failed).
+    _close(s["errors"], ["code", "description"], recordCount={"type": "integer", "minimum": 1})
+
+
+@cache
+def strict_document(name: str) -> dict[str, Any]:
+    """The spec with the dataset and batch schemas closed: what audiencehub answers is required, nothing more."""
+    doc = copy.deepcopy(spec(name))
+    s = doc["components"]["schemas"]
+    if name == CATALOG_SPEC:
+        ds = s["dataSetResponse"]
+        _close(
+            ds,
+            DATASET_KEYS,
+            sandboxName={"type": "string", "minLength": 1},
+            enableErrorDiagnostics={"type": "boolean"},
+        )
+        p = ds["properties"]
+        for key in ("created", "updated"):
+            p[key] = {**p[key], **MS}
+        p["files"] = {"type": "string", "pattern": "^@/dataSetFiles\\?dataSetId=[^&]+$"}
+        p["fileDescription"] = {**p["fileDescription"], "required": ["format"]}
+        _close(s["schemaRef"], ["contentType", "id"])
+        _close_batch(s["batchResponse"], s)
+    else:
+        _close_batch(s["Batch"], s)
+    return doc
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker()
+
+    @checker.checks("int64")
+    def _int64(value: object) -> bool:
+        return not isinstance(value, int) or isinstance(value, bool) or INT64[0] <= value <= INT64[1]
+
+    return checker
+
+
+def _uri(name: str, strict: bool) -> str:
+    return f"urn:{'audiencehub' if strict else 'adobe'}:{name}"
+
+
+@cache
+def _registry() -> Registry:
+    return Registry().with_resources(
+        [(_uri(n, False), DRAFT7.create_resource(spec(n))) for n in (CATALOG_SPEC, INGEST_SPEC)]
+        + [(_uri(n, True), DRAFT7.create_resource(strict_document(n))) for n in (CATALOG_SPEC, INGEST_SPEC)]
+    )
+
+
+def errors_against(schema_: dict[str, Any], instance: Any) -> list[str]:
+    validator = Draft7Validator(schema_, registry=_registry(), format_checker=_format_checker())
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(instance)]
+
+
+def errors(spec_name: str, name: str, instance: Any, *, strict: bool = False) -> list[str]:
+    assert name in schemas(spec_name), f"{name} is not a schema of {spec_name}"
+    return errors_against({"$ref": f"{_uri(spec_name, strict)}#/components/schemas/{name}"}, instance)
+
+
+def assert_conforms(spec_name: str, name: str, instance: Any) -> None:
+    """``instance`` is valid against the spec's ``name`` schema, as published (read) and as closed by the overlay."""
+    assert errors(spec_name, name, instance) == [], (name, instance)
+    assert errors(spec_name, name, instance, strict=True) == [], (name, instance)
+
+
+def response_schema(spec_name: str, path: str, method: str, status: int, *, strict: bool = False) -> dict[str, Any]:
+    """An operation's answer schema, its ``$ref``s pointed into one of the documents."""
+    found = spec(spec_name)["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    text = yaml.safe_dump(found).replace("'#/components/", f"'{_uri(spec_name, strict)}#/components/")
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def assert_answer_conforms(spec_name: str, path: str, method: str, status: int, instance: Any) -> None:
+    for strict in (False, True):
+        found = errors_against(response_schema(spec_name, path, method, status, strict=strict), instance)
+        assert found == [], (path, method, strict, found)
+
+
+def _success_codes(spec_name: str, path: str, method: str) -> set[int]:
+    responses = published(spec_name)["paths"][path][method]["responses"]
+    return {int(code) for code in responses if str(code).startswith("2")}
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+def people_schema(client: TestClient, headers: dict[str, str], *, profile: bool = False) -> tuple[str, str]:
+    """A Profile schema with an identityMap and a tenant field ``tier``; answers (schema id, tenant field)."""
+    fg = field_group(client, headers, "Contract fields", {"tier": {"type": "string"}})
+    sid = schema(client, headers, "Contract people", PROFILE_CLASS, fg, PERSON_FG, IDENTITY_MAP_FG)
+    if profile:
+        enable_profile(client, headers, sid)
+    return sid, f"_{tenant(client, headers)}"
+
+
+def create_batch(client: TestClient, headers: dict[str, str], dataset_id: str, fmt: str = "json") -> dict[str, Any]:
+    resp = client.post(
+        f"{IMPORT}/batches", json={"datasetId": dataset_id, "inputFormat": {"format": fmt}}, headers=headers
+    )
+    assert resp.status_code == 201, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+def put_file(client: TestClient, headers: dict[str, str], batch: dict[str, Any], name: str, content: bytes) -> None:
+    dataset_id = batch["relatedObjects"][0]["id"]
+    resp = client.put(
+        f"{IMPORT}/batches/{batch['id']}/datasets/{dataset_id}/files/{name}",
+        content=content,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def complete(client: TestClient, headers: dict[str, str], batch_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Signals COMPLETE; answers (the signal's answer, the Catalog's batch once it finished)."""
+    resp = client.post(f"{IMPORT}/batches/{batch_id}", params={"action": "COMPLETE"}, headers=headers)
+    assert resp.status_code == 200, resp.text
+
+    def finished() -> dict[str, Any] | None:
+        got = client.get(f"{CATALOG}/batches/{batch_id}", headers=headers)
+        assert got.status_code == 200, got.text
+        body: dict[str, Any] = got.json()
+        return body if body[batch_id]["status"] in ("success", "failed") else None
+
+    return resp.json(), wait_for(finished, what="batch ingestion")
+
+
+def record(t: str, n: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "_id": str(n),
+        "identityMap": {"Email": [{"id": f"p{n}@example.com", "primary": True}]},
+        t: {"tier": "gold"},
+        **extra,
+    }
+
+
+# -- the operations ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("spec_name", "path", "method", "operation_id"), OPERATIONS, ids=[o for *_, o in OPERATIONS])
+def test_the_spec_has_each_operation_we_serve(spec_name: str, path: str, method: str, operation_id: str) -> None:
+    operation = published(spec_name)["paths"][path][method]
+    assert operation["operationId"] == operation_id
+    assert _success_codes(spec_name, path, method), operation
+
+
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path).rstrip("/")
+
+
+def _ours(client: TestClient) -> dict[tuple[str, str], str | None]:
+    return {
+        (_shape(path), method): op.get("operationId")
+        for path, item in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
+        for method, op in item.items()
+    }
+
+
+MISNAMED = {
+    "uploadSmallFile": "our PUT file route is named uploadBatchFile (api/batch_ingestion.py), not the spec's "
+    "uploadSmallFile",
+    "completeBatch": "our POST ?action= route is named signalBatch (api/batch_ingestion.py), not the spec's "
+    "completeBatch",
+}
+
+
+@pytest.mark.parametrize(
+    ("spec_name", "path", "method", "operation_id"),
+    [
+        pytest.param(*op, marks=pytest.mark.xfail(strict=True, reason=MISNAMED[op[3]])) if op[3] in MISNAMED else op
+        for op in OPERATIONS
+    ],
+    ids=[o for *_, o in OPERATIONS],
+)
+def test_our_openapi_names_the_spec_operation_at_the_spec_path(
+    client: TestClient, spec_name: str, path: str, method: str, operation_id: str
+) -> None:
+    ours = _ours(client)
+    assert ours.get((_shape(PREFIX[spec_name] + path), method)) == operation_id, sorted(
+        (p, m, o) for (p, m), o in ours.items() if p.startswith(PREFIX[spec_name])
+    )
+
+
+def test_each_spec_operation_answers_with_a_status_the_spec_declares(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    sid, t = people_schema(client, headers)
+    resp = client.post(f"{CATALOG}/dataSets", json={"name": "contract", "schemaRef": {"id": sid}}, headers=headers)
+    assert resp.status_code in _success_codes(CATALOG_SPEC, "/dataSets", "post"), resp.text
+    dataset_id = resp.json()[0].removeprefix("@/dataSets/")
+    resp = client.post(
+        f"{IMPORT}/batches", json={"datasetId": dataset_id, "inputFormat": {"format": "JSON"}}, headers=headers
+    )
+    assert resp.status_code in _success_codes(INGEST_SPEC, "/batches", "post"), resp.text
+    batch_id = resp.json()["id"]
+    calls: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        (CATALOG_SPEC, "/dataSets", "get", "/dataSets", {}),
+        (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", f"/dataSets/{dataset_id}", {}),
+        (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "patch", f"/dataSets/{dataset_id}", {"json": {"description": "d"}}),
+        (
+            INGEST_SPEC,
+            "/batches/{batchId}/datasets/{datasetId}/files/{filePath}",
+            "put",
+            f"/batches/{batch_id}/datasets/{dataset_id}/files/part-1.json",
+            {"content": json_lines(record(t, 1))},
+        ),
+        (INGEST_SPEC, "/batches/{batchId}", "post", f"/batches/{batch_id}?action=COMPLETE", {}),
+        (CATALOG_SPEC, "/batches", "get", "/batches", {}),
+        (CATALOG_SPEC, "/batches/{BATCH_ID}", "get", f"/batches/{batch_id}", {}),
+        (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "delete", f"/dataSets/{dataset_id}", {}),
+    ]
+    for spec_name, path, method, url, kwargs in calls:
+        resp = client.request(method.upper(), PREFIX[spec_name] + url, headers=headers, **kwargs)
+        assert resp.status_code in _success_codes(spec_name, path, method), (method, url, resp.status_code, resp.text)
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
+
+def test_the_create_answer_conforms_and_names_the_dataset(client: TestClient, headers: dict[str, str]) -> None:
+    sid, _ = people_schema(client, headers)
+    body = {"name": "contract", "schemaRef": {"id": sid, "contentType": XED}}
+    assert errors(CATALOG_SPEC, "dataSetRequest", body) == []
+    resp = client.post(f"{CATALOG}/dataSets", json=body, headers=headers)
+    assert resp.status_code == 201, resp.text
+    answer = resp.json()
+    assert_answer_conforms(CATALOG_SPEC, "/dataSets", "post", 201, answer)
+    assert errors(CATALOG_SPEC, "datasetUpdateResponse", answer) == []
+    # The shape of the spec's datasetUpdateResponse example: one "@/dataSets/{id}".
+    example = schemas(CATALOG_SPEC)["datasetUpdateResponse"]["items"]["example"]
+    assert re.fullmatch(r"@/dataSets/\w+", example)
+    [ref] = answer
+    assert re.fullmatch(r"@/dataSets/" + UUID4.strip("^$"), ref), ref
+    assert resp.headers["Location"] == f"{CATALOG}/dataSets/{ref.removeprefix('@/dataSets/')}"
+
+
+def test_the_spec_example_create_request_is_accepted(client: TestClient, headers: dict[str, str]) -> None:
+    """The spec's "Enable for Profile" create body, pointed at a schema of ours (the example's is Adobe's)."""
+    sid, _ = people_schema(client, headers, profile=True)
+    examples = published(CATALOG_SPEC)["paths"]["/dataSets"]["post"]["requestBody"]["content"]["application/json"]
+    body = copy.deepcopy(examples["examples"]["Enable for Profile"]["value"])
+    body["schemaRef"]["id"] = sid
+    assert errors(CATALOG_SPEC, "dataSetRequest", body) == []
+    resp = client.post(f"{CATALOG}/dataSets", json=body, headers=headers)
+    assert resp.status_code == 201, resp.text
+    dataset_id = resp.json()[0].removeprefix("@/dataSets/")
+    got = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()
+    assert_answer_conforms(CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", 200, got)
+    ds = got[dataset_id]
+    assert ds["tags"] == body["tags"] and ds["schemaRef"] == body["schemaRef"]
+    assert ds["name"] == body["name"] and ds["description"] == body["description"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="PATCH /dataSets/{id} answers 400 'body: must be a JSON object' to the spec's own example, a JSON Patch "
+    "array sent as application/json-patch+json (AEP's guide enables Profile on a dataset this way); "
+    "api/catalog.py patch accepts only a JSON object",
+)
+def test_the_spec_example_json_patch_enables_profile(client: TestClient, headers: dict[str, str]) -> None:
+    sid, _ = people_schema(client, headers, profile=True)
+    dataset_id = dataset(client, headers, "later", sid)
+    content = published(CATALOG_SPEC)["paths"]["/dataSets/{DATASET_ID}"]["patch"]["requestBody"]["content"]
+    ops = content["application/json-patch+json"]["examples"]["Update a dataset to be Profile-enabled"]["value"]
+    resp = client.patch(
+        f"{CATALOG}/dataSets/{dataset_id}",
+        json=ops,
+        headers={**headers, "Content-Type": "application/json-patch+json"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == [f"@/dataSets/{dataset_id}"]
+    tags = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()[dataset_id]["tags"]
+    assert tags["unifiedProfile"] == ["enabled:true", "isUpsert:true"] and tags["unifiedIdentity"] == ["enabled:true"]
+
+
+def test_get_and_list_answers_conform(client: TestClient, headers: dict[str, str]) -> None:
+    sid, _ = people_schema(client, headers, profile=True)
+    before = int(time.time() * 1000) // 1000 * 1000
+    plain = dataset(client, headers, "plain", sid)
+    profiled = dataset(client, headers, "profiled", sid, profile=True)
+    after = int(time.time() * 1000)
+    for dataset_id in (plain, profiled):
+        got = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers)
+        assert got.status_code == 200, got.text
+        answer = got.json()
+        assert_answer_conforms(CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", 200, answer)
+        assert list(answer) == [dataset_id]
+        ds = answer[dataset_id]
+        assert_conforms(CATALOG_SPEC, "dataSetResponse", ds)
+        assert set(ds) == set(DATASET_KEYS)  # no batch yet: no lastBatch*
+        assert before <= ds["created"] <= ds["updated"] <= after
+        assert ds["files"] == f"@/dataSetFiles?dataSetId={dataset_id}"
+        assert ds["imsOrg"] == headers["x-gw-ims-org-id"] and ds["sandboxName"] == "prod"
+    listing = client.get(f"{CATALOG}/dataSets", headers=headers).json()
+    assert_answer_conforms(CATALOG_SPEC, "/dataSets", "get", 200, listing)
+    assert set(listing) == {plain, profiled}
+    page = client.get(f"{CATALOG}/dataSets", params={"limit": 1, "start": 1}, headers=headers).json()
+    assert_answer_conforms(CATALOG_SPEC, "/dataSets", "get", 200, page)
+    assert len(page) == 1
+
+
+def test_properties_answers_conform_to_the_published_schema(client: TestClient, headers: dict[str, str]) -> None:
+    """``properties`` cuts the answer to the named fields: valid as published (the strict overlay requires all)."""
+    sid, _ = people_schema(client, headers)
+    dataset_id = dataset(client, headers, "cut", sid)
+    for url in (f"{CATALOG}/dataSets", f"{CATALOG}/dataSets/{dataset_id}"):
+        answer = client.get(url, params={"properties": "name,schemaRef,created"}, headers=headers).json()
+        assert errors_against(response_schema(CATALOG_SPEC, "/dataSets", "get", 200), answer) == []
+        assert set(answer[dataset_id]) == {"name", "schemaRef", "created"}
+
+
+def test_a_dataset_with_batches_conforms(client: TestClient, headers: dict[str, str]) -> None:
+    sid, t = people_schema(client, headers)
+    dataset_id = dataset(client, headers, "with batches", sid)
+    good = create_batch(client, headers, dataset_id)
+    put_file(client, headers, good, "good.json", json_lines(record(t, 1)))
+    complete(client, headers, good["id"])
+    bad = create_batch(client, headers, dataset_id)
+    put_file(client, headers, bad, "bad.json", json_lines(record(t, 2, nope=1)))
+    complete(client, headers, bad["id"])
+    ds = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()[dataset_id]
+    assert_conforms(CATALOG_SPEC, "dataSetResponse", ds)
+    assert ds["lastSuccessfulBatch"] == good["id"] and ds["lastFailedBatch"] == bad["id"]
+    assert ds["lastBatchId"] in (good["id"], bad["id"])  # both created in the same second
+    assert errors(CATALOG_SPEC, "batchStatus", ds["lastBatchStatus"]) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="POST /dataSets stores fileDescription unchecked (services/catalog.py create_dataset), so a string sent "
+    "there comes back where dataSetResponse has an object; it should be refused with 400 naming fileDescription",
+)
+def test_a_dataset_answer_never_breaks_the_schema_whatever_was_sent(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    sid, _ = people_schema(client, headers)
+    resp = client.post(
+        f"{CATALOG}/dataSets",
+        json={"name": "odd", "schemaRef": {"id": sid}, "fileDescription": "parquet"},
+        headers=headers,
+    )
+    if resp.status_code == 201:
+        dataset_id = resp.json()[0].removeprefix("@/dataSets/")
+        assert_conforms(
+            CATALOG_SPEC,
+            "dataSetResponse",
+            client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()[dataset_id],
+        )
+    assert resp.status_code == 400 and "fileDescription" in resp.json()["detail"], resp.text
+
+
+# -- batches -------------------------------------------------------------------------------------
+
+
+def test_a_batch_conforms_in_every_state(client: TestClient, headers: dict[str, str]) -> None:
+    sid, t = people_schema(client, headers)
+    dataset_id = dataset(client, headers, "states", sid)
+    before = int(time.time() * 1000) // 1000 * 1000
+
+    created = create_batch(client, headers, dataset_id)  # loading
+    assert_answer_conforms(INGEST_SPEC, "/batches", "post", 201, created)
+    assert_conforms(INGEST_SPEC, "Batch", created)
+    assert created["status"] == "loading" and created["relatedObjects"] == [{"type": "dataSet", "id": dataset_id}]
+    assert set(created) == set(BATCH_KEYS) and re.fullmatch(UUID4, created["id"])
+
+    put_file(client, headers, created, "ok.json", json_lines(record(t, 1), record(t, 2)))
+    signal, done = complete(client, headers, created["id"])  # queued, then success
+    assert_answer_conforms(INGEST_SPEC, "/batches/{batchId}", "post", 200, signal)
+    assert signal["status"] in ("queued", "processing", "success")  # read after the worker was woken
+    assert_answer_conforms(CATALOG_SPEC, "/batches/{BATCH_ID}", "get", 200, done)
+    ok = done[created["id"]]
+    assert_conforms(CATALOG_SPEC, "batchResponse", ok)
+    assert_conforms(INGEST_SPEC, "Batch", ok)  # the Catalog's batch is also batch ingestion's
+    assert ok["status"] == "success" and ok["recordCount"] == 2 and ok["failedRecordCount"] == 0
+    assert before <= ok["created"] <= ok["started"] <= ok["completed"] <= ok["updated"]
+    assert ok["metrics"] == {"recordsRead": 2, "recordsWritten": 2, "failedRecordCount": 0}
+
+    failing = create_batch(client, headers, dataset_id)
+    put_file(client, headers, failing, "bad.json", json_lines(record(t, 3), record(t, 4, unknown=True)))
+    _, done = complete(client, headers, failing["id"])  # failed
+    bad = done[failing["id"]]
+    assert_conforms(CATALOG_SPEC, "batchResponse", bad)
+    assert_conforms(INGEST_SPEC, "Batch", bad)
+    assert bad["status"] == "failed" and bad["failedRecordCount"] == 1 and bad["recordCount"] == 2
+    assert bad["failedBatchLocation"] == f"{EXPORT}/batches/{failing['id']}/failed"
+    [error] = bad["errors"]
+    assert error["recordCount"] == 1 and "unknown" in error["description"]
+
+    aborted = create_batch(client, headers, dataset_id)
+    resp = client.post(f"{IMPORT}/batches/{aborted['id']}", params={"action": "ABORT"}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert_answer_conforms(INGEST_SPEC, "/batches/{batchId}", "post", 200, resp.json())
+    assert resp.json()["status"] == "aborted"
+
+    listing = client.get(f"{CATALOG}/batches", params={"dataSet": dataset_id}, headers=headers).json()
+    assert_answer_conforms(CATALOG_SPEC, "/batches", "get", 200, listing)
+    assert {b["status"] for b in listing.values()} == {"success", "failed", "aborted"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_batch_of_another_format_conforms(client: TestClient, headers: dict[str, str], fmt: str) -> None:
+    sid, _ = people_schema(client, headers)
+    dataset_id = dataset(client, headers, f"{fmt} batches", sid)
+    batch = create_batch(client, headers, dataset_id, fmt=fmt.upper())  # the IngestBatch enum's spelling
+    assert_conforms(INGEST_SPEC, "Batch", batch)
+    assert batch["inputFormat"] == {"format": fmt}
+    listing = client.get(f"{CATALOG}/batches", params={"dataSet": dataset_id}, headers=headers).json()
+    assert_conforms(CATALOG_SPEC, "batchResponse", listing[batch["id"]])
+
+
+def test_the_batch_of_an_external_audience_run_conforms(client: TestClient, headers: dict[str, str]) -> None:
+    upload(client, headers, "contract/members.csv", b"ppid,list_id,delete,process_consent\nann@example.com,l1,0,y\n")
+    audience_id = create_audience(client, headers, seed_audience("contract/members.csv"))
+    run = run_and_wait(client, headers, audience_id)
+    assert run["status"] == "SUCCESS", run
+    listing = client.get(f"{CATALOG}/batches", headers=headers).json()
+    [batch] = listing.values()
+    assert_answer_conforms(CATALOG_SPEC, "/batches", "get", 200, listing)
+    assert_conforms(INGEST_SPEC, "Batch", batch)
+    assert [o["type"] for o in batch["relatedObjects"]] == ["dataSet", "externalAudienceRun"]
+    assert batch["status"] == "success" and batch["recordCount"] == 1
+
+
+# -- the validators themselves fail when they should ---------------------------------------------
+
+
+@pytest.fixture
+def answers(client: TestClient, headers: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A dataset and its successful batch, as the Catalog answers them."""
+    sid, t = people_schema(client, headers)
+    dataset_id = dataset(client, headers, "validators", sid)
+    batch = create_batch(client, headers, dataset_id)
+    put_file(client, headers, batch, "one.json", json_lines(record(t, 1)))
+    _, done = complete(client, headers, batch["id"])
+    ds = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()[dataset_id]
+    return ds, done[batch["id"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "strict_only"),
+    [
+        (lambda d: d.update(created=str(d["created"])), False),
+        (lambda d: d.update(updated=d["updated"] + 0.5), False),
+        (lambda d: d.update(created=2**63), False),
+        (lambda d: d.update(tags={"unifiedProfile": "enabled:true"}), False),
+        (lambda d: d["schemaRef"].update(id=7), False),
+        (lambda d: d.update(lastBatchStatus="done"), False),
+        (lambda d: d.update(fileDescription={"format": "xml"}), False),
+        (lambda d: d.update(created=d["created"] // 1000), True),
+        (lambda d: d.pop("files"), True),
+        (lambda d: d.pop("schemaRef"), True),
+        (lambda d: d["schemaRef"].pop("contentType"), True),
+        (lambda d: d.update(id="x"), True),
+        (lambda d: d.update(files="dataSets/x/views/y/files"), True),
+    ],
+    ids=[
+        "created-string",
+        "updated-fraction",
+        "created-beyond-int64",
+        "tag-not-a-list",
+        "schema-id-number",
+        "last-status-unknown",
+        "format-unknown",
+        "created-in-seconds",
+        "without-files",
+        "without-schemaRef",
+        "schemaRef-without-contentType",
+        "unknown-property",
+        "files-not-a-catalog-link",
+    ],
+)
+def test_the_validators_reject_a_dataset_that_breaks_the_contract(
+    answers: tuple[dict[str, Any], dict[str, Any]], change: Any, strict_only: bool
+) -> None:
+    ds, _ = answers
+    assert_conforms(CATALOG_SPEC, "dataSetResponse", ds)
+    broken = copy.deepcopy(ds)
+    change(broken)
+    assert errors(CATALOG_SPEC, "dataSetResponse", broken, strict=True), broken
+    assert bool(errors(CATALOG_SPEC, "dataSetResponse", broken)) is not strict_only, broken
+
+
+@pytest.mark.parametrize(
+    ("change", "strict_only"),
+    [
+        (lambda b: b.update(status="done"), False),
+        (lambda b: b.update(recordCount="2"), False),
+        (lambda b: b.update(errors={}), False),
+        (lambda b: b.update(relatedObjects=[{"type": "dataSet", "id": 7}]), False),
+        (lambda b: b.update(tags={"a": "b"}), False),
+        (lambda b: b.update(completed=None), False),
+        (lambda b: b.pop("id"), True),
+        (lambda b: b.pop("metrics"), True),
+        (lambda b: b.update(relatedObjects=[]), True),
+        (lambda b: b.update(relatedObjects=[{"type": "flowRun", "id": "x"}]), True),
+        (lambda b: b.update(errors=[{"code": "x"}]), True),
+        (lambda b: b.update(started=b["started"] // 1000), True),
+        (lambda b: b["metrics"].update(outputByteSize=1), True),
+        (lambda b: b.update(inputFormat={"format": "avro"}), True),
+        (lambda b: b.update(size=-1), True),
+        (lambda b: b.update(secret="x"), True),
+    ],
+    ids=[
+        "status-unknown",
+        "recordCount-string",
+        "errors-object",
+        "related-id-number",
+        "tag-not-a-list",
+        "completed-null",
+        "without-id",
+        "without-metrics",
+        "no-related-objects",
+        "related-type-not-ours",
+        "error-without-description",
+        "started-in-seconds",
+        "unknown-metric",
+        "format-not-ours",
+        "negative-size",
+        "unknown-property",
+    ],
+)
+def test_the_validators_reject_a_batch_that_breaks_the_contract(
+    answers: tuple[dict[str, Any], dict[str, Any]], change: Any, strict_only: bool
+) -> None:
+    _, batch = answers
+    for spec_name, name in ((CATALOG_SPEC, "batchResponse"), (INGEST_SPEC, "Batch")):
+        assert_conforms(spec_name, name, batch)
+        broken = copy.deepcopy(batch)
+        change(broken)
+        assert errors(spec_name, name, broken, strict=True), (name, broken)
+        if name == "batchResponse":  # batch ingestion's published Batch has no int64 or enum on some of these
+            assert bool(errors(spec_name, name, broken)) is not strict_only, broken
+
+
+def test_the_departures_from_the_published_specs_are_needed() -> None:
+    """Each departure listed in the module's docstring exists in the published text (drop it once fixed there)."""
+    batch = published(INGEST_SPEC)["components"]["schemas"]["Batch"]["properties"]
+    assert not {"loading", "aborted"} & set(batch["status"]["enum"])
+    assert {"loading", "aborted"} <= set(published(CATALOG_SPEC)["components"]["schemas"]["batchStatus"]["enum"])
+    assert "csv" not in batch["inputFormat"]["properties"]["format"]["enum"]
+    assert (
+        "CSV"
+        in published(INGEST_SPEC)["components"]["schemas"]["IngestBatch"]["properties"]["inputFormat"]["properties"][
+            "format"
+        ]["enum"]
+    )
+    listing = published(CATALOG_SPEC)["paths"]["/batches"]["get"]["responses"][200]["content"]["application/json"]
+    [example] = listing["example"].values()
+    enum = set(published(CATALOG_SPEC)["components"]["schemas"]["relatedObjects"]["properties"]["type"]["enum"])
+    assert {o["type"] for o in example["relatedObjects"]} - enum == {"expressionBlock", "service", "serviceDefinition"}
