@@ -655,6 +655,19 @@ def test_a_split_interrupted_by_a_crash_is_done_again_at_start(tmp_path: Path) -
     assert not any(folder.iterdir())
 
 
+def test_valid_records_whose_batch_failed_are_kept_aside(
+    client: TestClient, settings: Settings, inlet: Inlet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part of valid records comes back failed (an internal error of the batch): its records stay on disk."""
+    batches = client.app.state.container.batches  # type: ignore[attr-defined]
+    monkeypatch.setattr(batches, "ingest_file", lambda *args, **kwargs: "failed")
+    assert client.post(inlet.url, json=envelope(inlet, segment(10))).status_code == 200
+    assert list(flush(client, inlet).values()) == ["failed"]
+    [kept] = wal_dir(settings, inlet).iterdir()
+    assert kept.name.endswith(".records.jsonl.failed")
+    assert [json.loads(line) for line in kept.read_text().splitlines()] == [segment(10)]
+
+
 def test_records_of_a_dataset_deleted_before_the_flush_are_kept_aside(
     client: TestClient, headers: dict[str, str], settings: Settings, inlet: Inlet
 ) -> None:

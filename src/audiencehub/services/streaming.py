@@ -47,7 +47,7 @@ from audiencehub.services.connections import ConnectionService, Inlet
 log = logging.getLogger(__name__)
 
 RECORDS, REJECTED = "records", "rejected"
-LOG, OPEN, PART, TMP, ORPHANED = ".log", ".open", ".jsonl", ".tmp", ".orphaned"
+LOG, OPEN, PART, TMP, ORPHANED, FAILED = ".log", ".open", ".jsonl", ".tmp", ".orphaned", ".failed"
 DATASET_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 INLET_ID = re.compile(r"[0-9a-f]{64}")
 RETRY_MAX_S = 60.0
@@ -446,8 +446,13 @@ class StreamingService:
     def _ingest(self, scope: Scope, dataset_id: str, part: Path) -> str:
         batch_id = batch_id_of(part)
         status = self._batches.ingest_file(scope, dataset_id, part, batch_id=batch_id, fmt="json", source="streaming")
-        part.unlink()
-        log.info("streaming batch %s of dataset %s: %s", batch_id, dataset_id, status)
+        if status == "failed" and part.name.endswith(f".{RECORDS}{PART}"):
+            # Records that passed validation at the split, in a failed batch: kept for an operator.
+            kept = part.rename(part.with_name(part.name + FAILED))
+            log.warning("streaming batch %s of %s failed; its records are kept in %s", batch_id, dataset_id, kept)
+        else:
+            part.unlink()
+            log.info("streaming batch %s of dataset %s: %s", batch_id, dataset_id, status)
         return status
 
     def flush(self, scope: Scope, dataset_id: str) -> dict[str, str]:
