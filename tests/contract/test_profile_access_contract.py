@@ -219,11 +219,6 @@ def test_the_spec_has_the_operation_and_the_parameters_we_serve() -> None:
         assert parameter(name)["in"] == "query", name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="our GET /ups/access/entities route is named getEntity (api/profile_access.py), not the spec's "
-    "retrieveEntity",
-)
 def test_our_openapi_names_the_spec_operation(client: TestClient) -> None:
     op = client.app.openapi()["paths"][ACCESS]["get"]  # type: ignore[attr-defined]
     assert op["operationId"] == operation()["operationId"]

@@ -24,7 +24,7 @@ async def create(request: Request, caller: Caller, services: Services) -> JSONRe
     return JSONResponse(await run_in_threadpool(services.batches.create, caller, body), status_code=201)
 
 
-@router.put("/batches/{batch_id}/datasets/{dataset_id}/files/{file_path:path}", operation_id="uploadBatchFile")
+@router.put("/batches/{batch_id}/datasets/{dataset_id}/files/{file_path:path}", operation_id="uploadSmallFile")
 async def upload(
     batch_id: str, dataset_id: str, file_path: str, request: Request, caller: Caller, services: Services
 ) -> Response:
@@ -48,7 +48,7 @@ async def upload(
     return Response(status_code=200)
 
 
-@route(router, "POST", "/batches/{batch_id}", operation_id="signalBatch")
+@route(router, "POST", "/batches/{batch_id}", operation_id="completeBatch")
 def signal(batch_id: str, caller: Caller, services: Services, action: str = "") -> object:
     if action.upper() == "COMPLETE":
         return services.batches.complete(caller.scope, batch_id)

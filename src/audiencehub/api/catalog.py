@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from audiencehub.api.deps import Caller, Services, read_json
 from audiencehub.api.routing import route
 from audiencehub.errors import BadRequest
-from audiencehub.services.catalog import DEFAULT_LIMIT
+from audiencehub.services.catalog import DEFAULT_LIMIT, json_patch_to_fields
 
 router = APIRouter(prefix="/data/foundation/catalog", tags=["Catalog"])
 D = "/dataSets"
@@ -51,8 +51,10 @@ def get_dataset(dataset_id: str, caller: Caller, services: Services, properties:
 @route(router, "PATCH", D + "/{dataset_id}", operation_id="patchDataset")
 async def patch(dataset_id: str, request: Request, caller: Caller, services: Services) -> object:
     body = await read_json(request)
+    if isinstance(body, list):  # JSON Patch, as AEP's guide enables Profile on a dataset
+        body = json_patch_to_fields(body)
     if not isinstance(body, dict):
-        raise BadRequest(f"body: must be a JSON object, got {type(body).__name__}")
+        raise BadRequest(f"body: must be a JSON object or a JSON Patch array, got {type(body).__name__}")
     return _ref(await run_in_threadpool(services.catalog.patch_dataset, caller, dataset_id, body))
 
 
@@ -70,9 +72,18 @@ def list_batches(
     limit: int = DEFAULT_LIMIT,
     start: int = 0,
     orderBy: str | None = None,
+    createdAfter: int | None = None,
+    createdBefore: int | None = None,
 ) -> object:
     return services.catalog.list_batches(
-        caller.scope, dataset_id=dataSet, status=status, limit=limit, start=start, order_by=orderBy
+        caller.scope,
+        dataset_id=dataSet,
+        status=status,
+        limit=limit,
+        start=start,
+        order_by=orderBy,
+        created_after=createdAfter,
+        created_before=createdBefore,
     )
 
 

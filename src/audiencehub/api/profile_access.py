@@ -12,7 +12,7 @@ from audiencehub.api.routing import route
 router = APIRouter(prefix="/data/core/ups/access", tags=["Profile access"])
 
 
-@route(router, "GET", "/entities", operation_id="getEntity")
+@route(router, "GET", "/entities", operation_id="retrieveEntity")
 def entity(
     caller: Caller,
     services: Services,

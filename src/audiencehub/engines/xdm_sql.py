@@ -109,6 +109,23 @@ def _text(x: str) -> str:
     return f"({x} ->> '$')"
 
 
+DATE_SHAPE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+DATETIME_SHAPE = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?\s*(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+)
+"""ISO 8601 shapes; DuckDB's casts also take words such as 'infinity' and 'epoch', which are no dates."""
+
+
+def _bounds(node: dict[str, Any], number: str) -> list[tuple[str, str]]:
+    """The field's own ``minimum``/``maximum`` (JSON Schema), checked on the value as a number."""
+    out = []
+    for key, op, word in (("minimum", "<", "less than the minimum"), ("maximum", ">", "more than the maximum")):
+        bound = node.get(key)
+        if isinstance(bound, int | float) and not isinstance(bound, bool):
+            out.append((f"{number} {op} {float(bound)!r}", f"is {word} {bound}"))
+    return out
+
+
 def errors(node: dict[str, Any], x: str, path: str, *, lenient: bool, names: _Names | None = None) -> str:
     """SQL for the list of problems of the JSON value ``x`` (NULL when absent) at ``path`` (an SQL text)."""
     names = names or _Names()
@@ -117,14 +134,19 @@ def errors(node: dict[str, Any], x: str, path: str, *, lenient: bool, names: _Na
     nested: list[str] = []
     jt = f"json_type({x})"
     if k == "string":
-        checks.append((f"{jt} <> 'VARCHAR'", "expected a string"))
         fmt = node.get("format")
+        epoch_ms = lenient and fmt == "date-time"  # AEP reads an integer as epoch milliseconds
+        checks.append(
+            (f"{jt} <> 'VARCHAR'" + (f" AND {jt} NOT IN {INTEGER_JSON}" if epoch_ms else ""), "expected a string")
+        )
+        text = f"CASE WHEN {jt} = 'VARCHAR' THEN {_text(x)} END"
         if fmt == "date":
-            checks.append((f"TRY_CAST({_text(x)} AS DATE) IS NULL", "is not a date (YYYY-MM-DD)"))
+            checks.append((f"NOT regexp_full_match({text}, {lit(DATE_SHAPE)})", "is not a date (YYYY-MM-DD)"))
+            checks.append((f"TRY_CAST({text} AS DATE) IS NULL", "is not a date (YYYY-MM-DD)"))
         elif fmt == "date-time":
-            checks.append(
-                (f"TRY_CAST({_text(x)} AS TIMESTAMPTZ) IS NULL", "is not a date-time (ISO 8601: 2025-05-23T20:19:00Z)")
-            )
+            reason = "is not a date-time (ISO 8601: 2025-05-23T20:19:00Z)"
+            checks.append((f"{jt} = 'VARCHAR' AND NOT regexp_full_match({text}, {lit(DATETIME_SHAPE)})", reason))
+            checks.append((f"{jt} = 'VARCHAR' AND TRY_CAST({text} AS TIMESTAMPTZ) IS NULL", reason))
         if node.get("enum"):
             values = ", ".join(lit(str(v)) for v in node["enum"])
             checks.append((f"{_text(x)} NOT IN ({values})", f"is not one of {[str(v) for v in node['enum']]}"))
@@ -139,13 +161,17 @@ def errors(node: dict[str, Any], x: str, path: str, *, lenient: bool, names: _Na
     elif k == "integer":
         sql_type, low, high = INT_RANGE.get(node.get("meta:xdmType", "long"), INT_RANGE["long"])
         number = f"TRY_CAST({_text(x)} AS HUGEINT)"
-        accepted = f"{jt} IN {INTEGER_JSON}" + (f" OR ({jt} = 'VARCHAR' AND {number} IS NOT NULL)" if lenient else "")
+        # Text converts only when it is all digits: TRY_CAST would round '1.5' to 2.
+        digits = f"regexp_full_match(trim({_text(x)}), '[+-]?[0-9]+')"
+        accepted = f"{jt} IN {INTEGER_JSON}" + (f" OR ({jt} = 'VARCHAR' AND {digits})" if lenient else "")
         checks.append((f"NOT ({accepted})", "expected an integer"))
         checks.append((f"{number} NOT BETWEEN {low} AND {high}", f"is out of range for {sql_type.lower()}"))
+        checks += _bounds(node, f"TRY_CAST({_text(x)} AS DOUBLE)")
     elif k == "number":
         number = f"TRY_CAST({_text(x)} AS DOUBLE)"
         accepted = f"{jt} IN {NUMERIC_JSON}" + (f" OR ({jt} = 'VARCHAR' AND isfinite({number}))" if lenient else "")
         checks.append((f"NOT coalesce({accepted}, false)", "expected a number"))
+        checks += _bounds(node, number)
     elif k == "boolean":
         accepted = f"{jt} = 'BOOLEAN'" + (
             f" OR ({jt} = 'VARCHAR' AND lower({_text(x)}) IN ('true', 'false'))" if lenient else ""
@@ -196,6 +222,9 @@ def value(node: dict[str, Any], x: str, names: _Names | None = None) -> str:
     k = kind(node)
     t = duck_type(node)
     if k == "string":
+        if t == "TIMESTAMPTZ":
+            epoch = f"to_timestamp(TRY_CAST({_text(x)} AS BIGINT) / 1000.0)"
+            return f"CASE WHEN json_type({x}) IN {INTEGER_JSON} THEN {epoch} ELSE TRY_CAST({_text(x)} AS {t}) END"
         return f"TRY_CAST({_text(x)} AS {t})" if t != "VARCHAR" else _text(x)
     if k in ("integer", "number"):
         return f"TRY_CAST({_text(x)} AS {t})"

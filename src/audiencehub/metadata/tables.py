@@ -208,6 +208,7 @@ datasets = Table(
     Column("updated_at", BigInteger, nullable=False),
     # Catalog attributes (description, fileDescription, createdUser, createdClient, updatedUser, version).
     Column("props", JSON),
+    Column("created_ms", BigInteger),  # epoch ms, as the Catalog answers (rows of older versions: created_at)
 )
 
 batches = Table(
@@ -225,6 +226,7 @@ batches = Table(
     Column("error", Text),
     # Batch ingestion: inputFormat, createdUser/Client, started, updated (epoch ms), failedRecordCount, errors.
     Column("props", JSON),
+    Column("created_ms", BigInteger),
 )
 
 connections = Table(

@@ -60,8 +60,8 @@ class FragmentBatch:
     """The validated Parquet file: the typed fields, ``__ah_ids``, ``__ah_file`` and ``__ah_rn``."""
     leaves: list[tuple[str, str, str]]
     """(dotted name, SQL type, SQL that reads it from the typed columns) of every value the store keeps."""
-    received_at: int
-    """Epoch seconds: the fragments' timestamp for the timestamp-ordered merge."""
+    received_at: float
+    """Epoch seconds (with their fraction): the fragments' timestamp for the timestamp-ordered merge."""
 
 
 @dataclass

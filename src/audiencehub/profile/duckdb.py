@@ -713,6 +713,8 @@ class DuckDBProfileStore(ProfileStore):
                 assert profile is not None
                 identities, memberships = profile.identities, profile.memberships
                 memberships += self._fragment_memberships(cur, profile.profile_id, precedence)
+                if not rows and not memberships:
+                    return None  # every fragment and membership of it was deleted: no profile is left
         rank = {d: n for n, d in enumerate(precedence or [])}
         # Oldest first, so that each later row overwrites: by time, or by dataset precedence then time.
         rows.sort(

@@ -43,10 +43,10 @@ from audiencehub.engines.xdm_sql import (
 from audiencehub.errors import AudiencehubError, BadRequest, Duplicate, NotFound
 from audiencehub.metadata import jobs
 from audiencehub.metadata import tables as t
-from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row, now
+from audiencehub.metadata.store import MetadataStore, Row, Scope, delete_rows, get_row, insert_row, now
 from audiencehub.profile.base import FragmentBatch, ProfileStore
 from audiencehub.services.auth import Principal
-from audiencehub.services.catalog import KIND_AUDIENCE, CatalogService, describe_batch
+from audiencehub.services.catalog import KIND_AUDIENCE, CatalogService, created_ms, describe_batch
 from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import Upload
 
@@ -149,6 +149,7 @@ class BatchIngestionService:
                     "record_count": 0,
                     "size_bytes": 0,
                     "created_at": now(),
+                    "created_ms": created_ms(),
                     "props": {
                         "inputFormat": {**fmt_body, "format": fmt},
                         "createdUser": user,
@@ -254,7 +255,7 @@ class BatchIngestionService:
         dataset = self._catalog.get_row(scope, dataset_id)
         if not records:
             return []
-        v = self._validation(scope, dataset, lenient=False)
+        v = self._validation(scope, dataset, lenient=True)
         with self._engine.session() as session:
             scratch = self._lake.staging(scope, f"validate-{uuid.uuid4().hex}")
             try:
@@ -332,7 +333,7 @@ class BatchIngestionService:
         if not inputs:
             raise BadRequest(f"batch {batch_id!r} has no files")
         schema = self._schema_of(scope, dataset["schema_id"])
-        v = self._validation(scope, dataset, lenient=fmt == "csv")
+        v = self._validation(scope, dataset, lenient=True)
         validated = staging / "validated.parquet"
         size = sum(f.path.stat().st_size for f in inputs)
         with self._engine.session() as session:
@@ -345,7 +346,9 @@ class BatchIngestionService:
             total, failed, first = int(counted[0]), int(counted[1]), counted[2]
             if failed:
                 out = self.failed_dir(scope, batch_id) / FAILED_FILE
-                session.copy(failed_select(validated, [f.path.name for f in inputs]), out, "json")
+                folder = self.files_dir(scope, batch_id)
+                names = [str(f.path.relative_to(folder)) for f in inputs]
+                session.copy(failed_select(validated, names), out, "json")
                 message = (
                     f"{failed} of {total} records failed validation against schema {schema.title!r}; "
                     f"the first: {first}. Read them all at /data/foundation/export/batches/{batch_id}/failed"
@@ -365,8 +368,12 @@ class BatchIngestionService:
             session.copy(dataset_select(validated, schema.properties), part)
         if self._catalog.profile_enabled(dataset):
             self._profiles.apply_fragments(scope, self._fragments(batch_id, dataset["id"], schema, validated))
-        self._lake.publish(staging / "out", self._lake.batch(scope, dataset["id"], batch_id))
-        self._finish(scope, batch_id, SUCCESS, records=total, size=size)
+        final = self._lake.batch(scope, dataset["id"], batch_id)
+        self._lake.publish(staging / "out", final)
+        if not self._finish(scope, batch_id, SUCCESS, records=total, size=size, dataset_id=dataset["id"]):
+            # The dataset was deleted while the batch processed: what the batch wrote goes with it.
+            self._profiles.remove_dataset(scope, dataset["id"])
+            self._lake.remove(self._lake.dataset(scope, dataset["id"]))
         self._lake.remove(staging)
 
     @staticmethod
@@ -382,7 +389,7 @@ class BatchIngestionService:
             batch_kind = "event"
         else:
             batch_kind = "profile"
-        return FragmentBatch(batch_id, dataset_id, batch_kind, validated, kept, now())
+        return FragmentBatch(batch_id, dataset_id, batch_kind, validated, kept, time.time())
 
     def _finish(
         self,
@@ -394,11 +401,16 @@ class BatchIngestionService:
         records: int = 0,
         failed: int = 0,
         size: int = 0,
-    ) -> None:
+        dataset_id: str | None = None,
+    ) -> bool:
+        """Records the batch's outcome; False when the batch (or, given ``dataset_id``, its dataset) is gone."""
         with self._store.tx() as conn:
             row = get_row(conn, t.batches, scope, id=batch_id)
             if row is None:
-                return
+                return False
+            if dataset_id is not None and get_row(conn, t.datasets, scope, id=dataset_id) is None:
+                delete_rows(conn, t.batches, id=batch_id)
+                return False
             stamp = _ms()
             props = {
                 **(row["props"] or {}),
@@ -420,12 +432,13 @@ class BatchIngestionService:
                     props=props,
                 )
             )
+        return True
 
 
 def _first_byte(path: Path) -> bytes:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as fh:
-        head = fh.read(4096).lstrip()
+        head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
     return head[:1]
 
 

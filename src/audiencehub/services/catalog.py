@@ -7,11 +7,12 @@ store keeps seconds), create/patch/delete answered with ``["@/dataSets/{id}"]``.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from audiencehub.errors import BadRequest, Duplicate, NotFound
 from audiencehub.metadata import tables as t
@@ -48,6 +49,19 @@ def ms(seconds: int | None) -> int | None:
     return None if seconds is None else int(seconds) * 1000
 
 
+def created_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def created_of(row: Row) -> int:
+    """A row's creation time in epoch ms (rows written before ``created_ms`` existed: whole seconds)."""
+    return int(row["created_ms"]) if row.get("created_ms") else int(row["created_at"]) * 1000
+
+
+def _created_order(table: Any) -> Any:
+    return func.coalesce(table.c.created_ms, table.c.created_at * 1000)
+
+
 def tag_enabled(tags: dict[str, Any], name: str) -> bool:
     """``tags[name]`` holds ``"enabled:true"`` (AEP writes it with and without a space)."""
     values = tags.get(name) or []
@@ -61,6 +75,22 @@ def _check_tags(tags: Any) -> dict[str, list[str]]:
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise BadRequest(f"tags.{key}: must be a list of strings, got {values!r}")
     return tags
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key}: must be true or false, got {value!r}")
+    return value
+
+
+def _object(body: dict[str, Any], key: str, default: dict[str, Any]) -> dict[str, Any]:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, dict):
+        raise BadRequest(f"{key}: must be an object, got {value!r}")
+    return value
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool, limit: int = 256) -> str | None:
@@ -114,9 +144,9 @@ class CatalogService:
         stamp = now()
         props = {
             "description": description,
-            "fileDescription": body.get("fileDescription") or {"format": "parquet"},
+            "fileDescription": _object(body, "fileDescription", {"format": "parquet"}),
             "schemaRef": {"id": ref["id"].strip(), "contentType": ref.get("contentType") or SCHEMA_CONTENT_TYPE},
-            "enableErrorDiagnostics": bool(body.get("enableErrorDiagnostics", False)),
+            "enableErrorDiagnostics": _flag(body, "enableErrorDiagnostics"),
             "createdUser": caller.user,
             "createdClient": caller.client_id,
             "updatedUser": caller.user,
@@ -137,6 +167,7 @@ class CatalogService:
                     "created_at": stamp,
                     "updated_at": stamp,
                     "props": props,
+                    "created_ms": created_ms(),
                 },
             )
         return dataset_id
@@ -177,7 +208,7 @@ class CatalogService:
             raise BadRequest(f"start: must be 0 or more, got {start}")
         order = _order(
             order_by,
-            {"created": t.datasets.c.created_at, "updated": t.datasets.c.updated_at, "name": t.datasets.c.name},
+            {"created": _created_order(t.datasets), "updated": t.datasets.c.updated_at, "name": t.datasets.c.name},
         )
         keys = {"name": name} if name is not None else {}
         with self._store.read() as conn:
@@ -194,8 +225,8 @@ class CatalogService:
             "imsOrg": scope.org_id,
             "sandboxName": scope.sandbox,
             "version": "1.0.0",
-            "created": ms(row["created_at"]),
-            "updated": ms(row["updated_at"]),
+            "created": created_of(row),
+            "updated": max(created_of(row), ms(row["updated_at"]) or 0),
             "createdClient": props.get("createdClient", "audiencehub"),
             "createdUser": props.get("createdUser", "audiencehub"),
             "updatedUser": props.get("updatedUser", "audiencehub"),
@@ -205,7 +236,9 @@ class CatalogService:
             "enableErrorDiagnostics": props.get("enableErrorDiagnostics", False),
             "files": f"@/dataSetFiles?dataSetId={row['id']}",
         }
-        batches, _ = list_rows(conn, t.batches, scope, order_by=[t.batches.c.created_at.desc()], dataset_id=row["id"])
+        batches, _ = list_rows(
+            conn, t.batches, scope, order_by=[_created_order(t.batches).desc()], dataset_id=row["id"]
+        )
         if batches:
             body["lastBatchId"] = batches[0]["id"]
             body["lastBatchStatus"] = batches[0]["status"]
@@ -236,9 +269,9 @@ class CatalogService:
             if "description" in body:
                 props["description"] = _text(body, "description", required=False, limit=4000)
             if "fileDescription" in body:
-                props["fileDescription"] = body["fileDescription"]
+                props["fileDescription"] = _object(body, "fileDescription", {"format": "parquet"})
             if "enableErrorDiagnostics" in body:
-                props["enableErrorDiagnostics"] = bool(body["enableErrorDiagnostics"])
+                props["enableErrorDiagnostics"] = _flag(body, "enableErrorDiagnostics")
             if "tags" in body:
                 tags = _check_tags(body["tags"])
                 if tag_enabled(tags, PROFILE_TAG) and row["kind"] == KIND_XDM:
@@ -297,30 +330,35 @@ class CatalogService:
         limit: int = DEFAULT_LIMIT,
         start: int = 0,
         order_by: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
     ) -> dict[str, Any]:
+        """``created_after``/``created_before``: epoch ms, as the Catalog's ``createdAfter``/``createdBefore``."""
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"limit: must be between 1 and {MAX_LIMIT}, got {limit}")
         if start < 0:
             raise BadRequest(f"start: must be 0 or more, got {start}")
-        order = _order(
-            order_by or "desc:created", {"created": t.batches.c.created_at, "updated": t.batches.c.completed_at}
-        )
-        keys: dict[str, Any] = {}
+        created = _created_order(t.batches)
+        order = _order(order_by or "desc:created", {"created": created, "updated": t.batches.c.completed_at})
+        stmt = select(t.batches).where(t.batches.c.org_id == scope.org_id, t.batches.c.sandbox == scope.sandbox)
         if dataset_id is not None:
-            keys["dataset_id"] = dataset_id
+            stmt = stmt.where(t.batches.c.dataset_id == dataset_id)
         if status is not None:
-            keys["status"] = status
+            stmt = stmt.where(t.batches.c.status == status)
+        if created_after is not None:
+            stmt = stmt.where(created > created_after)
+        if created_before is not None:
+            stmt = stmt.where(created < created_before)
+        stmt = stmt.order_by(order, t.batches.c.id).limit(limit).offset(start)
         with self._store.read() as conn:
-            rows, _ = list_rows(
-                conn, t.batches, scope, order_by=[order, t.batches.c.id], limit=limit, offset=start, **keys
-            )
+            rows = [dict(r) for r in conn.execute(stmt).mappings()]
         return {r["id"]: describe_batch(scope, r) for r in rows}
 
 
 def describe_batch(scope: Scope, row: Row) -> dict[str, Any]:
     """A batch as the Catalog and Batch Ingestion APIs answer it."""
     props: dict[str, Any] = row.get("props") or {}
-    created = ms(row["created_at"])
+    created = created_of(row)
     body: dict[str, Any] = {
         "id": row["id"],
         "imsOrg": scope.org_id,
@@ -355,6 +393,23 @@ def describe_batch(scope: Scope, row: Row) -> dict[str, Any]:
         body["failedBatchLocation"] = f"/data/foundation/export/batches/{row['id']}/failed"
     if row["error"] and not body["errors"]:
         body["errors"] = [{"code": "INGEST-1001-500", "description": row["error"]}]
+    return body
+
+
+def json_patch_to_fields(ops: list[Any]) -> dict[str, Any]:
+    """A JSON Patch on a dataset (``add``/``replace`` of ``/name``, ``/description``, ``/tags``, ``/tags/{name}``,
+    ...) as the top-level fields that :meth:`CatalogService.patch_dataset` takes."""
+    body: dict[str, Any] = {}
+    for n, op in enumerate(ops):
+        if not isinstance(op, dict) or op.get("op") not in ("add", "replace") or not isinstance(op.get("path"), str):
+            raise BadRequest(f'body[{n}]: expected {{"op": "add"|"replace", "path", "value"}}, got {op!r}')
+        steps = [s for s in op["path"].split("/") if s]
+        if len(steps) == 1:
+            body[steps[0]] = op.get("value")
+        elif len(steps) == 2 and steps[0] == "tags":
+            body.setdefault("tags", {})[steps[1]] = op.get("value")
+        else:
+            raise BadRequest(f"body[{n}].path: {op['path']!r} cannot be patched")
     return body
 
 

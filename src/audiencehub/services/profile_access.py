@@ -40,6 +40,24 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def only_fields(body: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """AEP's ``fields``: the named fields, dotted paths keeping the nested field (``person.name``)."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        steps = path.split(".")
+        node: Any = body
+        for step in steps:
+            if not isinstance(node, dict) or step not in node:
+                break
+            node = node[step]
+        else:
+            target = out
+            for step in steps[:-1]:
+                target = target.setdefault(step, {})
+            target[steps[-1]] = node
+    return out
+
+
 class ProfileAccessService:
     def __init__(self, profiles: ProfileStore, namespaces: NamespaceService, policies: MergePolicyService) -> None:
         self._profiles = profiles
@@ -80,8 +98,7 @@ class ProfileAccessService:
             raise NotFound(f"no {'profile' if kind == 'profile' else 'entity'} holds {ns.code} identity {entity_id!r}")
         body = self._shape(found)
         if fields:
-            wanted = {f.strip() for f in fields.split(",") if f.strip()}
-            body = {k: v for k, v in body.items() if k in wanted}
+            body = only_fields(body, [f.strip() for f in fields.split(",") if f.strip()])
         return {
             found.entity_id: {
                 "entityId": found.entity_id,
