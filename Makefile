@@ -31,6 +31,8 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --rows 1000000
 	$(BIN)/python benchmarks/sources.py --mib 256
+	$(BIN)/python benchmarks/profile_access.py --profiles 1000000
+	$(BIN)/python benchmarks/streaming.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

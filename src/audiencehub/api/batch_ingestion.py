@@ -5,15 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
-from audiencehub.api.deps import Caller, Services, read_json
+from audiencehub.api.deps import Caller, Services, read_json, stream_upload
 from audiencehub.api.routing import route
 from audiencehub.errors import BadRequest
 
 router = APIRouter(prefix="/data/foundation/import", tags=["Batch ingestion"])
 diagnostics = APIRouter(prefix="/data/foundation/export", tags=["Batch ingestion"])
-FLUSH_BYTES = 1 << 20
 
 
 @route(router, "POST", "/batches", operation_id="createBatch")
@@ -29,22 +27,7 @@ async def upload(
     batch_id: str, dataset_id: str, file_path: str, request: Request, caller: Caller, services: Services
 ) -> Response:
     sink = await run_in_threadpool(services.batches.begin_upload, caller.scope, batch_id, dataset_id, file_path)
-    buffer = bytearray()
-    try:
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= FLUSH_BYTES:
-                await run_in_threadpool(sink.write, bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await run_in_threadpool(sink.write, bytes(buffer))
-        await run_in_threadpool(sink.commit)
-    except ClientDisconnect:
-        sink.abort()
-        raise BadRequest("the upload was interrupted before the last byte; nothing was stored") from None
-    except BaseException:
-        sink.abort()
-        raise
+    await stream_upload(request, sink)
     return Response(status_code=200)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from audiencehub.api.errors import describe_validation
 from audiencehub.errors import BadRequest, MissingHeader
@@ -15,6 +17,7 @@ from audiencehub.wiring import Container
 
 REQUIRED_HEADERS = ("authorization", "x-api-key", "x-gw-ims-org-id", "x-sandbox-name")
 M = TypeVar("M", bound=BaseModel)
+FLUSH_BYTES = 1 << 20
 
 
 def container(request: Request) -> Container:
@@ -79,3 +82,30 @@ def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
             },
         }
     }
+
+
+class Sink(Protocol):
+    def write(self, chunk: bytes) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+async def stream_upload(request: Request, sink: Sink) -> None:
+    """Streams the request body into ``sink`` a MiB at a time (in a worker thread), then commits it; on any
+    failure, or a client that went away before the last byte, the sink is aborted and nothing is kept."""
+    buffer = bytearray()
+    try:
+        async for chunk in request.stream():
+            buffer += chunk
+            if len(buffer) >= FLUSH_BYTES:
+                await run_in_threadpool(sink.write, bytes(buffer))
+                buffer.clear()
+        if buffer:
+            await run_in_threadpool(sink.write, bytes(buffer))
+        await run_in_threadpool(sink.commit)
+    except ClientDisconnect:
+        sink.abort()
+        raise BadRequest("the upload was interrupted before the last byte; nothing was stored") from None
+    except BaseException:
+        sink.abort()
+        raise

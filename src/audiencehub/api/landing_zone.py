@@ -6,16 +6,13 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
-from audiencehub.api.deps import Caller, Services
+from audiencehub.api.deps import Caller, Services, stream_upload
 from audiencehub.api.routing import route
 from audiencehub.domain.paths import DLZ_CONTAINER
 from audiencehub.errors import BadRequest
 
 router = APIRouter(prefix="/data/foundation/connectors/landingzone", tags=["Landing zone"])
-FLUSH_BYTES = 1 << 20
 
 
 @route(router, "GET", "", operation_id="getLandingZone")
@@ -30,22 +27,7 @@ def container(caller: Caller, services: Services, type: str | None = None, recur
 @router.put("/{path:path}", operation_id="uploadFile", status_code=201)
 async def upload(path: str, request: Request, caller: Caller, services: Services) -> JSONResponse:
     key, sink = services.landing.begin_upload(caller.scope, path)
-    buffer = bytearray()
-    try:
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= FLUSH_BYTES:
-                await run_in_threadpool(sink.write, bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await run_in_threadpool(sink.write, bytes(buffer))
-        await run_in_threadpool(sink.commit)
-    except ClientDisconnect:
-        sink.abort()
-        raise BadRequest("the upload was interrupted before the last byte; nothing was stored") from None
-    except BaseException:
-        sink.abort()
-        raise
+    await stream_upload(request, sink)
     return JSONResponse({"containerName": DLZ_CONTAINER, "path": key, "size": sink.size}, status_code=201)
 
 

@@ -409,6 +409,8 @@ class InputFile:
     """CSV: the number of columns of the header."""
     header: tuple[str, ...] = ()
     """CSV: the header's names; a dotted name (``person.name.firstName``) is a nested field."""
+    gzip: bool = False
+    """The file is gzip-compressed (told by its first bytes, whatever its name)."""
 
 
 def _nest(names: Sequence[tuple[tuple[str, ...], str]]) -> str:
@@ -432,13 +434,17 @@ def source_select(files: Sequence[InputFile]) -> str:
     for n, f in enumerate(files):
         path = lit(str(f.path))
         if f.format == "json":
-            scan = f"read_json_objects({path}, format = {lit(f.json_format)}, ignore_errors = true)"
+            compression = "'gzip'" if f.gzip else "'none'"
+            scan = (
+                f"read_json_objects({path}, format = {lit(f.json_format)}, ignore_errors = true, "
+                f"compression = {compression})"
+            )
             parts.append(f"SELECT {n} AS {FILE}, row_number() OVER () AS {RN}, json AS j FROM {scan}")
         elif f.format == "csv":
             cols = ", ".join(f"{lit(f'c{i}')}: 'VARCHAR'" for i in range(f.width))
             scan = (
                 f"read_csv({path}, auto_detect = false, header = true, columns = {{{cols}}}, delim = ',', "
-                "quote = '\"', escape = '\"', compression = 'auto')"
+                f"quote = '\"', escape = '\"', compression = {'gzip' if f.gzip else 'none'!r})"
             )
             nested = _nest([(tuple(name.split(".")), f"c{i}") for i, name in enumerate(f.header)])
             parts.append(f"SELECT {n} AS {FILE}, row_number() OVER () AS {RN}, to_json({nested}) AS j FROM {scan}")

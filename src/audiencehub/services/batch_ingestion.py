@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from audiencehub.domain.namespaces import Rule
 from audiencehub.domain.paths import landing_zone_key
 from audiencehub.domain.xdm import ResolvedSchema
@@ -311,13 +313,14 @@ class BatchIngestionService:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
         out = []
         for p in files:
+            packed = _is_gzip(p)
             if fmt == "json":
-                first = _first_byte(p)
+                first = _first_byte(p, packed)
                 json_format = "array" if first == b"[" else "unstructured" if multiline else "newline_delimited"
-                out.append(InputFile(p, "json", json_format))
+                out.append(InputFile(p, "json", json_format, gzip=packed))
             elif fmt == "csv":
-                header = _csv_header(p)
-                out.append(InputFile(p, "csv", width=len(header), header=tuple(header)))
+                header = _csv_header(p, packed)
+                out.append(InputFile(p, "csv", width=len(header), header=tuple(header), gzip=packed))
             else:
                 out.append(InputFile(p, "parquet"))
         return out
@@ -370,10 +373,7 @@ class BatchIngestionService:
             self._profiles.apply_fragments(scope, self._fragments(batch_id, dataset["id"], schema, validated))
         final = self._lake.batch(scope, dataset["id"], batch_id)
         self._lake.publish(staging / "out", final)
-        if not self._finish(scope, batch_id, SUCCESS, records=total, size=size, dataset_id=dataset["id"]):
-            # The dataset was deleted while the batch processed: what the batch wrote goes with it.
-            self._profiles.remove_dataset(scope, dataset["id"])
-            self._lake.remove(self._lake.dataset(scope, dataset["id"]))
+        self._finish(scope, batch_id, SUCCESS, records=total, size=size, dataset_id=dataset["id"])
         self._lake.remove(staging)
 
     @staticmethod
@@ -406,44 +406,70 @@ class BatchIngestionService:
         """Records the batch's outcome; False when the batch (or, given ``dataset_id``, its dataset) is gone."""
         with self._store.tx() as conn:
             row = get_row(conn, t.batches, scope, id=batch_id)
-            if row is None:
-                return False
-            if dataset_id is not None and get_row(conn, t.datasets, scope, id=dataset_id) is None:
+            gone = dataset_id is not None and get_row(conn, t.datasets, scope, id=dataset_id) is None
+            if gone:
                 delete_rows(conn, t.batches, id=batch_id)
+            elif row is None:
                 return False
-            stamp = _ms()
-            props = {
-                **(row["props"] or {}),
-                "updated": stamp,
-                "completed": stamp,
-                "failedRecordCount": failed,
-                "recordsRead": records,
-                "errors": errors or [],
-            }
-            conn.execute(
-                t.batches.update()
-                .where(t.batches.c.id == batch_id)
-                .values(
-                    status=status,
-                    record_count=records,
-                    size_bytes=size,
-                    completed_at=now(),
-                    error=errors[0]["description"] if errors else None,
-                    props=props,
-                )
-            )
+            else:
+                self._record(conn, row, status, errors=errors, records=records, failed=failed, size=size)
+        if gone:
+            # The dataset was deleted while the batch processed: what the batch wrote goes with it.
+            assert dataset_id is not None
+            self._profiles.remove_dataset(scope, dataset_id)
+            self._lake.remove(self._lake.dataset(scope, dataset_id))
+            return False
         return True
 
+    @staticmethod
+    def _record(
+        conn: Connection,
+        row: Row,
+        status: str,
+        *,
+        errors: list[dict[str, Any]] | None,
+        records: int,
+        failed: int,
+        size: int,
+    ) -> None:
+        stamp = _ms()
+        props = {
+            **(row["props"] or {}),
+            "updated": stamp,
+            "completed": stamp,
+            "failedRecordCount": failed,
+            "recordsRead": records,
+            "errors": errors or [],
+        }
+        conn.execute(
+            t.batches.update()
+            .where(t.batches.c.id == row["id"])
+            .values(
+                status=status,
+                record_count=records,
+                size_bytes=size,
+                completed_at=now(),
+                error=errors[0]["description"] if errors else None,
+                props=props,
+            )
+        )
 
-def _first_byte(path: Path) -> bytes:
-    opener = gzip.open if path.name.endswith(".gz") else open
+
+def _is_gzip(path: Path) -> bool:
+    """Told by the file's first two bytes (gzip's magic number), not by its name."""
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _first_byte(path: Path, packed: bool) -> bytes:
+    opener = gzip.open if packed else open
     with opener(path, "rb") as fh:
         head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
     return head[:1]
 
 
-def _csv_header(path: Path) -> list[str]:
-    opener = gzip.open if path.name.endswith(".gz") else open
+def _csv_header(path: Path, packed: bool) -> list[str]:
+    opener = gzip.open if packed else open
     with opener(path, "rb") as fh:
         line = fh.readline(1 << 20)
     text = line.decode("utf-8-sig", errors="replace")
