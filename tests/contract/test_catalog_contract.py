@@ -6,7 +6,7 @@ Ingestion: create, upload, signal) are OpenAPI 3.0; their component schemas are 
 our own. Each answer is validated twice:
 
 - against the spec as published, with three departures where the spec contradicts itself or AEP's guides
-  (``spec()``), each one read the way AEP answers:
+  (``_read``, ``_read_ingest``), each one read the way AEP answers:
 
   * batch ingestion's ``Batch.status`` enum lacks ``loading`` and ``aborted``, yet AEP's batch ingestion
     guide answers a newly created batch with ``"status": "loading"``, ABORT leaves a batch ``aborted``, and
@@ -17,9 +17,9 @@ our own. Each answer is validated twice:
     types outside it (``expressionBlock``, ``service``, ``serviceDefinition``): it is read as an open string
     (audiencehub relates an external audience's batch to its run with ``externalAudienceRun``).
 
-- against a strict overlay (``strict_document()``) that states what audiencehub promises: the properties it
-  always answers are required, nothing else may appear, timestamps are epoch milliseconds. Two additions to
-  the spec's property lists: ``sandboxName`` (AEP's answers name the sandbox; the spec does not) and, on
+- against a strict overlay (``_close_catalog``, ``_close_ingest``) that states what audiencehub promises: the
+  properties it always answers are required, nothing else may appear, timestamps are epoch milliseconds. Two
+  additions to the spec's property lists: ``sandboxName`` (AEP's answers name the sandbox; the spec does not) and, on
   datasets, ``enableErrorDiagnostics`` (the spec's own ``retrieveDataset`` example answers it).
   ``fileDescription`` stays open: AEP keeps what a client sends there (seed 002 sends ``persistet``).
 
@@ -32,16 +32,10 @@ from __future__ import annotations
 import copy
 import re
 import time
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from jsonschema import Draft7Validator, FormatChecker
-from referencing import Registry
-from referencing.jsonschema import DRAFT7
 
 from tests.api.xdm_support import (
     IDENTITY_MAP_FG,
@@ -55,13 +49,11 @@ from tests.api.xdm_support import (
     tenant,
 )
 from tests.conftest import create_audience, run_and_wait, seed_audience, upload, wait_for
+from tests.contract.support import Contract, format_checker, json_body, our_operation_ids, shape
 
-SPEC_DIR = Path(__file__).parent / "specs"
-CATALOG_SPEC, INGEST_SPEC = "catalog", "batch-ingestion"
 CATALOG = "/data/foundation/catalog"
 IMPORT = "/data/foundation/import"
 EXPORT = "/data/foundation/export"
-INT64 = (-(2**63), 2**63 - 1)
 MS = {"type": "integer", "minimum": 10**12, "maximum": 10**13}  # epoch milliseconds (2001 to 2286)
 UUID4 = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 # A run's batch id is a UUID5 of the run id (services/ingestion.py: the same id when a run is retried).
@@ -108,48 +100,20 @@ BATCH_KEYS = (
     "metrics",
 )
 
-# The operations audiencehub serves: (spec, spec path, method, operationId).
-OPERATIONS = [
-    (CATALOG_SPEC, "/dataSets", "post", "createDataset"),
-    (CATALOG_SPEC, "/dataSets", "get", "listDatasets"),
-    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", "retrieveDataset"),
-    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "patch", "patchDataset"),
-    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "delete", "deleteDataset"),
-    (CATALOG_SPEC, "/batches", "get", "listBatches"),
-    (CATALOG_SPEC, "/batches/{BATCH_ID}", "get", "retrieveBatch"),
-    (INGEST_SPEC, "/batches", "post", "createBatch"),
-    (INGEST_SPEC, "/batches/{batchId}/datasets/{datasetId}/files/{filePath}", "put", "uploadSmallFile"),
-    (INGEST_SPEC, "/batches/{batchId}", "post", "completeBatch"),
-]
-PREFIX = {CATALOG_SPEC: CATALOG, INGEST_SPEC: IMPORT}
-
-
 # -- the specifications --------------------------------------------------------------------------
 
 
-@cache
-def published(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((SPEC_DIR / f"{name}.yaml").read_text())
-    assert str(loaded["openapi"]).startswith("3.0"), loaded["openapi"]
-    return loaded
+def _read(doc: dict[str, Any]) -> None:
+    """The departures both specs share (see the module's docstring)."""
+    doc["components"]["schemas"]["relatedObjects"]["properties"]["type"].pop("enum")
 
 
-@cache
-def spec(name: str) -> dict[str, Any]:
-    """The spec as published, with the departures the module's docstring lists."""
-    doc = copy.deepcopy(published(name))
-    s = doc["components"]["schemas"]
-    s["relatedObjects"]["properties"]["type"].pop("enum")
-    if name == INGEST_SPEC:
-        batch = s["Batch"]["properties"]
-        batch["status"]["enum"] = list(published(CATALOG_SPEC)["components"]["schemas"]["batchStatus"]["enum"])
-        batch["inputFormat"]["properties"]["format"]["enum"].append("csv")
-    return doc
-
-
-def schemas(name: str) -> dict[str, Any]:
-    found: dict[str, Any] = spec(name)["components"]["schemas"]
-    return found
+def _read_ingest(doc: dict[str, Any]) -> None:
+    """Batch ingestion's departures: the shared one, and its Batch read as the Catalog's."""
+    _read(doc)
+    batch = doc["components"]["schemas"]["Batch"]["properties"]
+    batch["status"]["enum"] = list(CATALOG_SPEC.published()["components"]["schemas"]["batchStatus"]["enum"])
+    batch["inputFormat"]["properties"]["format"]["enum"].append("csv")
 
 
 def _close(node: dict[str, Any], required: tuple[str, ...] | list[str], **extra: Any) -> None:
@@ -197,86 +161,48 @@ def _close_batch(batch: dict[str, Any], s: dict[str, Any]) -> None:
     _close(s["errors"], ["code", "description"], recordCount={"type": "integer", "minimum": 1})
 
 
-@cache
-def strict_document(name: str) -> dict[str, Any]:
-    """The spec with the dataset and batch schemas closed: what audiencehub answers is required, nothing more."""
-    doc = copy.deepcopy(spec(name))
+def _close_catalog(doc: dict[str, Any]) -> None:
+    """The dataset and batch schemas closed: what audiencehub answers is required, nothing more."""
     s = doc["components"]["schemas"]
-    if name == CATALOG_SPEC:
-        ds = s["dataSetResponse"]
-        _close(
-            ds,
-            DATASET_KEYS,
-            sandboxName={"type": "string", "minLength": 1},
-            enableErrorDiagnostics={"type": "boolean"},
-        )
-        p = ds["properties"]
-        for key in ("created", "updated"):
-            p[key] = {**p[key], **MS}
-        p["files"] = {"type": "string", "pattern": "^@/dataSetFiles\\?dataSetId=[^&]+$"}
-        p["fileDescription"] = {**p["fileDescription"], "required": ["format"]}
-        _close(s["schemaRef"], ["contentType", "id"])
-        _close_batch(s["batchResponse"], s)
-    else:
-        _close_batch(s["Batch"], s)
-    return doc
-
-
-def _format_checker() -> FormatChecker:
-    checker = FormatChecker()
-
-    @checker.checks("int64")
-    def _int64(value: object) -> bool:
-        return not isinstance(value, int) or isinstance(value, bool) or INT64[0] <= value <= INT64[1]
-
-    return checker
-
-
-def _uri(name: str, strict: bool) -> str:
-    return f"urn:{'audiencehub' if strict else 'adobe'}:{name}"
-
-
-@cache
-def _registry() -> Registry:
-    return Registry().with_resources(
-        [(_uri(n, False), DRAFT7.create_resource(spec(n))) for n in (CATALOG_SPEC, INGEST_SPEC)]
-        + [(_uri(n, True), DRAFT7.create_resource(strict_document(n))) for n in (CATALOG_SPEC, INGEST_SPEC)]
+    ds = s["dataSetResponse"]
+    _close(
+        ds,
+        DATASET_KEYS,
+        sandboxName={"type": "string", "minLength": 1},
+        enableErrorDiagnostics={"type": "boolean"},
     )
+    p = ds["properties"]
+    for key in ("created", "updated"):
+        p[key] = {**p[key], **MS}
+    p["files"] = {"type": "string", "pattern": "^@/dataSetFiles\\?dataSetId=[^&]+$"}
+    p["fileDescription"] = {**p["fileDescription"], "required": ["format"]}
+    _close(s["schemaRef"], ["contentType", "id"])
+    _close_batch(s["batchResponse"], s)
 
 
-def errors_against(schema_: dict[str, Any], instance: Any) -> list[str]:
-    validator = Draft7Validator(schema_, registry=_registry(), format_checker=_format_checker())
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(instance)]
+def _close_ingest(doc: dict[str, Any]) -> None:
+    s = doc["components"]["schemas"]
+    _close_batch(s["Batch"], s)
 
 
-def errors(spec_name: str, name: str, instance: Any, *, strict: bool = False) -> list[str]:
-    assert name in schemas(spec_name), f"{name} is not a schema of {spec_name}"
-    return errors_against({"$ref": f"{_uri(spec_name, strict)}#/components/schemas/{name}"}, instance)
+CATALOG_SPEC = Contract("catalog", read=_read, strict=_close_catalog, checker=format_checker("int64"))
+INGEST_SPEC = Contract("batch-ingestion", read=_read_ingest, strict=_close_ingest, checker=format_checker("int64"))
 
 
-def assert_conforms(spec_name: str, name: str, instance: Any) -> None:
-    """``instance`` is valid against the spec's ``name`` schema, as published (read) and as closed by the overlay."""
-    assert errors(spec_name, name, instance) == [], (name, instance)
-    assert errors(spec_name, name, instance, strict=True) == [], (name, instance)
-
-
-def response_schema(spec_name: str, path: str, method: str, status: int, *, strict: bool = False) -> dict[str, Any]:
-    """An operation's answer schema, its ``$ref``s pointed into one of the documents."""
-    found = spec(spec_name)["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
-    text = yaml.safe_dump(found).replace("'#/components/", f"'{_uri(spec_name, strict)}#/components/")
-    loaded: dict[str, Any] = yaml.safe_load(text)
-    return loaded
-
-
-def assert_answer_conforms(spec_name: str, path: str, method: str, status: int, instance: Any) -> None:
-    for strict in (False, True):
-        found = errors_against(response_schema(spec_name, path, method, status, strict=strict), instance)
-        assert found == [], (path, method, strict, found)
-
-
-def _success_codes(spec_name: str, path: str, method: str) -> set[int]:
-    responses = published(spec_name)["paths"][path][method]["responses"]
-    return {int(code) for code in responses if str(code).startswith("2")}
+# The operations audiencehub serves: (spec, spec path, method, operationId).
+OPERATIONS = [
+    (CATALOG_SPEC, "/dataSets", "post", "createDataset"),
+    (CATALOG_SPEC, "/dataSets", "get", "listDatasets"),
+    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", "retrieveDataset"),
+    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "patch", "patchDataset"),
+    (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "delete", "deleteDataset"),
+    (CATALOG_SPEC, "/batches", "get", "listBatches"),
+    (CATALOG_SPEC, "/batches/{BATCH_ID}", "get", "retrieveBatch"),
+    (INGEST_SPEC, "/batches", "post", "createBatch"),
+    (INGEST_SPEC, "/batches/{batchId}/datasets/{datasetId}/files/{filePath}", "put", "uploadSmallFile"),
+    (INGEST_SPEC, "/batches/{batchId}", "post", "completeBatch"),
+]
+PREFIX = {CATALOG_SPEC: CATALOG, INGEST_SPEC: IMPORT}
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -292,11 +218,8 @@ def people_schema(client: TestClient, headers: dict[str, str], *, profile: bool 
 
 
 def create_batch(client: TestClient, headers: dict[str, str], dataset_id: str, fmt: str = "json") -> dict[str, Any]:
-    resp = client.post(
-        f"{IMPORT}/batches", json={"datasetId": dataset_id, "inputFormat": {"format": fmt}}, headers=headers
-    )
-    assert resp.status_code == 201, resp.text
-    created: dict[str, Any] = resp.json()
+    body = {"datasetId": dataset_id, "inputFormat": {"format": fmt}}
+    created: dict[str, Any] = json_body(client.post(f"{IMPORT}/batches", json=body, headers=headers), 201)
     return created
 
 
@@ -336,30 +259,18 @@ def record(t: str, n: int, **extra: Any) -> dict[str, Any]:
 # -- the operations ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec_name", "path", "method", "operation_id"), OPERATIONS, ids=[o for *_, o in OPERATIONS])
-def test_the_spec_has_each_operation_we_serve(spec_name: str, path: str, method: str, operation_id: str) -> None:
-    operation = published(spec_name)["paths"][path][method]
+@pytest.mark.parametrize(("spec", "path", "method", "operation_id"), OPERATIONS, ids=[o for *_, o in OPERATIONS])
+def test_the_spec_has_each_operation_we_serve(spec: Contract, path: str, method: str, operation_id: str) -> None:
+    operation = spec.operation(path, method)
     assert operation["operationId"] == operation_id
-    assert _success_codes(spec_name, path, method), operation
-
-
-def _shape(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "{}", path).rstrip("/")
-
-
-def _ours(client: TestClient) -> dict[tuple[str, str], str | None]:
-    return {
-        (_shape(path), method): op.get("operationId")
-        for path, item in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
-        for method, op in item.items()
-    }
+    assert spec.success_codes(path, method), operation
 
 
 MISNAMED: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
-    ("spec_name", "path", "method", "operation_id"),
+    ("spec", "path", "method", "operation_id"),
     [
         pytest.param(*op, marks=pytest.mark.xfail(strict=True, reason=MISNAMED[op[3]])) if op[3] in MISNAMED else op
         for op in OPERATIONS
@@ -367,11 +278,11 @@ MISNAMED: dict[str, str] = {}
     ids=[o for *_, o in OPERATIONS],
 )
 def test_our_openapi_names_the_spec_operation_at_the_spec_path(
-    client: TestClient, spec_name: str, path: str, method: str, operation_id: str
+    client: TestClient, spec: Contract, path: str, method: str, operation_id: str
 ) -> None:
-    ours = _ours(client)
-    assert ours.get((_shape(PREFIX[spec_name] + path), method)) == operation_id, sorted(
-        (p, m, o) for (p, m), o in ours.items() if p.startswith(PREFIX[spec_name])
+    ours = our_operation_ids(client)
+    assert ours.get((shape(PREFIX[spec] + path), method)) == operation_id, sorted(
+        (p, m, o) for (p, m), o in ours.items() if p.startswith(PREFIX[spec])
     )
 
 
@@ -380,14 +291,14 @@ def test_each_spec_operation_answers_with_a_status_the_spec_declares(
 ) -> None:
     sid, t = people_schema(client, headers)
     resp = client.post(f"{CATALOG}/dataSets", json={"name": "contract", "schemaRef": {"id": sid}}, headers=headers)
-    assert resp.status_code in _success_codes(CATALOG_SPEC, "/dataSets", "post"), resp.text
+    assert resp.status_code in CATALOG_SPEC.success_codes("/dataSets", "post"), resp.text
     dataset_id = resp.json()[0].removeprefix("@/dataSets/")
     resp = client.post(
         f"{IMPORT}/batches", json={"datasetId": dataset_id, "inputFormat": {"format": "JSON"}}, headers=headers
     )
-    assert resp.status_code in _success_codes(INGEST_SPEC, "/batches", "post"), resp.text
+    assert resp.status_code in INGEST_SPEC.success_codes("/batches", "post"), resp.text
     batch_id = resp.json()["id"]
-    calls: list[tuple[str, str, str, str, dict[str, Any]]] = [
+    calls: list[tuple[Contract, str, str, str, dict[str, Any]]] = [
         (CATALOG_SPEC, "/dataSets", "get", "/dataSets", {}),
         (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", f"/dataSets/{dataset_id}", {}),
         (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "patch", f"/dataSets/{dataset_id}", {"json": {"description": "d"}}),
@@ -403,9 +314,9 @@ def test_each_spec_operation_answers_with_a_status_the_spec_declares(
         (CATALOG_SPEC, "/batches/{BATCH_ID}", "get", f"/batches/{batch_id}", {}),
         (CATALOG_SPEC, "/dataSets/{DATASET_ID}", "delete", f"/dataSets/{dataset_id}", {}),
     ]
-    for spec_name, path, method, url, kwargs in calls:
-        resp = client.request(method.upper(), PREFIX[spec_name] + url, headers=headers, **kwargs)
-        assert resp.status_code in _success_codes(spec_name, path, method), (method, url, resp.status_code, resp.text)
+    for spec, path, method, url, kwargs in calls:
+        resp = client.request(method.upper(), PREFIX[spec] + url, headers=headers, **kwargs)
+        assert resp.status_code in spec.success_codes(path, method), (method, url, resp.status_code, resp.text)
 
 
 # -- datasets ------------------------------------------------------------------------------------
@@ -414,14 +325,14 @@ def test_each_spec_operation_answers_with_a_status_the_spec_declares(
 def test_the_create_answer_conforms_and_names_the_dataset(client: TestClient, headers: dict[str, str]) -> None:
     sid, _ = people_schema(client, headers)
     body = {"name": "contract", "schemaRef": {"id": sid, "contentType": XED}}
-    assert errors(CATALOG_SPEC, "dataSetRequest", body) == []
+    assert CATALOG_SPEC.errors("dataSetRequest", body) == []
     resp = client.post(f"{CATALOG}/dataSets", json=body, headers=headers)
     assert resp.status_code == 201, resp.text
     answer = resp.json()
-    assert_answer_conforms(CATALOG_SPEC, "/dataSets", "post", 201, answer)
-    assert errors(CATALOG_SPEC, "datasetUpdateResponse", answer) == []
+    CATALOG_SPEC.assert_answer_conforms("/dataSets", "post", 201, answer)
+    assert CATALOG_SPEC.errors("datasetUpdateResponse", answer) == []
     # The shape of the spec's datasetUpdateResponse example: one "@/dataSets/{id}".
-    example = schemas(CATALOG_SPEC)["datasetUpdateResponse"]["items"]["example"]
+    example = CATALOG_SPEC.schemas()["datasetUpdateResponse"]["items"]["example"]
     assert re.fullmatch(r"@/dataSets/\w+", example)
     [ref] = answer
     assert re.fullmatch(r"@/dataSets/" + UUID4.strip("^$"), ref), ref
@@ -431,15 +342,15 @@ def test_the_create_answer_conforms_and_names_the_dataset(client: TestClient, he
 def test_the_spec_example_create_request_is_accepted(client: TestClient, headers: dict[str, str]) -> None:
     """The spec's "Enable for Profile" create body, pointed at a schema of ours (the example's is Adobe's)."""
     sid, _ = people_schema(client, headers, profile=True)
-    examples = published(CATALOG_SPEC)["paths"]["/dataSets"]["post"]["requestBody"]["content"]["application/json"]
+    examples = CATALOG_SPEC.operation("/dataSets", "post")["requestBody"]["content"]["application/json"]
     body = copy.deepcopy(examples["examples"]["Enable for Profile"]["value"])
     body["schemaRef"]["id"] = sid
-    assert errors(CATALOG_SPEC, "dataSetRequest", body) == []
+    assert CATALOG_SPEC.errors("dataSetRequest", body) == []
     resp = client.post(f"{CATALOG}/dataSets", json=body, headers=headers)
     assert resp.status_code == 201, resp.text
     dataset_id = resp.json()[0].removeprefix("@/dataSets/")
     got = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()
-    assert_answer_conforms(CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", 200, got)
+    CATALOG_SPEC.assert_answer_conforms("/dataSets/{DATASET_ID}", "get", 200, got)
     ds = got[dataset_id]
     assert ds["tags"] == body["tags"] and ds["schemaRef"] == body["schemaRef"]
     assert ds["name"] == body["name"] and ds["description"] == body["description"]
@@ -448,7 +359,7 @@ def test_the_spec_example_create_request_is_accepted(client: TestClient, headers
 def test_the_spec_example_json_patch_enables_profile(client: TestClient, headers: dict[str, str]) -> None:
     sid, _ = people_schema(client, headers, profile=True)
     dataset_id = dataset(client, headers, "later", sid)
-    content = published(CATALOG_SPEC)["paths"]["/dataSets/{DATASET_ID}"]["patch"]["requestBody"]["content"]
+    content = CATALOG_SPEC.operation("/dataSets/{DATASET_ID}", "patch")["requestBody"]["content"]
     ops = content["application/json-patch+json"]["examples"]["Update a dataset to be Profile-enabled"]["value"]
     resp = client.patch(
         f"{CATALOG}/dataSets/{dataset_id}",
@@ -471,19 +382,19 @@ def test_get_and_list_answers_conform(client: TestClient, headers: dict[str, str
         got = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers)
         assert got.status_code == 200, got.text
         answer = got.json()
-        assert_answer_conforms(CATALOG_SPEC, "/dataSets/{DATASET_ID}", "get", 200, answer)
+        CATALOG_SPEC.assert_answer_conforms("/dataSets/{DATASET_ID}", "get", 200, answer)
         assert list(answer) == [dataset_id]
         ds = answer[dataset_id]
-        assert_conforms(CATALOG_SPEC, "dataSetResponse", ds)
+        CATALOG_SPEC.assert_conforms("dataSetResponse", ds)
         assert set(ds) == set(DATASET_KEYS)  # no batch yet: no lastBatch*
         assert before <= ds["created"] <= ds["updated"] <= after
         assert ds["files"] == f"@/dataSetFiles?dataSetId={dataset_id}"
         assert ds["imsOrg"] == headers["x-gw-ims-org-id"] and ds["sandboxName"] == "prod"
     listing = client.get(f"{CATALOG}/dataSets", headers=headers).json()
-    assert_answer_conforms(CATALOG_SPEC, "/dataSets", "get", 200, listing)
+    CATALOG_SPEC.assert_answer_conforms("/dataSets", "get", 200, listing)
     assert set(listing) == {plain, profiled}
     page = client.get(f"{CATALOG}/dataSets", params={"limit": 1, "start": 1}, headers=headers).json()
-    assert_answer_conforms(CATALOG_SPEC, "/dataSets", "get", 200, page)
+    CATALOG_SPEC.assert_answer_conforms("/dataSets", "get", 200, page)
     assert len(page) == 1
 
 
@@ -493,7 +404,7 @@ def test_properties_answers_conform_to_the_published_schema(client: TestClient, 
     dataset_id = dataset(client, headers, "cut", sid)
     for url in (f"{CATALOG}/dataSets", f"{CATALOG}/dataSets/{dataset_id}"):
         answer = client.get(url, params={"properties": "name,schemaRef,created"}, headers=headers).json()
-        assert errors_against(response_schema(CATALOG_SPEC, "/dataSets", "get", 200), answer) == []
+        assert CATALOG_SPEC.errors_against(CATALOG_SPEC.response_schema("/dataSets", "get", 200), answer) == []
         assert set(answer[dataset_id]) == {"name", "schemaRef", "created"}
 
 
@@ -507,10 +418,10 @@ def test_a_dataset_with_batches_conforms(client: TestClient, headers: dict[str, 
     put_file(client, headers, bad, "bad.json", json_lines(record(t, 2, nope=1)))
     complete(client, headers, bad["id"])
     ds = client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()[dataset_id]
-    assert_conforms(CATALOG_SPEC, "dataSetResponse", ds)
+    CATALOG_SPEC.assert_conforms("dataSetResponse", ds)
     assert ds["lastSuccessfulBatch"] == good["id"] and ds["lastFailedBatch"] == bad["id"]
     assert ds["lastBatchId"] in (good["id"], bad["id"])  # both created in the same second
-    assert errors(CATALOG_SPEC, "batchStatus", ds["lastBatchStatus"]) == []
+    assert CATALOG_SPEC.errors("batchStatus", ds["lastBatchStatus"]) == []
 
 
 def test_a_dataset_answer_never_breaks_the_schema_whatever_was_sent(
@@ -524,8 +435,7 @@ def test_a_dataset_answer_never_breaks_the_schema_whatever_was_sent(
     )
     if resp.status_code == 201:
         dataset_id = resp.json()[0].removeprefix("@/dataSets/")
-        assert_conforms(
-            CATALOG_SPEC,
+        CATALOG_SPEC.assert_conforms(
             "dataSetResponse",
             client.get(f"{CATALOG}/dataSets/{dataset_id}", headers=headers).json()[dataset_id],
         )
@@ -541,19 +451,19 @@ def test_a_batch_conforms_in_every_state(client: TestClient, headers: dict[str, 
     before = int(time.time() * 1000) // 1000 * 1000
 
     created = create_batch(client, headers, dataset_id)  # loading
-    assert_answer_conforms(INGEST_SPEC, "/batches", "post", 201, created)
-    assert_conforms(INGEST_SPEC, "Batch", created)
+    INGEST_SPEC.assert_answer_conforms("/batches", "post", 201, created)
+    INGEST_SPEC.assert_conforms("Batch", created)
     assert created["status"] == "loading" and created["relatedObjects"] == [{"type": "dataSet", "id": dataset_id}]
     assert set(created) == set(BATCH_KEYS) and re.fullmatch(UUID4, created["id"])
 
     put_file(client, headers, created, "ok.json", json_lines(record(t, 1), record(t, 2)))
     signal, done = complete(client, headers, created["id"])  # queued, then success
-    assert_answer_conforms(INGEST_SPEC, "/batches/{batchId}", "post", 200, signal)
+    INGEST_SPEC.assert_answer_conforms("/batches/{batchId}", "post", 200, signal)
     assert signal["status"] in ("queued", "processing", "success")  # read after the worker was woken
-    assert_answer_conforms(CATALOG_SPEC, "/batches/{BATCH_ID}", "get", 200, done)
+    CATALOG_SPEC.assert_answer_conforms("/batches/{BATCH_ID}", "get", 200, done)
     ok = done[created["id"]]
-    assert_conforms(CATALOG_SPEC, "batchResponse", ok)
-    assert_conforms(INGEST_SPEC, "Batch", ok)  # the Catalog's batch is also batch ingestion's
+    CATALOG_SPEC.assert_conforms("batchResponse", ok)
+    INGEST_SPEC.assert_conforms("Batch", ok)  # the Catalog's batch is also batch ingestion's
     assert ok["status"] == "success" and ok["recordCount"] == 2 and ok["failedRecordCount"] == 0
     assert before <= ok["created"] <= ok["started"] <= ok["completed"] <= ok["updated"]
     assert ok["metrics"] == {"recordsRead": 2, "recordsWritten": 2, "failedRecordCount": 0}
@@ -562,8 +472,8 @@ def test_a_batch_conforms_in_every_state(client: TestClient, headers: dict[str, 
     put_file(client, headers, failing, "bad.json", json_lines(record(t, 3), record(t, 4, unknown=True)))
     _, done = complete(client, headers, failing["id"])  # failed
     bad = done[failing["id"]]
-    assert_conforms(CATALOG_SPEC, "batchResponse", bad)
-    assert_conforms(INGEST_SPEC, "Batch", bad)
+    CATALOG_SPEC.assert_conforms("batchResponse", bad)
+    INGEST_SPEC.assert_conforms("Batch", bad)
     assert bad["status"] == "failed" and bad["failedRecordCount"] == 1 and bad["recordCount"] == 2
     assert bad["failedBatchLocation"] == f"{EXPORT}/batches/{failing['id']}/failed"
     [error] = bad["errors"]
@@ -572,11 +482,11 @@ def test_a_batch_conforms_in_every_state(client: TestClient, headers: dict[str, 
     aborted = create_batch(client, headers, dataset_id)
     resp = client.post(f"{IMPORT}/batches/{aborted['id']}", params={"action": "ABORT"}, headers=headers)
     assert resp.status_code == 200, resp.text
-    assert_answer_conforms(INGEST_SPEC, "/batches/{batchId}", "post", 200, resp.json())
+    INGEST_SPEC.assert_answer_conforms("/batches/{batchId}", "post", 200, resp.json())
     assert resp.json()["status"] == "aborted"
 
     listing = client.get(f"{CATALOG}/batches", params={"dataSet": dataset_id}, headers=headers).json()
-    assert_answer_conforms(CATALOG_SPEC, "/batches", "get", 200, listing)
+    CATALOG_SPEC.assert_answer_conforms("/batches", "get", 200, listing)
     assert {b["status"] for b in listing.values()} == {"success", "failed", "aborted"}
 
 
@@ -585,10 +495,10 @@ def test_a_batch_of_another_format_conforms(client: TestClient, headers: dict[st
     sid, _ = people_schema(client, headers)
     dataset_id = dataset(client, headers, f"{fmt} batches", sid)
     batch = create_batch(client, headers, dataset_id, fmt=fmt.upper())  # the IngestBatch enum's spelling
-    assert_conforms(INGEST_SPEC, "Batch", batch)
+    INGEST_SPEC.assert_conforms("Batch", batch)
     assert batch["inputFormat"] == {"format": fmt}
     listing = client.get(f"{CATALOG}/batches", params={"dataSet": dataset_id}, headers=headers).json()
-    assert_conforms(CATALOG_SPEC, "batchResponse", listing[batch["id"]])
+    CATALOG_SPEC.assert_conforms("batchResponse", listing[batch["id"]])
 
 
 def test_the_batch_of_an_external_audience_run_conforms(client: TestClient, headers: dict[str, str]) -> None:
@@ -598,8 +508,8 @@ def test_the_batch_of_an_external_audience_run_conforms(client: TestClient, head
     assert run["status"] == "SUCCESS", run
     listing = client.get(f"{CATALOG}/batches", headers=headers).json()
     [batch] = listing.values()
-    assert_answer_conforms(CATALOG_SPEC, "/batches", "get", 200, listing)
-    assert_conforms(INGEST_SPEC, "Batch", batch)
+    CATALOG_SPEC.assert_answer_conforms("/batches", "get", 200, listing)
+    INGEST_SPEC.assert_conforms("Batch", batch)
     assert [o["type"] for o in batch["relatedObjects"]] == ["dataSet", "externalAudienceRun"]
     assert batch["status"] == "success" and batch["recordCount"] == 1
 
@@ -656,11 +566,11 @@ def test_the_validators_reject_a_dataset_that_breaks_the_contract(
     answers: tuple[dict[str, Any], dict[str, Any]], change: Any, strict_only: bool
 ) -> None:
     ds, _ = answers
-    assert_conforms(CATALOG_SPEC, "dataSetResponse", ds)
+    CATALOG_SPEC.assert_conforms("dataSetResponse", ds)
     broken = copy.deepcopy(ds)
     change(broken)
-    assert errors(CATALOG_SPEC, "dataSetResponse", broken, strict=True), broken
-    assert bool(errors(CATALOG_SPEC, "dataSetResponse", broken)) is not strict_only, broken
+    assert CATALOG_SPEC.errors("dataSetResponse", broken, strict=True), broken
+    assert bool(CATALOG_SPEC.errors("dataSetResponse", broken)) is not strict_only, broken
 
 
 @pytest.mark.parametrize(
@@ -706,28 +616,28 @@ def test_the_validators_reject_a_batch_that_breaks_the_contract(
     answers: tuple[dict[str, Any], dict[str, Any]], change: Any, strict_only: bool
 ) -> None:
     _, batch = answers
-    for spec_name, name in ((CATALOG_SPEC, "batchResponse"), (INGEST_SPEC, "Batch")):
-        assert_conforms(spec_name, name, batch)
+    for spec, name in ((CATALOG_SPEC, "batchResponse"), (INGEST_SPEC, "Batch")):
+        spec.assert_conforms(name, batch)
         broken = copy.deepcopy(batch)
         change(broken)
-        assert errors(spec_name, name, broken, strict=True), (name, broken)
+        assert spec.errors(name, broken, strict=True), (name, broken)
         if name == "batchResponse":  # batch ingestion's published Batch has no int64 or enum on some of these
-            assert bool(errors(spec_name, name, broken)) is not strict_only, broken
+            assert bool(spec.errors(name, broken)) is not strict_only, broken
 
 
 def test_the_departures_from_the_published_specs_are_needed() -> None:
     """Each departure listed in the module's docstring exists in the published text (drop it once fixed there)."""
-    batch = published(INGEST_SPEC)["components"]["schemas"]["Batch"]["properties"]
+    batch = INGEST_SPEC.published()["components"]["schemas"]["Batch"]["properties"]
     assert not {"loading", "aborted"} & set(batch["status"]["enum"])
-    assert {"loading", "aborted"} <= set(published(CATALOG_SPEC)["components"]["schemas"]["batchStatus"]["enum"])
+    assert {"loading", "aborted"} <= set(CATALOG_SPEC.published()["components"]["schemas"]["batchStatus"]["enum"])
     assert "csv" not in batch["inputFormat"]["properties"]["format"]["enum"]
     assert (
         "CSV"
-        in published(INGEST_SPEC)["components"]["schemas"]["IngestBatch"]["properties"]["inputFormat"]["properties"][
+        in INGEST_SPEC.published()["components"]["schemas"]["IngestBatch"]["properties"]["inputFormat"]["properties"][
             "format"
         ]["enum"]
     )
-    listing = published(CATALOG_SPEC)["paths"]["/batches"]["get"]["responses"][200]["content"]["application/json"]
+    listing = CATALOG_SPEC.operation("/batches", "get")["responses"][200]["content"]["application/json"]
     [example] = listing["example"].values()
-    enum = set(published(CATALOG_SPEC)["components"]["schemas"]["relatedObjects"]["properties"]["type"]["enum"])
+    enum = set(CATALOG_SPEC.published()["components"]["schemas"]["relatedObjects"]["properties"]["type"]["enum"])
     assert {o["type"] for o in example["relatedObjects"]} - enum == {"expressionBlock", "service", "serviceDefinition"}

@@ -13,25 +13,17 @@ from __future__ import annotations
 import copy
 import re
 import time
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from jsonschema import Draft7Validator, FormatChecker
-from referencing import Registry
-from referencing.jsonschema import DRAFT7
 
-SPEC_FILE = Path(__file__).parent / "specs" / "flow-service.yaml"
+from tests.contract.support import Contract, format_checker, json_body, our_operation_ids, shape
+
 BASE = "/data/foundation/flowservice"
-SPEC_URI = "urn:adobe:flow-service"
-STRICT_URI = "urn:audiencehub:flow-service-strict"
 S3_ID = "ecadc60c-7455-4d87-84dc-2a0e293d997b"
 GCS_ID = "32e8f412-cdf7-464c-9885-78184cb113fd"
 SFTP_ID = "b7bf2577-4520-42c9-bae9-cad01560f7bc"
-INT64 = (-(2**63), 2**63 - 1)
 
 # The connection operations audiencehub serves: (spec path, method, operationId).
 OPERATIONS = [
@@ -47,22 +39,8 @@ OPERATIONS = [
 # -- the specification ---------------------------------------------------------------------------
 
 
-@cache
-def spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
-    assert str(loaded["openapi"]).startswith("3.0"), loaded["openapi"]
-    return loaded
-
-
-def schemas() -> dict[str, Any]:
-    found: dict[str, Any] = spec()["components"]["schemas"]
-    return found
-
-
-@cache
-def strict_document() -> dict[str, Any]:
-    """The spec with the connection schemas closed: what the spec names is required, and nothing more may appear."""
-    doc = copy.deepcopy(spec())
+def _close(doc: dict[str, Any]) -> None:
+    """The connection schemas closed: what the spec names is required, and nothing more may appear."""
     s = doc["components"]["schemas"]
     optional = {"ConnectionItemDTO": {"description"}}
     for name in ("ConnectionItemDTO", "SpecInfoDTO", "AuthInfoDTO", "CreateConnectionResponse"):
@@ -82,63 +60,9 @@ def strict_document() -> dict[str, Any]:
     # A secret param is answered as a masked string, never as the object or number it was sent as.
     s["AuthCreateBaseDTO"]["additionalProperties"] = {"type": ["string", "integer", "boolean"]}
     s["TestConnectionResponse"]["required"] = ["result"]
-    return doc
 
 
-def _format_checker() -> FormatChecker:
-    checker = FormatChecker()
-
-    @checker.checks("int64")
-    def _int64(value: object) -> bool:
-        return not isinstance(value, int) or isinstance(value, bool) or INT64[0] <= value <= INT64[1]
-
-    @checker.checks("int32")
-    def _int32(value: object) -> bool:
-        return not isinstance(value, int) or isinstance(value, bool) or -(2**31) <= value < 2**31
-
-    return checker
-
-
-@cache
-def _registry() -> Registry:
-    return Registry().with_resources(
-        [
-            (SPEC_URI, DRAFT7.create_resource(spec())),
-            (STRICT_URI, DRAFT7.create_resource(strict_document())),
-        ]
-    )
-
-
-def validator(name: str, *, strict: bool = False) -> Draft7Validator:
-    assert name in schemas(), f"{name} is not a schema of the spec"
-    uri = STRICT_URI if strict else SPEC_URI
-    return Draft7Validator(
-        {"$ref": f"{uri}#/components/schemas/{name}"}, registry=_registry(), format_checker=_format_checker()
-    )
-
-
-def errors(name: str, instance: Any, *, strict: bool = False) -> list[str]:
-    return [
-        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-        for e in validator(name, strict=strict).iter_errors(instance)
-    ]
-
-
-def assert_conforms(name: str, instance: Any) -> None:
-    """``instance`` is valid against the spec's ``name`` schema, as published and as closed by the overlay."""
-    assert errors(name, instance) == [], (name, instance)
-    assert errors(name, instance, strict=True) == [], (name, instance)
-
-
-def example_of(schema: dict[str, Any]) -> Any:
-    """A value built from the ``example`` annotations of ``schema`` (following ``$ref``s into the spec)."""
-    if "$ref" in schema:
-        return example_of(schemas()[schema["$ref"].rsplit("/", 1)[-1]])
-    if "example" in schema:
-        return copy.deepcopy(schema["example"])
-    if schema.get("type") == "object" or "properties" in schema:
-        return {k: example_of(v) for k, v in schema.get("properties", {}).items()}
-    raise AssertionError(f"no example for {schema}")
+SPEC = Contract("flow-service", strict=_close, checker=format_checker("int64", "int32"))
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -181,9 +105,7 @@ def sftp_body() -> dict[str, Any]:
 
 
 def create(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    resp = client.post(BASE + "/connections", json=body, headers=headers)
-    assert resp.status_code == 201, resp.text
-    created: dict[str, Any] = resp.json()
+    created: dict[str, Any] = json_body(client.post(BASE + "/connections", json=body, headers=headers), 201)
     return created
 
 
@@ -192,28 +114,15 @@ def create(client: TestClient, headers: dict[str, str], body: dict[str, Any]) ->
 
 @pytest.mark.parametrize(("path", "method", "operation_id"), OPERATIONS, ids=[o for _, _, o in OPERATIONS])
 def test_the_spec_has_each_operation_we_serve(path: str, method: str, operation_id: str) -> None:
-    operation = spec()["paths"][path][method]
+    operation = SPEC.operation(path, method)
     assert operation["operationId"] == operation_id
     assert "Connections" in operation["tags"]
 
 
-def _shape(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "{}", path).rstrip("/")
-
-
 def test_our_openapi_names_the_spec_operations_at_the_spec_paths(client: TestClient) -> None:
-    ours = {
-        (_shape(path.removeprefix(BASE)), method): op.get("operationId")
-        for path, item in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
-        if path.startswith(BASE + "/connections")
-        for method, op in item.items()
-    }
+    ours = our_operation_ids(client, BASE + "/connections", strip=BASE)
     for path, method, operation_id in OPERATIONS:
-        assert ours.get((_shape(path), method)) == operation_id, (path, method, ours)
-
-
-def _success_codes(path: str, method: str) -> set[int]:
-    return {int(code) for code in spec()["paths"][path][method]["responses"] if str(code).startswith("2")}
+        assert ours.get((shape(path), method)) == operation_id, (path, method, ours)
 
 
 def test_each_spec_operation_answers_at_the_spec_path_with_a_status_the_spec_declares(
@@ -221,8 +130,8 @@ def test_each_spec_operation_answers_at_the_spec_path_with_a_status_the_spec_dec
 ) -> None:
     """Paths taken verbatim from the spec (PATCH and DELETE with their trailing slash)."""
     resp = client.post(BASE + "/connections", json=s3_body(), headers=headers)
-    assert resp.status_code in _success_codes("/connections", "post"), resp.text
-    assert "Location" in spec()["paths"]["/connections"]["post"]["responses"]["201"]["headers"]
+    assert resp.status_code in SPEC.success_codes("/connections", "post"), resp.text
+    assert "Location" in SPEC.operation("/connections", "post")["responses"]["201"]["headers"]
     assert resp.headers["Location"].endswith("/connections/" + resp.json()["id"])
     connection_id, etag = resp.json()["id"], resp.json()["etag"]
 
@@ -246,7 +155,7 @@ def test_each_spec_operation_answers_at_the_spec_path_with_a_status_the_spec_dec
     for path, method, kwargs in calls:
         kwargs.setdefault("headers", headers)
         resp = client.request(method.upper(), url(path), **kwargs)
-        assert resp.status_code in _success_codes(path, method), (method, path, resp.status_code, resp.text)
+        assert resp.status_code in SPEC.success_codes(path, method), (method, path, resp.status_code, resp.text)
 
 
 # -- the answers ---------------------------------------------------------------------------------
@@ -254,8 +163,8 @@ def test_each_spec_operation_answers_at_the_spec_path_with_a_status_the_spec_dec
 
 def test_create_answer_conforms_to_create_connection_response(client: TestClient, headers: dict[str, str]) -> None:
     created = create(client, headers, s3_body())
-    assert_conforms("CreateConnectionResponse", created)
-    example = spec()["paths"]["/connections"]["post"]["responses"]["201"]["content"]["application/json"]["example"]
+    SPEC.assert_conforms("CreateConnectionResponse", created)
+    example = SPEC.operation("/connections", "post")["responses"]["201"]["content"]["application/json"]["example"]
     assert set(created) == set(example)
     # Same shape as the spec's example etag: a quoted string.
     assert re.fullmatch(r'"[^"]+"', created["etag"]) and re.fullmatch(r'"[^"]+"', example["etag"])
@@ -263,13 +172,13 @@ def test_create_answer_conforms_to_create_connection_response(client: TestClient
 
 def test_the_spec_example_request_is_accepted(client: TestClient, headers: dict[str, str]) -> None:
     """A create body made of the spec's own examples (a Google Cloud Storage HMAC connection)."""
-    request = example_of(schemas()["CreateConnectionRequest"])
-    assert errors("CreateConnectionRequest", request) == []
+    request = SPEC.example_of(SPEC.schemas()["CreateConnectionRequest"])
+    assert SPEC.errors("CreateConnectionRequest", request) == []
     assert request["connectionSpec"]["id"] == GCS_ID
     created = create(client, headers, request)
     got = client.get(f"{BASE}/connections/{created['id']}", headers=headers)
     assert got.status_code == 200, got.text
-    assert_conforms("ConnectionListResponse", got.json())
+    SPEC.assert_conforms("ConnectionListResponse", got.json())
     item = got.json()["items"][0]
     assert item["auth"]["specName"] == request["auth"]["specName"]
     assert item["auth"]["params"] == {"accessKeyId": "********", "secretAccessKey": "********"}
@@ -277,7 +186,7 @@ def test_the_spec_example_request_is_accepted(client: TestClient, headers: dict[
 
 def test_the_bodies_we_send_conform_to_create_connection_request() -> None:
     for body in (s3_body(), sftp_body()):
-        assert errors("CreateConnectionRequest", body) == [], body
+        assert SPEC.errors("CreateConnectionRequest", body) == [], body
 
 
 def test_get_answer_conforms_to_connection_list_response(client: TestClient, headers: dict[str, str]) -> None:
@@ -287,9 +196,9 @@ def test_get_answer_conforms_to_connection_list_response(client: TestClient, hea
     resp = client.get(f"{BASE}/connections/{created['id']}", headers=headers)
     assert resp.status_code == 200, resp.text
     answer = resp.json()
-    assert_conforms("ConnectionListResponse", answer)
+    SPEC.assert_conforms("ConnectionListResponse", answer)
     [item] = answer["items"]
-    assert_conforms("ConnectionItemDTO", item)
+    SPEC.assert_conforms("ConnectionItemDTO", item)
     # int64 epoch milliseconds, as the spec describes createdAt and updatedAt.
     assert before <= item["createdAt"] <= after and before <= item["updatedAt"] <= after
     assert item["etag"] == item["version"] == created["etag"]
@@ -301,20 +210,20 @@ def test_list_answer_with_a_next_page_conforms(client: TestClient, headers: dict
     resp = client.get(BASE + "/connections", params={"limit": 2}, headers=headers)
     assert resp.status_code == 200, resp.text
     answer = resp.json()
-    assert_conforms("ConnectionListResponse", answer)
+    SPEC.assert_conforms("ConnectionListResponse", answer)
     assert len(answer["items"]) == 2 and answer["count"] == 3
     href = answer["_links"]["next"]["href"]
-    example = schemas()["PageLink"]["properties"]["href"]["example"]
+    example = SPEC.schemas()["PageLink"]["properties"]["href"]["example"]
     assert href.split("?")[0] == example.split("?")[0] == "/connections"
     assert "continuationToken=" in href
     last = client.get(BASE + href, headers=headers).json()
-    assert_conforms("ConnectionListResponse", last)
+    SPEC.assert_conforms("ConnectionListResponse", last)
     assert len(last["items"]) == 1 and "_links" not in last
 
 
 def test_empty_list_conforms(client: TestClient, headers: dict[str, str]) -> None:
     answer = client.get(BASE + "/connections", headers=headers).json()
-    assert_conforms("ConnectionListResponse", answer)
+    SPEC.assert_conforms("ConnectionListResponse", answer)
     assert answer == {"items": [], "count": 0}
 
 
@@ -326,7 +235,7 @@ def test_test_answer_conforms_to_test_connection_response(
     resp = client.request(method, f"{BASE}/connections/{created['id']}/test", headers=headers)
     assert resp.status_code == 200, resp.text
     answer = resp.json()
-    assert_conforms("TestConnectionResponse", answer)
+    SPEC.assert_conforms("TestConnectionResponse", answer)
     assert answer["result"] is False
     # audiencehub's additions beside the spec's ``result``.
     assert set(answer) == {"result", "reason", "elapsedMs"}
@@ -337,7 +246,7 @@ def test_test_answer_conforms_to_test_connection_response(
 def test_patch_answer_has_the_shape_of_the_spec_example(client: TestClient, headers: dict[str, str]) -> None:
     created = create(client, headers, s3_body())
     # The spec's PatchInstruction spells its ops in capitals.
-    ops = schemas()["PatchInstruction"]["properties"]["op"]["enum"]
+    ops = SPEC.schemas()["PatchInstruction"]["properties"]["op"]["enum"]
     assert "REPLACE" in ops
     resp = client.patch(
         f"{BASE}/connections/{created['id']}/",
@@ -345,11 +254,11 @@ def test_patch_answer_has_the_shape_of_the_spec_example(client: TestClient, head
         headers={**headers, "if-match": created["etag"]},
     )
     assert resp.status_code == 200, resp.text
-    example = spec()["paths"]["/connections/{BASE_CONNECTION_ID}/"]["patch"]["responses"]["200"]["content"][
+    example = SPEC.operation("/connections/{BASE_CONNECTION_ID}/", "patch")["responses"]["200"]["content"][
         "application/json"
     ]["example"]
     assert set(resp.json()) == set(example)
-    assert_conforms("CreateConnectionResponse", resp.json())
+    SPEC.assert_conforms("CreateConnectionResponse", resp.json())
     assert resp.json()["id"] == created["id"] and resp.json()["etag"] != created["etag"]
 
 
@@ -403,11 +312,11 @@ def item(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
 def test_the_validators_reject_an_answer_that_breaks_the_contract(
     item: dict[str, Any], change: Any, strict_only: bool
 ) -> None:
-    assert_conforms("ConnectionItemDTO", item)
+    SPEC.assert_conforms("ConnectionItemDTO", item)
     broken = copy.deepcopy(item)
     change(broken)
-    assert errors("ConnectionListResponse", {"items": [broken]}, strict=True), broken
-    assert bool(errors("ConnectionListResponse", {"items": [broken]})) is not strict_only, broken
+    assert SPEC.errors("ConnectionListResponse", {"items": [broken]}, strict=True), broken
+    assert bool(SPEC.errors("ConnectionListResponse", {"items": [broken]})) is not strict_only, broken
 
 
 @pytest.mark.parametrize(
@@ -424,4 +333,4 @@ def test_the_validators_reject_an_answer_that_breaks_the_contract(
     ],
 )
 def test_the_validators_reject_other_broken_answers(name: str, instance: Any) -> None:
-    assert errors(name, instance, strict=True), instance
+    assert SPEC.errors(name, instance, strict=True), instance

@@ -2,7 +2,7 @@
 
 ``specs/profile.yaml`` is OpenAPI 3.0. Its ``GetEntityResponse`` is an object of ``Entity`` by entity id, and
 ``Entity`` leaves everything optional and open, so each answer is validated twice: against the spec as
-published, and against a strict overlay (``strict_document``) of what audiencehub promises: ``entityId``,
+published, and against a strict overlay (``_close``) of what audiencehub promises: ``entityId``,
 ``mergePolicy`` (``{"id": ...}``, as the spec's B2B examples answer it), ``sources`` (dataset ids), ``entity``
 and ``lastModifiedAt`` (RFC 3339) always; inside ``entity``, the ``identityMap`` of the identity graph
 (namespace code → ``[{"id": ...}]``) and, when the profile belongs to audiences, ``segmentMembership``
@@ -18,16 +18,10 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from jsonschema import Draft7Validator, FormatChecker
-from referencing import Registry
-from referencing.jsonschema import DRAFT7
 
 from tests.api.xdm_support import (
     IDENTITY_MAP_FG,
@@ -42,13 +36,11 @@ from tests.api.xdm_support import (
     schema,
 )
 from tests.conftest import create_audience, run_and_wait, seed_audience, upload
+from tests.contract.support import Contract, format_checker, json_body
 
-SPEC_FILE = Path(__file__).parent / "specs" / "profile.yaml"
 BASE = "/data/core"
 PATH = "/ups/access/entities"
 ACCESS = BASE + PATH
-SPEC_URI = "urn:adobe:profile-access"
-STRICT_URI = "urn:audiencehub:profile-access-strict"
 UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SEGMENTATION_FG = "https://ns.adobe.com/xdm/context/profile-segmentation"
 PROFILE = "_xdm.context.profile"
@@ -59,16 +51,8 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-
 # -- the specification ---------------------------------------------------------------------------
 
 
-@cache
-def published() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
-    assert str(loaded["openapi"]).startswith("3.0"), loaded["openapi"]
-    return loaded
-
-
 def operation() -> dict[str, Any]:
-    found: dict[str, Any] = published()["paths"][PATH]["get"]
-    return found
+    return SPEC.operation(PATH, "get")
 
 
 def parameter(name: str) -> dict[str, Any]:
@@ -76,18 +60,13 @@ def parameter(name: str) -> dict[str, Any]:
     return found
 
 
-@cache
-def spec() -> dict[str, Any]:
-    """The spec as published, ``schema.name`` taking segment definitions too (see the module's docstring)."""
-    doc = copy.deepcopy(published())
+def _read(doc: dict[str, Any]) -> None:
+    """``schema.name`` taking segment definitions too (see the module's docstring)."""
     [param] = [p for p in doc["paths"][PATH]["get"]["parameters"] if p.get("name") == "schema.name"]
     param["schema"]["enum"].append(SEGMENT_DEFINITION)
-    return doc
 
 
-@cache
-def strict_document() -> dict[str, Any]:
-    doc = copy.deepcopy(spec())
+def _close(doc: dict[str, Any]) -> None:
     s = doc["components"]["schemas"]
     membership = {
         "type": "object",
@@ -142,42 +121,21 @@ def strict_document() -> dict[str, Any]:
     entity["additionalProperties"] = False
     s["GetEntityResponse"]["minProperties"] = 1
     s["GetEntityResponse"]["maxProperties"] = 1
-    return doc
 
 
-def _format_checker() -> FormatChecker:
-    checker = FormatChecker()
-
-    @checker.checks("rfc3339")
-    def _rfc3339(value: object) -> bool:
-        if not isinstance(value, str) or not RFC3339.match(value):
-            return False
-        dt.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-        return True
-
-    return checker
+def _rfc3339(value: object) -> bool:
+    if not isinstance(value, str) or not RFC3339.match(value):
+        return False
+    dt.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    return True
 
 
-@cache
-def _registry() -> Registry:
-    return Registry().with_resources(
-        [(SPEC_URI, DRAFT7.create_resource(spec())), (STRICT_URI, DRAFT7.create_resource(strict_document()))]
-    )
-
-
-def errors(name: str, instance: Any, *, strict: bool = False) -> list[str]:
-    validator = Draft7Validator(
-        {"$ref": f"{STRICT_URI if strict else SPEC_URI}#/components/schemas/{name}"},
-        registry=_registry(),
-        format_checker=_format_checker(),
-    )
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(instance)]
+SPEC = Contract("profile", read=_read, strict=_close, checker=format_checker(rfc3339=_rfc3339))
 
 
 def assert_conforms(answer: Any) -> dict[str, Any]:
     """The answer is a valid GetEntityResponse, as published and as closed; answers its one entity."""
-    assert errors("GetEntityResponse", answer) == [], answer
-    assert errors("GetEntityResponse", answer, strict=True) == [], answer
+    SPEC.assert_conforms("GetEntityResponse", answer)
     [(key, entity)] = answer.items()
     assert key == entity["entityId"]
     found: dict[str, Any] = entity
@@ -188,9 +146,7 @@ def assert_conforms(answer: Any) -> dict[str, Any]:
 
 
 def get(client: TestClient, headers: dict[str, str], **params: str) -> Any:
-    resp = client.get(ACCESS, params=params, headers=headers)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+    return json_body(client.get(ACCESS, params=params, headers=headers))
 
 
 def people(client: TestClient, headers: dict[str, str]) -> str:
@@ -327,7 +283,7 @@ def test_refusals_answer_the_status_the_spec_declares(client: TestClient, header
         assert resp.status_code == status and status in declared, (params, resp.status_code, resp.text)
         assert resp.headers["content-type"].startswith("application/problem+json")
         ref = operation()["responses"][status]["content"]["application/json"]["schema"]["$ref"]
-        assert errors(ref.rsplit("/", 1)[-1], resp.json()) == [], resp.json()
+        assert SPEC.errors(ref.rsplit("/", 1)[-1], resp.json()) == [], resp.json()
 
 
 # -- the validators themselves fail when they should ---------------------------------------------
@@ -390,12 +346,12 @@ def test_the_validators_reject_an_answer_that_breaks_the_contract(
     assert_conforms(answer)
     broken = copy.deepcopy(answer)
     change(next(iter(broken.values())))
-    assert errors("GetEntityResponse", broken, strict=True), broken
-    assert bool(errors("GetEntityResponse", broken)) is not strict_only, broken
+    assert SPEC.errors("GetEntityResponse", broken, strict=True), broken
+    assert bool(SPEC.errors("GetEntityResponse", broken)) is not strict_only, broken
 
 
 def test_the_validators_reject_other_broken_answers(answer: dict[str, Any]) -> None:
     [(key, entity)] = answer.items()
-    assert errors("GetEntityResponse", {}, strict=True)
-    assert errors("GetEntityResponse", {key: entity, "other": entity}, strict=True)
-    assert errors("GetEntityResponse", [entity])
+    assert SPEC.errors("GetEntityResponse", {}, strict=True)
+    assert SPEC.errors("GetEntityResponse", {key: entity, "other": entity}, strict=True)
+    assert SPEC.errors("GetEntityResponse", [entity])

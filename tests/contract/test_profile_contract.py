@@ -3,7 +3,7 @@
 ``specs/profile.yaml`` is OpenAPI 3.0; its component schemas are JSON Schema with annotations
 (``example``, ``description``) that Draft 7 ignores. The spec's schemas leave most properties
 optional and allow any others, so each answer is validated twice: against the spec as published,
-and against a strict overlay (``strict_document``) that closes the objects and requires what
+and against a strict overlay (``_close``) that closes the objects and requires what
 audiencehub promises, taking the fields the spec names only in its examples (``sandbox``,
 ``updateEpoch``, ``_page.totalCount``) from the bulk-get response and from AEP's merge policy guide.
 
@@ -14,27 +14,19 @@ Access API's part (``/ups/access/entities``) goes beside it with tests named ``t
 from __future__ import annotations
 
 import copy
-import re
 import time
 import uuid
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from jsonschema import Draft7Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT7
 
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import insert_row
+from tests.contract.support import Contract, json_body, our_operation_ids, shape
 
-SPEC_FILE = Path(__file__).parent / "specs" / "profile.yaml"
 BASE = "/data/core"  # the spec's server URL ends in /data/core; its paths start with /ups
-SPEC_URI = "urn:adobe:profile"
-STRICT_URI = "urn:audiencehub:profile-strict"
 UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 UUID4 = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 
@@ -42,30 +34,11 @@ UUID4 = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 # -- the specification ---------------------------------------------------------------------------
 
 
-@cache
-def spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
-    assert str(loaded["openapi"]).startswith("3.0"), loaded["openapi"]
-    return loaded
-
-
-def schemas() -> dict[str, Any]:
-    found: dict[str, Any] = spec()["components"]["schemas"]
-    return found
-
-
-def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
-    found: dict[str, Any] = spec()["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
-    return found
-
-
-@cache
-def strict_document() -> dict[str, Any]:
-    """The spec with the merge policy schemas closed: what audiencehub answers is required, and nothing more."""
-    doc = copy.deepcopy(spec())
+def _close(doc: dict[str, Any]) -> None:
+    """The merge policy schemas closed: what audiencehub answers is required, and nothing more."""
     s = doc["components"]["schemas"]
     # The bulk-get answer's example policy names the fields the components leave out (sandbox, updateEpoch).
-    bulk = response_schema(BULK, "post", 207)["properties"]["results"]["properties"]
+    bulk = SPEC.response_schema(BULK, "post", 207)["properties"]["results"]["properties"]
     example = copy.deepcopy(next(iter(bulk.values())))
     sandbox = example["properties"]["sandbox"]
     sandbox["required"] = sorted(sandbox["properties"])
@@ -150,68 +123,9 @@ def strict_document() -> dict[str, Any]:
             }
         },
     }
-    return doc
 
 
-@cache
-def _registry() -> Registry:
-    return Registry().with_resources(
-        [
-            (SPEC_URI, DRAFT7.create_resource(spec())),
-            (STRICT_URI, DRAFT7.create_resource(strict_document())),
-        ]
-    )
-
-
-def _validator(schema: dict[str, Any]) -> Draft7Validator:
-    return Draft7Validator(schema, registry=_registry(), format_checker=Draft7Validator.FORMAT_CHECKER)
-
-
-def errors(name: str, instance: Any, *, strict: bool = False) -> list[str]:
-    """Where ``instance`` breaks the component schema ``name`` (of the strict overlay with ``strict``)."""
-    uri = STRICT_URI if strict else SPEC_URI
-    assert name in (strict_document() if strict else spec())["components"]["schemas"], name
-    return [
-        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-        for e in _validator({"$ref": f"{uri}#/components/schemas/{name}"}).iter_errors(instance)
-    ]
-
-
-def inline_errors(schema: dict[str, Any], instance: Any) -> list[str]:
-    """Where ``instance`` breaks a schema written inline in the spec (one without $refs)."""
-    return [e.message for e in _validator(schema).iter_errors(instance)]
-
-
-def assert_conforms(name: str, instance: Any, strict_name: str | None = None) -> None:
-    """``instance`` is valid against the spec's ``name`` schema, and against the strict overlay's."""
-    assert errors(name, instance) == [], (name, instance)
-    assert errors(strict_name or name, instance, strict=True) == [], (name, instance)
-
-
-def example_of(schema: dict[str, Any]) -> Any:
-    """A value built from the ``example`` annotations of ``schema``; optional properties without one are left out."""
-    if "$ref" in schema:
-        return example_of(schemas()[schema["$ref"].rsplit("/", 1)[-1]])
-    if "example" in schema:
-        return copy.deepcopy(schema["example"])
-    if schema.get("type") == "object" or "properties" in schema:
-        out = {}
-        for key, sub in schema.get("properties", {}).items():
-            try:
-                out[key] = example_of(sub)
-            except LookupError:
-                if key in schema.get("required", []):
-                    raise
-        return out
-    raise LookupError(f"no example for {schema}")
-
-
-def _shape(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "{}", path).rstrip("/")
-
-
-def _success_codes(path: str, method: str) -> set[int]:
-    return {int(code) for code in spec()["paths"][path][method]["responses"] if str(code).startswith("2")}
+SPEC = Contract("profile", strict=_close, checker=Draft7Validator.FORMAT_CHECKER)
 
 
 # -- merge policies ------------------------------------------------------------------------------
@@ -257,9 +171,7 @@ def add_dataset(client: TestClient, org_id: str) -> str:
 
 
 def create_policy(client: TestClient, headers: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
-    resp = client.post(BASE + MP, json=data, headers=headers)
-    assert resp.status_code == 200, resp.text
-    created: dict[str, Any] = resp.json()
+    created: dict[str, Any] = json_body(client.post(BASE + MP, json=data, headers=headers))
     return created
 
 
@@ -272,39 +184,34 @@ def org_id(headers: dict[str, str]) -> str:
     ("path", "method", "operation_id"), MERGE_POLICY_OPERATIONS, ids=[o for *_, o in MERGE_POLICY_OPERATIONS]
 )
 def test_merge_policy_spec_has_each_operation_we_serve(path: str, method: str, operation_id: str) -> None:
-    operation = spec()["paths"][path][method]
+    operation = SPEC.operation(path, method)
     assert operation["operationId"] == operation_id
     assert "Merge policies" in operation["tags"]
 
 
 def test_merge_policy_our_openapi_names_the_spec_operations_at_the_spec_paths(client: TestClient) -> None:
-    ours = {
-        (_shape(path.removeprefix(BASE)), method): op.get("operationId")
-        for path, item in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
-        if path.startswith(BASE + MP)
-        for method, op in item.items()
-    }
+    ours = our_operation_ids(client, BASE + MP, strip=BASE)
     for path, method, operation_id in MERGE_POLICY_OPERATIONS:
-        assert ours.get((_shape(path), method)) == operation_id, (path, method, ours)
+        assert ours.get((shape(path), method)) == operation_id, (path, method, ours)
 
 
 def test_merge_policy_each_spec_operation_answers_with_a_status_the_spec_declares(
     client: TestClient, headers: dict[str, str]
 ) -> None:
     resp = client.post(BASE + MP, json=policy_body(), headers=headers)
-    assert resp.status_code in _success_codes(MP, "post"), resp.text
+    assert resp.status_code in SPEC.success_codes(MP, "post"), resp.text
     policy_id = resp.json()["id"]
     calls: list[tuple[str, str, dict[str, Any]]] = [
         (MP, "get", {}),
         (ONE, "get", {}),
         (ONE, "put", {"json": policy_body("put")}),
-        (ONE, "patch", {"json": [example_of(schemas()["PatchOperation"])]}),
+        (ONE, "patch", {"json": [SPEC.example_of(SPEC.schemas()["PatchOperation"])]}),
         (
             BULK,
             "post",
             {
-                "json": example_of(
-                    spec()["paths"][BULK]["post"]["requestBody"]["content"]["application/json"]["schema"]
+                "json": SPEC.example_of(
+                    SPEC.operation(BULK, "post")["requestBody"]["content"]["application/json"]["schema"]
                 )
                 | {"ids": [{"id": policy_id}]}
             },
@@ -314,15 +221,15 @@ def test_merge_policy_each_spec_operation_answers_with_a_status_the_spec_declare
     for path, method, kwargs in calls:
         url = BASE + path.replace("{mergePolicyId}", policy_id)
         resp = client.request(method.upper(), url, headers=headers, **kwargs)
-        assert resp.status_code in _success_codes(path, method), (method, path, resp.status_code, resp.text)
+        assert resp.status_code in SPEC.success_codes(path, method), (method, path, resp.status_code, resp.text)
 
 
 def test_merge_policy_the_spec_example_request_is_accepted(client: TestClient, headers: dict[str, str]) -> None:
-    request = example_of(schemas()["PostMergePolicy"])
-    assert errors("PostMergePolicy", request) == []
+    request = SPEC.example_of(SPEC.schemas()["PostMergePolicy"])
+    assert SPEC.errors("PostMergePolicy", request) == []
     assert request["schema"] == {"name": PROFILE} and request["default"] is True
     created = create_policy(client, headers, request)
-    assert_conforms("MergePolicy", created, "StrictMergePolicy")
+    SPEC.assert_conforms("MergePolicy", created, strict_name="StrictMergePolicy")
     assert created["name"] == request["name"] and created["default"] is True
     assert created["identityGraph"] == request["identityGraph"]
     assert created["attributeMerge"] == request["attributeMerge"]
@@ -331,7 +238,7 @@ def test_merge_policy_the_spec_example_request_is_accepted(client: TestClient, h
 
 def test_merge_policy_the_bodies_we_send_conform_to_post_merge_policy() -> None:
     for body in (policy_body(), policy_body(attributeMerge={"type": "dataSetPrecedence", "order": ["a", "b"]})):
-        assert errors("PostMergePolicy", body) == [], body
+        assert SPEC.errors("PostMergePolicy", body) == [], body
 
 
 def test_merge_policy_create_get_and_list_answers_conform(
@@ -341,15 +248,15 @@ def test_merge_policy_create_get_and_list_answers_conform(
     created = create_policy(
         client, headers, policy_body(attributeMerge={"type": "dataSetPrecedence", "order": [dataset]})
     )
-    assert_conforms("MergePolicy", created, "StrictMergePolicy")
+    SPEC.assert_conforms("MergePolicy", created, strict_name="StrictMergePolicy")
     got = client.get(f"{BASE}{MP}/{created['id']}", headers=headers)
     assert got.status_code == 200, got.text
-    assert_conforms("MergePolicy", got.json(), "StrictMergePolicy")
+    SPEC.assert_conforms("MergePolicy", got.json(), strict_name="StrictMergePolicy")
     first = client.get(BASE + MP, params={"limit": 1}, headers=headers).json()
-    assert_conforms("MergePoliciesResponse", first)
+    SPEC.assert_conforms("MergePoliciesResponse", first)
     assert first["_page"]["totalCount"] == 2 and first["_links"]["next"]["href"]
     rest = client.get(BASE + MP, params={"limit": 1, "start": first["_page"]["next"]}, headers=headers).json()
-    assert_conforms("MergePoliciesResponse", rest)
+    SPEC.assert_conforms("MergePoliciesResponse", rest)
     assert rest["_links"]["next"]["href"] == "" and "next" not in rest["_page"]
     assert {p["id"] for p in first["children"] + rest["children"]} >= {created["id"]}
 
@@ -357,33 +264,31 @@ def test_merge_policy_create_get_and_list_answers_conform(
 def test_merge_policy_patch_and_put_answers_conform(client: TestClient, headers: dict[str, str]) -> None:
     created = create_policy(client, headers, policy_body())
     # The spec's own PatchOperation example (op add, path /identityGraph.type, value pdg).
-    patch_op = example_of(schemas()["PatchOperation"])
+    patch_op = SPEC.example_of(SPEC.schemas()["PatchOperation"])
     resp = client.patch(f"{BASE}{MP}/{created['id']}", json=[patch_op], headers=headers)
     assert resp.status_code == 200, resp.text
-    assert_conforms("MergePolicy", resp.json(), "StrictMergePolicy")
+    SPEC.assert_conforms("MergePolicy", resp.json(), strict_name="StrictMergePolicy")
     assert resp.json()["identityGraph"] == {"type": patch_op["value"]}
     # The PUT body is the spec's MergePolicy: an answer, echoed with a change.
     sent = dict(resp.json(), name="put back")
-    assert errors("MergePolicy", sent) == []
+    assert SPEC.errors("MergePolicy", sent) == []
     put = client.put(f"{BASE}{MP}/{created['id']}", json=sent, headers=headers)
     assert put.status_code == 200, put.text
-    assert_conforms("MergePolicy", put.json(), "StrictMergePolicy")
+    SPEC.assert_conforms("MergePolicy", put.json(), strict_name="StrictMergePolicy")
     assert put.json()["name"] == "put back" and put.json()["version"] == 3
 
 
 def test_merge_policy_bulk_get_answer_conforms(client: TestClient, headers: dict[str, str]) -> None:
     created = create_policy(client, headers, policy_body())
     request = {"ids": [{"id": created["id"]}, {"id": str(uuid.uuid4())}]}
-    assert (
-        inline_errors(spec()["paths"][BULK]["post"]["requestBody"]["content"]["application/json"]["schema"], request)
-        == []
-    )
+    request_schema = SPEC.operation(BULK, "post")["requestBody"]["content"]["application/json"]["schema"]
+    assert SPEC.errors_against(request_schema, request) == []
     resp = client.post(BASE + BULK, json=request, headers=headers)
     assert resp.status_code == 207, resp.text
     answer = resp.json()
-    assert inline_errors(response_schema(BULK, "post", 207), answer) == []
-    assert errors("StrictBulkGetResponse", answer, strict=True) == []
-    assert_conforms("MergePolicy", answer["results"][created["id"]], "StrictMergePolicy")
+    assert SPEC.errors_against(SPEC.response_schema(BULK, "post", 207), answer) == []
+    assert SPEC.errors("StrictBulkGetResponse", answer, strict=True) == []
+    SPEC.assert_conforms("MergePolicy", answer["results"][created["id"]], strict_name="StrictMergePolicy")
 
 
 # -- the validators themselves fail when they should ---------------------------------------------
@@ -435,17 +340,17 @@ def answer(client: TestClient, headers: dict[str, str], org_id: str) -> dict[str
 def test_merge_policy_validators_reject_an_answer_that_breaks_the_contract(
     answer: dict[str, Any], change: Any, strict_only: bool
 ) -> None:
-    assert_conforms("MergePolicy", answer, "StrictMergePolicy")
+    SPEC.assert_conforms("MergePolicy", answer, strict_name="StrictMergePolicy")
     broken = copy.deepcopy(answer)
     change(broken)
-    assert errors("StrictMergePolicy", broken, strict=True), broken
-    assert bool(errors("MergePolicy", broken)) is not strict_only, broken
+    assert SPEC.errors("StrictMergePolicy", broken, strict=True), broken
+    assert bool(SPEC.errors("MergePolicy", broken)) is not strict_only, broken
     listing = {
         "_page": {"count": 1, "totalCount": 1, "pageSize": 1},
         "children": [broken],
         "_links": {"next": {"href": ""}},
     }
-    assert errors("MergePoliciesResponse", listing, strict=True), broken
+    assert SPEC.errors("MergePoliciesResponse", listing, strict=True), broken
 
 
 @pytest.mark.parametrize(
@@ -461,4 +366,4 @@ def test_merge_policy_validators_reject_an_answer_that_breaks_the_contract(
     ids=["no-page", "count-string", "children-object", "no-links", "bulk-bad-entry", "bulk-results-array"],
 )
 def test_merge_policy_validators_reject_other_broken_answers(name: str, instance: Any) -> None:
-    assert errors(name, instance, strict=True), instance
+    assert SPEC.errors(name, instance, strict=True), instance

@@ -9,23 +9,15 @@ documentation, an overlay states which reading audiencehub follows, and why.
 
 from __future__ import annotations
 
-import copy
-import re
-from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from jsonschema import Draft7Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT7
 
-SPEC_FILE = Path(__file__).parent / "specs" / "schema-registry.yaml"
+from tests.contract.support import Contract, json_body, our_operation_ids, shape
+
 BASE = "/data/foundation/schemaregistry"
-SPEC_URI = "urn:adobe:schema-registry"
 PROFILE = "https://ns.adobe.com/xdm/context/profile"
 PERSON = "https://ns.adobe.com/xdm/context/profile-person-details"
 XED = "application/vnd.adobe.xed+json; version=1"
@@ -82,17 +74,8 @@ OPTIONAL = {
 # -- the specification ------------------------------------------------------------------------------
 
 
-@cache
-def spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
-    assert loaded["swagger"] == "2.0", loaded.get("swagger")
-    return loaded
-
-
-@cache
-def document() -> dict[str, Any]:
-    """The spec, with the readings audiencehub follows where it contradicts itself or the docs."""
-    doc = copy.deepcopy(spec())
+def _read(doc: dict[str, Any]) -> None:
+    """The readings audiencehub follows where the spec contradicts itself or the docs."""
     d = doc["definitions"]
     # The spec says ``next`` "contains null if this is the last or only page" and shows it empty in every
     # example, but types it as a string: null is allowed.
@@ -104,23 +87,15 @@ def document() -> dict[str, Any]:
     # patchSchema types an operation's ``value`` as a string, yet patchFieldGroup (which is patchSchema) shows an
     # object as its example, and adding a field group to ``allOf`` needs one: any JSON value is allowed.
     d["patchSchema"]["items"]["properties"]["value"] = {"description": "any JSON value"}
-    return doc
+
+
+SPEC = Contract("schema-registry", read=_read, swagger=True)
 
 
 def definitions() -> dict[str, Any]:
-    found: dict[str, Any] = spec()["definitions"]
+    """The definitions as published (with their examples, which the readings may drop)."""
+    found: dict[str, Any] = SPEC.published()["definitions"]
     return found
-
-
-@cache
-def _registry() -> Registry:
-    return Registry().with_resources([(SPEC_URI, DRAFT7.create_resource(document()))])
-
-
-def errors(name: str, instance: Any) -> list[str]:
-    assert name in definitions(), f"{name} is not a definition of the spec"
-    validator = Draft7Validator({"$ref": f"{SPEC_URI}#/definitions/{name}"}, registry=_registry())
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(instance)]
 
 
 def named(schema: dict[str, Any]) -> set[str]:
@@ -135,7 +110,7 @@ def named(schema: dict[str, Any]) -> set[str]:
 
 def assert_conforms(name: str, instance: Any, *, optional: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     """``instance`` is valid against the spec's ``name`` and carries every property the definition names."""
-    assert errors(name, instance) == [], (name, instance)
+    SPEC.assert_conforms(name, instance)
     missing = named(definitions()[name]) - set(instance) - OPTIONAL - optional
     assert not missing, (name, sorted(missing))
 
@@ -205,15 +180,11 @@ class Registered:
         }
 
     def post(self, path: str, body: Any) -> dict[str, Any]:
-        resp = self.client.post(BASE + path, json=body, headers=self.headers)
-        assert resp.status_code == 201, resp.text
-        created: dict[str, Any] = resp.json()
+        created: dict[str, Any] = json_body(self.client.post(BASE + path, json=body, headers=self.headers), 201)
         return created
 
     def get(self, path: str, accept_value: str) -> dict[str, Any]:
-        resp = self.client.get(BASE + path, headers=accept(self.headers, accept_value))
-        assert resp.status_code == 200, resp.text
-        body: dict[str, Any] = resp.json()
+        body: dict[str, Any] = json_body(self.client.get(BASE + path, headers=accept(self.headers, accept_value)))
         return body
 
 
@@ -227,26 +198,13 @@ def registered(client: TestClient, headers: dict[str, str]) -> Registered:
 
 @pytest.mark.parametrize(("path", "method", "operation_id"), OPERATIONS, ids=[o for _, _, o in OPERATIONS])
 def test_the_spec_has_each_operation_we_serve(path: str, method: str, operation_id: str) -> None:
-    assert spec()["paths"][path][method]["operationId"] == operation_id
-
-
-def _shape(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "{}", path).rstrip("/")
+    assert SPEC.operation(path, method)["operationId"] == operation_id
 
 
 def test_our_openapi_names_the_spec_operations_at_the_spec_paths(client: TestClient) -> None:
-    ours = {
-        (_shape(path.removeprefix(BASE)), method): op.get("operationId")
-        for path, item in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
-        if path.startswith(BASE)
-        for method, op in item.items()
-    }
+    ours = our_operation_ids(client, BASE, strip=BASE)
     for path, method, operation_id in OPERATIONS:
-        assert ours.get((_shape(path), method)) == operation_id, (path, method)
-
-
-def _success(path: str, method: str) -> set[int]:
-    return {int(code) for code in spec()["paths"][path][method]["responses"] if str(code).startswith("2")}
+        assert ours.get((shape(path), method)) == operation_id, (path, method)
 
 
 def test_each_write_answers_with_a_status_the_spec_declares(registered: Registered) -> None:
@@ -264,8 +222,9 @@ def test_each_write_answers_with_a_status_the_spec_declares(registered: Register
     ]
     for spec_path, method, path, body in calls:
         resp = c.request(method.upper(), BASE + path, json=body, headers=h)
-        assert resp.status_code in _success(spec_path, method), (method, path, resp.status_code, resp.text)
-    assert 201 in _success("/tenant/schemas", "post") and 201 in _success("/tenant/descriptors", "post")
+        assert resp.status_code in SPEC.success_codes(spec_path, method), (method, path, resp.status_code, resp.text)
+    codes = SPEC.success_codes
+    assert 201 in codes("/tenant/schemas", "post") and 201 in codes("/tenant/descriptors", "post")
 
 
 # -- the answers ----------------------------------------------------------------------------------------
@@ -292,7 +251,7 @@ def test_field_group_answers_conform(registered: Registered) -> None:
     assert set(example) - set(looked_up) == set(), sorted(set(example) - set(looked_up))
     ops = definitions()["patchFieldGroup"]["example"]
     ops = [dict(op, path=op["path"].replace("{TENANT_ID}", registered.tenant)) for op in ops]
-    assert errors("patchFieldGroup", ops) == []
+    assert SPEC.errors("patchFieldGroup", ops) == []
     patched = registered.client.patch(f"{BASE}/tenant/fieldgroups/{ref}", json=ops, headers=registered.headers)
     assert patched.status_code == 200, patched.text
     assert_conforms("patchFieldGroupResponse", patched.json())
@@ -315,7 +274,7 @@ def test_schema_answers_conform(registered: Registered) -> None:
     example = definitions()["patchSchema"]["items"]["properties"]
     ops = [{key: example[key]["example"] for key in ("op", "path", "value")}]
     assert ops == [{"op": "add", "path": "/meta:immutableTags-", "value": "union"}]
-    assert errors("patchSchema", ops) == []
+    assert SPEC.errors("patchSchema", ops) == []
     resp = registered.client.patch(
         f"{BASE}/tenant/schemas/{enc(registered.schema['$id'])}", json=ops, headers=registered.headers
     )
@@ -332,9 +291,9 @@ def test_schema_answers_conform(registered: Registered) -> None:
 
 
 def test_the_bodies_we_send_conform_to_the_spec_requests(registered: Registered) -> None:
-    assert errors("createSchema", schema_body(registered.group["$id"])) == []
-    assert errors("createFieldGroup", field_group(registered.tenant)) == []
-    assert errors("createDescriptor", registered.identity()) == []
+    assert SPEC.errors("createSchema", schema_body(registered.group["$id"])) == []
+    assert SPEC.errors("createFieldGroup", field_group(registered.tenant)) == []
+    assert SPEC.errors("createDescriptor", registered.identity()) == []
     put = registered.client.put(
         f"{BASE}/tenant/schemas/{enc(registered.schema['$id'])}",
         json=dict(schema_body(registered.group["$id"]), title="Replaced"),
@@ -342,7 +301,7 @@ def test_the_bodies_we_send_conform_to_the_spec_requests(registered: Registered)
     )
     assert put.status_code == 200, put.text
     assert_conforms("updateSchemaResponse", put.json())
-    assert errors("replaceSchema", dict(schema_body(registered.group["$id"]), title="Replaced")) == []
+    assert SPEC.errors("replaceSchema", dict(schema_body(registered.group["$id"]), title="Replaced")) == []
 
 
 def test_class_answers_conform(registered: Registered) -> None:
@@ -373,7 +332,7 @@ def test_descriptor_answers_conform(registered: Registered) -> None:
     looked_up = registered.get(f"/tenant/descriptors/{created['@id']}", "application/vnd.adobe.xdm+json")
     assert looked_up == created
     listing = registered.get("/tenant/descriptors", "application/vnd.adobe.xdm+json")
-    assert errors("listDescriptorsResponse", listing) == []
+    assert SPEC.errors("listDescriptorsResponse", listing) == []
     assert listing == {"xdm:descriptorIdentity": [created]}
     put = registered.client.put(
         f"{BASE}/tenant/descriptors/{created['@id']}", json=registered.identity(), headers=registered.headers
@@ -389,7 +348,7 @@ def test_union_answers_conform(registered: Registered) -> None:
     )
     assert resp.status_code == 200, resp.text
     listing = registered.get("/tenant/unions", "application/vnd.adobe.xed+json")
-    assert errors("listUnionsResponse", listing) == []
+    assert SPEC.errors("listUnionsResponse", listing) == []
     for item in listing["results"]:
         assert_conforms("unionBasic", item)
     union = registered.get(f"/tenant/unions/{enc(PROFILE + '__union')}", XED)
@@ -419,7 +378,7 @@ def test_union_answers_conform(registered: Registered) -> None:
     ],
 )
 def test_the_validators_reject_broken_answers(name: str, instance: Any) -> None:
-    assert errors(name, instance), instance
+    assert SPEC.errors(name, instance), instance
 
 
 def test_an_answer_missing_a_named_property_fails(registered: Registered) -> None:

@@ -9,25 +9,16 @@ schema, following Adobe's own examples and tutorials: the single-message answer'
 
 from __future__ import annotations
 
-import copy
 import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from jsonschema import Draft7Validator, FormatChecker
-from referencing import Registry
-from referencing.jsonschema import DRAFT7
 
 from tests.api.xdm_support import PERSON_FG, PROFILE_CLASS, SEGMENT_CLASS, dataset, schema
-from tests.contract.test_flow_service_contract import assert_conforms as assert_flow_service_conforms
+from tests.contract.support import Contract, format_checker, json_body, our_operation_ids
+from tests.contract.test_flow_service_contract import SPEC as FLOW_SERVICE
 
-SPEC_FILE = Path(__file__).parent / "specs" / "streaming-ingestion.yaml"
-SPEC_URI = "urn:adobe:streaming-ingestion"
-STRICT_URI = "urn:audiencehub:streaming-ingestion-strict"
 FS = "/data/foundation/flowservice/connections"
 HTTP_API = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb"
 SINGLE = "/collection/{CONNECTION_ID}"
@@ -35,21 +26,7 @@ BATCH = "/collection/batch/{CONNECTION_ID}"
 OPERATIONS = [(SINGLE, "post", "sendMessage"), (BATCH, "post", "postBatchOfStreamingMessages")]
 
 
-@cache
-def spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
-    assert str(loaded["openapi"]).startswith("3.0"), loaded["openapi"]
-    return loaded
-
-
-def schemas() -> dict[str, Any]:
-    found: dict[str, Any] = spec()["components"]["schemas"]
-    return found
-
-
-@cache
-def strict_document() -> dict[str, Any]:
-    doc = copy.deepcopy(spec())
+def _close(doc: dict[str, Any]) -> None:
     s = doc["components"]["schemas"]
     single = s["StreamingIngestionResponse"]
     single["properties"]["inletId"] = single["properties"].pop("inletID")
@@ -83,37 +60,9 @@ def strict_document() -> dict[str, Any]:
             },
         ]
     }
-    return doc
 
 
-@cache
-def _registry() -> Registry:
-    return Registry().with_resources(
-        [(SPEC_URI, DRAFT7.create_resource(spec())), (STRICT_URI, DRAFT7.create_resource(strict_document()))]
-    )
-
-
-def errors(name: str, instance: Any, *, strict: bool = False) -> list[str]:
-    assert name in schemas(), f"{name} is not a schema of the spec"
-    checker = FormatChecker()
-
-    @checker.checks("int32")
-    def _int32(value: object) -> bool:
-        return not isinstance(value, int) or isinstance(value, bool) or -(2**31) <= value < 2**31
-
-    validator = Draft7Validator(
-        {"$ref": f"{STRICT_URI if strict else SPEC_URI}#/components/schemas/{name}"},
-        registry=_registry(),
-        format_checker=checker,
-    )
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(instance)]
-
-
-def assert_conforms(name: str, instance: Any, *, published: bool = True) -> None:
-    """Valid against the strict overlay, and (unless the spec's own slip forbids it) as published."""
-    if published:
-        assert errors(name, instance) == [], (name, instance)
-    assert errors(name, instance, strict=True) == [], (name, instance)
+SPEC = Contract("streaming-ingestion", strict=_close, checker=format_checker("int32"))
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -129,9 +78,8 @@ class Inlet:
             "connectionSpec": {"id": HTTP_API, "version": "1.0"},
             "auth": {"specName": "Streaming Connection", "params": {"dataType": "xdm"}},
         }
-        created = client.post(FS, json=body, headers=headers)
-        assert created.status_code == 201, created.text
-        self.connection = client.get(f"{FS}/{created.json()['id']}", headers=headers).json()
+        created = json_body(client.post(FS, json=body, headers=headers), 201)
+        self.connection = client.get(f"{FS}/{created['id']}", headers=headers).json()
         self.inlet_id = self.connection["items"][0]["auth"]["params"]["inletId"]
 
     def message(self, entity: dict[str, Any]) -> dict[str, Any]:
@@ -161,21 +109,17 @@ def segments(client: TestClient, headers: dict[str, str]) -> Inlet:
 
 @pytest.mark.parametrize(("path", "method", "operation_id"), OPERATIONS, ids=[o for _, _, o in OPERATIONS])
 def test_the_spec_has_each_operation_we_serve(path: str, method: str, operation_id: str) -> None:
-    assert spec()["paths"][path][method]["operationId"] == operation_id
+    assert SPEC.operation(path, method)["operationId"] == operation_id
 
 
 def test_our_openapi_names_the_spec_operations_at_the_spec_paths(client: TestClient) -> None:
-    ours = {
-        (path.replace("{inlet_id}", "{CONNECTION_ID}"), method): op.get("operationId")
-        for path, item in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
-        for method, op in item.items()
-    }
+    ours = our_operation_ids(client, key=lambda path: path.replace("{inlet_id}", "{CONNECTION_ID}"))
     for path, method, operation_id in OPERATIONS:
         assert ours.get((path, method)) == operation_id, (path, method)
 
 
 def _codes(path: str) -> set[int]:
-    return {int(code) for code in spec()["paths"][path]["post"]["responses"]}
+    return {int(code) for code in SPEC.operation(path, "post")["responses"]}
 
 
 def test_answers_use_the_status_codes_the_spec_declares(client: TestClient, segments: Inlet) -> None:
@@ -200,23 +144,23 @@ def test_single_message_answers_conform(client: TestClient, segments: Inlet) -> 
         assert resp.status_code == 200, resp.text
         # The published schema spells the id ``inletID`` (its own example: ``inletId``) and makes
         # receivedTimeMs an int32: its shape is checked loosely, ours strictly.
-        assert_conforms("StreamingIngestionResponse", resp.json(), published=False)
+        SPEC.assert_conforms("StreamingIngestionResponse", resp.json(), as_published=False)
         loose = {k: v for k, v in resp.json().items() if k != "receivedTimeMs"}
-        assert errors("StreamingIngestionResponse", loose) == []
+        assert SPEC.errors("StreamingIngestionResponse", loose) == []
 
 
 def test_batch_answers_conform_with_refused_messages_too(client: TestClient, segments: Inlet) -> None:
     good = segments.message({"_id": "s1", "segmentName": "One"})
     resp = client.post(segments.path(BATCH), json={"messages": [good, {"header": {}}, good]})
     assert resp.status_code == 207, resp.text
-    assert_conforms("BatchResponseDTO", resp.json())
+    SPEC.assert_conforms("BatchResponseDTO", resp.json())
     assert [sorted(r) for r in resp.json()["responses"]] == [["xactionId"], ["message", "statusCode"], ["xactionId"]]
 
 
 def test_the_messages_we_send_conform_to_the_request_schemas(segments: Inlet) -> None:
     message = segments.message({"_id": "s1", "segmentName": "One"})
-    assert errors("streamingMessage", message) == []
-    assert errors("BatchMessage", {"messages": [message, message]}) == []
+    assert SPEC.errors("streamingMessage", message) == []
+    assert SPEC.errors("BatchMessage", {"messages": [message, message]}) == []
 
 
 def test_the_spec_example_message_is_taken_and_sync_validation_names_what_the_schema_lacks(
@@ -229,8 +173,8 @@ def test_the_spec_example_message_is_taken_and_sync_validation_names_what_the_sc
     """
     inlet = Inlet(client, headers, PROFILE_CLASS, PERSON_FG)
     # YAML reads the example's birthDate as a date; as JSON it is the text it was written as.
-    example = json.loads(json.dumps(schemas()["streamingMessage"]["example"], default=str))
-    assert errors("streamingMessage", example) == []
+    example = json.loads(json.dumps(SPEC.schemas()["streamingMessage"]["example"], default=str))
+    assert SPEC.errors("streamingMessage", example) == []
     for where in (example["header"], example["body"]["xdmMeta"]):
         where["schemaRef"]["id"] = inlet.schema_id
     example["header"].update(imsOrgId=inlet.org_id, datasetId=inlet.dataset_id)
@@ -244,8 +188,8 @@ def test_the_spec_example_message_is_taken_and_sync_validation_names_what_the_sc
 
 
 def test_the_http_api_connection_conforms_to_the_flow_service_spec(segments: Inlet) -> None:
-    assert_flow_service_conforms("ConnectionListResponse", segments.connection)
-    assert_flow_service_conforms("ConnectionItemDTO", segments.connection["items"][0])
+    FLOW_SERVICE.assert_conforms("ConnectionListResponse", segments.connection)
+    FLOW_SERVICE.assert_conforms("ConnectionItemDTO", segments.connection["items"][0])
 
 
 # -- the validators themselves fail when they should ---------------------------------------------
@@ -264,4 +208,4 @@ def test_the_http_api_connection_conforms_to_the_flow_service_spec(segments: Inl
     ids=["time-as-text", "spec-spelling", "no-sync-validation", "xaction-number", "no-message", "no-received-time"],
 )
 def test_the_strict_validators_reject_broken_answers(name: str, instance: Any) -> None:
-    assert errors(name, instance, strict=True), instance
+    assert SPEC.errors(name, instance, strict=True), instance
