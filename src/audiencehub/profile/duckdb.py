@@ -38,6 +38,29 @@ from audiencehub.profile.base import (
     Profile,
     ProfileStore,
 )
+from audiencehub.profile.columns import (
+    BATCH,
+    DELETE,
+    ENTITY_ID,
+    ENTITY_NS,
+    FILE,
+    ID,
+    IDS,
+    MEMBER_COLUMNS,
+    MEMBERSHIP_LEAF,
+    NEW,
+    NS,
+    PROFILE_ID,
+    QUALIFIED_AT,
+    RN,
+    RUN_ID,
+    SEQ,
+    STATUS,
+    TS,
+    XFILE,
+    XRN,
+)
+from audiencehub.profile.graph import TEMP_TABLES, stitch
 
 # ART indexes on identities and on every table's profile key: the Profile Access API's point lookups need them
 # (benchmarks/profile_access.py); they cost bulk writes some time (benchmarks/ingest.py).
@@ -60,34 +83,6 @@ CREATE INDEX IF NOT EXISTS identities_by_id ON identities (id);
 CREATE INDEX IF NOT EXISTS identities_profile ON identities (profile_id);
 CREATE INDEX IF NOT EXISTS fragment_memberships_profile ON fragment_memberships (profile_id);
 """
-PROFILE_ID = INTERNAL + "profile_id"
-STATUS = INTERNAL + "status"
-QUALIFIED_AT = INTERNAL + "qualified_at"
-RUN_ID = INTERNAL + "run_id"
-MEMBER_COLUMNS = (PROFILE_ID, STATUS, QUALIFIED_AT, RUN_ID)
-"""The membership table's own columns, first in every such table; the payload columns follow."""
-"""Their names before they had the internal prefix (stores written by earlier versions)."""
-# The temp table ``resolved`` of a run: one row per member-to-be, with the payload under the field
-# names and these internal columns (plus ``__ah_i{n}`` and ``__ah_u{n}`` per identity column).
-NS = INTERNAL + "ns"  # the namespace of the row's first non-empty identity
-ID = INTERNAL + "id"  # that identity
-DELETE = INTERNAL + "delete"  # the row asks to exit its member
-FILE = INTERNAL + "file"  # the index of the row's file in the run
-RN = INTERNAL + "rn"  # the row's number in its file
-NEW = INTERNAL + "new"  # none of the row's identities is known: a new profile
-
-
-# Fragment tables (``f_{dataset id hex}``): the profile (or entity) key, then these, then one column per leaf.
-BATCH = INTERNAL + "batch"
-TS = INTERNAL + "ts"
-SEQ = INTERNAL + "seq"
-ENTITY_NS = INTERNAL + "ns"
-ENTITY_ID = INTERNAL + "id"
-IDS = INTERNAL + "ids"
-XFILE = INTERNAL + "file"
-XRN = INTERNAL + "rn"
-MEMBERSHIP_LEAF = "segmentMembership"
-"""Records' own memberships go to ``fragment_memberships`` (one row per namespace and segment), not a column."""
 MEMBERSHIP_LEAF_SQL = ident(MEMBERSHIP_LEAF)
 
 
@@ -530,7 +525,7 @@ class DuckDBProfileStore(ProfileStore):
                     [batch.batch_id, at],
                 )
             else:
-                self._stitch(cur, result)
+                stitch(cur, result)
                 cur.execute(
                     f"INSERT INTO {ident(tbl)} ({PROFILE_ID}, {BATCH}, {TS}, {SEQ}{names}) "
                     f"SELECT rp.profile_id, ?, ?, rec.r{''.join(f', rec.{ident(n)}' for n, _ in values)} "
@@ -546,7 +541,7 @@ class DuckDBProfileStore(ProfileStore):
                         "USING (r)))",
                         [at, batch.dataset_id, at],
                     )
-            for temp in ("rec", "rid", "known", "edges", "labels", "comp", "rec_profile", "remap"):
+            for temp in TEMP_TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {temp}")
             cur.execute(
                 "INSERT INTO applied_batches VALUES (?, ?, ?, ?)",
@@ -564,116 +559,13 @@ class DuckDBProfileStore(ProfileStore):
             f"CREATE TEMP TABLE rec AS SELECT row_number() OVER () AS r, list_filter([{items}], lambda x: x.id IS "
             f"NOT NULL) AS ids FROM resolved WHERE NOT {DELETE}"
         )
-        self._stitch(cur, FragmentResult())
-        for temp in ("rec", "rid", "known", "edges", "labels", "comp", "rec_profile", "remap"):
+        stitch(cur, FragmentResult())
+        for temp in TEMP_TABLES:
             cur.execute(f"DROP TABLE IF EXISTS {temp}")
 
     @staticmethod
     def _has_memberships(batch: FragmentBatch) -> bool:
         return any(name == MEMBERSHIP_LEAF for name, _, _ in batch.leaves)
-
-    def _stitch(self, cur: duckdb.DuckDBPyConnection, result: FragmentResult) -> None:
-        """Links the identities of each record of ``rec`` and resolves every record to one profile.
-
-        The graph's nodes are records, identities and the profiles those identities already belong to;
-        a record links its identities, a known identity links its profile. Each connected component
-        (labels propagated to the smallest until nothing changes) is one profile: the smallest existing
-        profile id of the component, or a new one. Other existing profiles of the component merge into it.
-        """
-        cur.execute(
-            "CREATE TEMP TABLE rid AS SELECT DISTINCT r, x.ns AS ns, x.id AS id FROM "
-            "(SELECT r, unnest(ids) AS x FROM rec)"
-        )
-        cur.execute(
-            "CREATE TEMP TABLE known AS SELECT DISTINCT rid.r, i.profile_id FROM rid "
-            "JOIN identities i ON i.ns = rid.ns AND i.id = rid.id"
-        )
-        tangled = cur.execute(
-            "SELECT (SELECT count(*) FROM (SELECT r FROM known GROUP BY r HAVING count(*) > 1)) + "
-            "(SELECT count(*) FROM (SELECT ns, id FROM rid GROUP BY ns, id HAVING count(*) > 1))"
-        ).fetchone()
-        if not tangled or not tangled[0]:
-            # No record links two profiles and no identity is in two records: each record is its known profile
-            # or a new one, and the graph needs no walk (the usual case, and the one bulk loads take).
-            cur.execute(
-                "CREATE TEMP TABLE rec_profile AS SELECT rec.r, coalesce(k.profile_id, gen_random_uuid()) AS "
-                "profile_id, k.profile_id IS NULL AS new FROM rec LEFT JOIN known k USING (r)"
-            )
-            row = cur.execute("SELECT count(*) FILTER (WHERE new) FROM rec_profile").fetchone()
-            result.profilesCreated = int(row[0]) if row else 0
-        else:
-            self._components(cur, result)
-        added = cur.execute(
-            "INSERT INTO identities SELECT DISTINCT ON (rid.ns, rid.id) rid.ns, rid.id, rp.profile_id FROM rid "
-            "JOIN rec_profile rp USING (r) ANTI JOIN identities i ON i.ns = rid.ns AND i.id = rid.id "
-            "ORDER BY rid.ns, rid.id, rid.r"
-        ).fetchone()
-        result.identitiesAdded = int(added[0]) if added else 0
-
-    def _components(self, cur: duckdb.DuckDBPyConnection, result: FragmentResult) -> None:
-        """The general case of :meth:`_stitch`: connected components by label propagation, then merges."""
-        node_i = "'i:' || rid.ns || chr(1) || rid.id"
-        cur.execute(
-            f"CREATE TEMP TABLE edges AS SELECT 'r:' || r AS a, {node_i} AS b FROM rid "
-            f"UNION ALL SELECT {node_i}, 'r:' || r FROM rid "
-            f"UNION ALL SELECT DISTINCT {node_i}, 'p:' || CAST(i.profile_id AS VARCHAR) FROM rid "
-            "JOIN identities i ON i.ns = rid.ns AND i.id = rid.id "
-            f"UNION ALL SELECT DISTINCT 'p:' || CAST(i.profile_id AS VARCHAR), {node_i} FROM rid "
-            "JOIN identities i ON i.ns = rid.ns AND i.id = rid.id"
-        )
-        cur.execute("CREATE TEMP TABLE labels AS SELECT DISTINCT a AS node, a AS lab FROM edges")
-        while True:
-            cur.execute(
-                "CREATE OR REPLACE TEMP TABLE labels2 AS SELECT l.node, least(l.lab, min(m.lab)) AS lab "
-                "FROM labels l JOIN edges e ON e.a = l.node JOIN labels m ON m.node = e.b GROUP BY l.node, l.lab"
-            )
-            changed = cur.execute(
-                "SELECT count(*) FROM labels l JOIN labels2 n USING (node) WHERE n.lab <> l.lab"
-            ).fetchone()
-            cur.execute("DROP TABLE labels")
-            cur.execute("ALTER TABLE labels2 RENAME TO labels")
-            if not changed or not changed[0]:
-                break
-        cur.execute(
-            "CREATE TEMP TABLE comp AS SELECT lab, min(CASE WHEN node LIKE 'p:%' THEN substr(node, 3) END) AS keeper, "
-            "count(*) FILTER (WHERE node LIKE 'p:%') AS profiles FROM labels GROUP BY lab"
-        )
-        row = cur.execute("SELECT count(*) FILTER (WHERE keeper IS NULL), sum(greatest(profiles - 1, 0)) FROM comp")
-        counted = row.fetchone()
-        result.profilesCreated = int(counted[0] or 0) if counted else 0
-        result.profilesMerged = int(counted[1] or 0) if counted else 0
-        cur.execute("UPDATE comp SET keeper = CAST(gen_random_uuid() AS VARCHAR) WHERE keeper IS NULL")
-        cur.execute(
-            "CREATE TEMP TABLE rec_profile AS SELECT CAST(substr(l.node, 3) AS BIGINT) AS r, "
-            "CAST(c.keeper AS UUID) AS profile_id FROM labels l JOIN comp c USING (lab) WHERE l.node LIKE 'r:%'"
-        )
-        if result.profilesMerged:
-            cur.execute(
-                "CREATE TEMP TABLE remap AS SELECT CAST(substr(l.node, 3) AS UUID) AS old, CAST(c.keeper AS UUID) "
-                "AS new FROM labels l JOIN comp c USING (lab) WHERE l.node LIKE 'p:%' AND substr(l.node, 3) <> c.keeper"
-            )
-            self._merge_profiles(cur)
-
-    def _merge_profiles(self, cur: duckdb.DuckDBPyConnection) -> None:
-        """Moves everything of the profiles in ``remap`` (old → new) to the profile they merged into."""
-        tables = [
-            str(r[0])
-            for r in cur.execute(
-                "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'main' AND column_name IN (?, ?) "
-                "AND database_name <> 'temp'",
-                [PROFILE_ID, "profile_id"],
-            ).fetchall()
-        ]
-        for tbl in tables:
-            col = PROFILE_ID if tbl.startswith(("m_", "f_")) else "profile_id"
-            cur.execute(f"UPDATE {ident(tbl)} SET {col} = remap.new FROM remap WHERE {ident(tbl)}.{col} = remap.old")
-            if tbl.startswith("m_"):
-                # A member of the audience under both profiles: the newest qualification stays.
-                cur.execute(
-                    f"DELETE FROM {ident(tbl)} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
-                    f"(PARTITION BY {PROFILE_ID} ORDER BY {QUALIFIED_AT} DESC) AS n FROM {ident(tbl)} WHERE "
-                    f"{PROFILE_ID} IN (SELECT new FROM remap)) WHERE n > 1)"
-                )
 
     def remove_dataset(self, scope: Scope, dataset_id: str) -> None:
         with self._writer(scope) as cur:
