@@ -468,7 +468,8 @@ class Validation:
     needs_identity: bool
     """Profile-enabled datasets: a record without any identity is refused."""
     lenient: bool
-    """CSV: scalar values arrive as text and are accepted when they convert."""
+    """Values convert to the field's type as AEP documents (numbers and booleans as text, epoch ms date-times);
+    False checks JSON types strictly."""
 
 
 def validated_select(files: Sequence[InputFile], v: Validation) -> str:

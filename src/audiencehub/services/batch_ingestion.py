@@ -257,7 +257,7 @@ class BatchIngestionService:
         dataset = self._catalog.get_row(scope, dataset_id)
         if not records:
             return []
-        v = self._validation(scope, dataset, lenient=True)
+        v = self._validation(scope, dataset, self._schema_of(scope, dataset["schema_id"]))
         with self._engine.session() as session:
             scratch = self._lake.staging(scope, f"validate-{uuid.uuid4().hex}")
             try:
@@ -298,15 +298,15 @@ class BatchIngestionService:
         """A worker died while the batch processed: every step is idempotent, so process it again."""
         self.execute(batch_id, scope)
 
-    def _validation(self, scope: Scope, dataset: Row, *, lenient: bool) -> Validation:
-        schema = self._schema_of(scope, dataset["schema_id"])
+    def _validation(self, scope: Scope, dataset: Row, schema: ResolvedSchema) -> Validation:
+        """How the dataset's records are checked; values convert to the schema's types as AEP documents."""
         return Validation(
             properties=schema.properties,
             required=schema.required,
             identity_fields=tuple(IdentitySource(i.path, i.namespace, i.primary) for i in schema.identities),
             rules=self._rules(scope),
             needs_identity=self._catalog.profile_enabled(dataset),
-            lenient=lenient,
+            lenient=True,
         )
 
     def _inputs(self, folder: Path, fmt: str, multiline: bool) -> list[InputFile]:
@@ -336,7 +336,7 @@ class BatchIngestionService:
         if not inputs:
             raise BadRequest(f"batch {batch_id!r} has no files")
         schema = self._schema_of(scope, dataset["schema_id"])
-        v = self._validation(scope, dataset, lenient=True)
+        v = self._validation(scope, dataset, schema)
         validated = staging / "validated.parquet"
         size = sum(f.path.stat().st_size for f in inputs)
         with self._engine.session() as session:
