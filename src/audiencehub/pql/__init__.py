@@ -1,0 +1,1 @@
+"""The segment expression language: PQL text → AST (``parser``) → engine SQL (``compile``)."""
