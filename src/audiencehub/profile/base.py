@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from audiencehub.domain.audiences import FieldType
+from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.metadata.store import Scope
 
 
@@ -167,6 +168,14 @@ class ProfileStore(ABC):
     @abstractmethod
     def remove_dataset(self, scope: Scope, dataset_id: str) -> None:
         """Drops every fragment the dataset contributed."""
+
+    @abstractmethod
+    def evaluate(
+        self, scope: Scope, job_id: str, plans: list[Plan], ttl_days: dict[str, int]
+    ) -> dict[str, SegmentCounts]:
+        """Evaluates the plans in order (a plan may read the segments an earlier one wrote) and folds each segment's
+        result into its memberships (namespace ``ups``, ``ttl_days`` per segment), all in one transaction: after a
+        failure nothing has changed."""
 
     @abstractmethod
     def close(self) -> None:

@@ -1,8 +1,9 @@
-"""The internal columns of the embedded profile store's tables (prefix ``__ah_``, which field names cannot have)."""
+"""The embedded profile store's table names, internal columns (prefix ``__ah_``, which field names cannot have) and
+the SQL that reads a membership table as it stands now."""
 
 from __future__ import annotations
 
-from audiencehub.engines.ingest_sql import INTERNAL
+from audiencehub.engines.ingest_sql import INTERNAL, ident
 
 # Membership tables (``m_{audience id hex}``): these first, then the audience's payload columns.
 PROFILE_ID = INTERNAL + "profile_id"
@@ -32,3 +33,23 @@ XFILE = INTERNAL + "file"
 XRN = INTERNAL + "rn"
 MEMBERSHIP_LEAF = "segmentMembership"
 """Records' own memberships go to ``fragment_memberships`` (one row per namespace and segment), not a column."""
+
+
+def fragment_table_for(dataset_id: str) -> str:
+    return "f_" + "".join(c for c in dataset_id.lower() if c.isalnum())
+
+
+def table_for(audience_id: str) -> str:
+    return "m_" + "".join(c for c in audience_id.lower() if c.isalnum())
+
+
+def effective(tbl: str, ttl_days: int, at: str = "now()") -> str:
+    """The audience's memberships with their status as read at ``at`` (SQL; default now): a membership past the
+    ttl reads exited."""
+    ttl = f"to_days({int(ttl_days)})"
+    expired = f"({STATUS} IN ('realized', 'existing') AND {QUALIFIED_AT} < {at} - {ttl})"
+    return (
+        f"SELECT * REPLACE (CASE WHEN {expired} THEN 'exited' ELSE {STATUS} END AS {STATUS}, "
+        f"CASE WHEN {expired} THEN {QUALIFIED_AT} + {ttl} ELSE {QUALIFIED_AT} END AS {QUALIFIED_AT}) "
+        f"FROM {ident(tbl)}"
+    )

@@ -25,9 +25,11 @@ from typing import Any
 import duckdb
 
 from audiencehub.domain.audiences import FieldType
+from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.engines.duckdb import connect
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
 from audiencehub.metadata.store import Scope
+from audiencehub.profile import segments
 from audiencehub.profile.base import (
     ApplyResult,
     AudienceRows,
@@ -59,6 +61,9 @@ from audiencehub.profile.columns import (
     TS,
     XFILE,
     XRN,
+    effective,
+    fragment_table_for,
+    table_for,
 )
 from audiencehub.profile.graph import TEMP_TABLES, stitch
 
@@ -84,25 +89,8 @@ CREATE INDEX IF NOT EXISTS identities_profile ON identities (profile_id);
 CREATE INDEX IF NOT EXISTS fragment_memberships_profile ON fragment_memberships (profile_id);
 """
 MEMBERSHIP_LEAF_SQL = ident(MEMBERSHIP_LEAF)
-
-
-def fragment_table_for(dataset_id: str) -> str:
-    return "f_" + "".join(c for c in dataset_id.lower() if c.isalnum())
-
-
-def table_for(audience_id: str) -> str:
-    return "m_" + "".join(c for c in audience_id.lower() if c.isalnum())
-
-
-def effective(tbl: str, ttl_days: int) -> str:
-    """The audience's memberships with their status as read now: realized past the ttl reads exited."""
-    ttl = f"to_days({int(ttl_days)})"
-    expired = f"({STATUS} = 'realized' AND {QUALIFIED_AT} < now() - {ttl})"
-    return (
-        f"SELECT * REPLACE (CASE WHEN {expired} THEN 'exited' ELSE {STATUS} END AS {STATUS}, "
-        f"CASE WHEN {expired} THEN {QUALIFIED_AT} + {ttl} ELSE {QUALIFIED_AT} END AS {QUALIFIED_AT}) "
-        f"FROM {ident(tbl)}"
-    )
+NO_TTL = 36500
+"""A segment definition without ``ttlInDays``: its memberships stay until an evaluation says otherwise."""
 
 
 def _i(n: int) -> str:
@@ -650,6 +638,23 @@ class DuckDBProfileStore(ProfileStore):
         for ns, seg, status, at, _ in rows:
             latest[(str(ns), str(seg))] = Membership(str(ns), str(seg), str(status or "realized"), int(at.timestamp()))
         return list(latest.values())
+
+    def evaluate(
+        self, scope: Scope, job_id: str, plans: list[Plan], ttl_days: dict[str, int]
+    ) -> dict[str, SegmentCounts]:
+        counts: dict[str, SegmentCounts] = {}
+        with self._writer(scope) as cur:
+            have = segments.tables(cur)
+            for plan in plans:
+                cur.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {segments.RESULT} AS {segments.query(have, plan)}", plan.params
+                )
+                for n, (segment_id, _) in enumerate(plan.segments):
+                    counts[segment_id] = segments.write(
+                        cur, have, segment_id, f"s{n}", ttl_days.get(segment_id, NO_TTL), job_id, plan
+                    )
+            cur.execute(f"DROP TABLE IF EXISTS {segments.RESULT}")
+        return counts
 
     def close(self) -> None:
         with self._guard:
