@@ -23,6 +23,7 @@ from audiencehub.api import (
     merge_policies,
     profile_access,
     schemas,
+    segments,
     streaming,
 )
 from audiencehub.config import Settings
@@ -60,6 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
         container.runner.start()
         # Seals the streaming logs a killed server left open; its flusher thread commits them as batches.
         container.streaming.start()
+        if container.schedule is not None:
+            container.schedule.start()
         log.info("audiencehub %s serving data from %s", __version__, settings.home.resolve())
         try:
             yield
@@ -87,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(schemas.router)
     app.include_router(streaming.router)
+    app.include_router(segments.router)
+    app.include_router(segments.jobs)
 
     @app.get("/health", tags=["Health"], operation_id="health")
     def health() -> dict[str, str]:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     streaming_flush_records: int = Field(default=50_000, ge=1)
     """Streaming ingestion: ... or as soon as this many of them wait, whichever comes first."""
 
+    segment_schedule: str = "00:00"
+    """When the daily segment job evaluates every batch segment definition: ``HH:MM`` UTC, or ``off``."""
+
     debug_hold_at: str | None = None
     """Fault injection for tests: a run pauses at this checkpoint until its hold file is removed."""
 

@@ -10,6 +10,7 @@ from audiencehub.domain.audiences import CloudType, SourceSpec
 from audiencehub.domain.connections import GCS_XML_ENDPOINT
 from audiencehub.engines.duckdb import DuckDBEngine
 from audiencehub.jobs.runner import Handler, JobRunner
+from audiencehub.jobs.schedule import DailySchedule, parse_time
 from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.services.audience_creation import AudienceCreation
@@ -27,6 +28,7 @@ from audiencehub.services.landing_zone import LandingZoneService
 from audiencehub.services.merge_policies import MergePolicyService
 from audiencehub.services.profile_access import ProfileAccessService
 from audiencehub.services.schemas import SchemaService
+from audiencehub.services.segmentation import JOB_SEGMENT, SegmentationService
 from audiencehub.services.streaming import StreamingService
 from audiencehub.services.tenancy import ClientCredentials, TenancyService
 from audiencehub.sources.base import Source
@@ -57,9 +59,11 @@ class Container:
     batches: BatchIngestionService
     profile_access: ProfileAccessService
     streaming: StreamingService
+    segmentation: SegmentationService
     ingestion: IngestionService
     runner: JobRunner
     home_lock: HomeLock
+    schedule: DailySchedule | None = None
 
     def bootstrap(self) -> ClientCredentials | None:
         s = self.settings
@@ -73,6 +77,8 @@ class Container:
     def close(self) -> None:
         try:
             self.streaming.stop()  # first: its last batches need the engine, the profile store and the catalog
+            if self.schedule is not None:
+                self.schedule.stop()
             self.runner.stop()
             self.profiles.close()
             self.store.dispose()
@@ -126,7 +132,13 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         return connections.source(scope, params.baseConnectionId, params.cloudType)
 
     ingestion = IngestionService(
-        store, engine, profiles, lake, source_for, Hold(home / "holds", settings.debug_hold_at)
+        store,
+        engine,
+        profiles,
+        lake,
+        source_for,
+        Hold(home / "holds", settings.debug_hold_at),
+        on_commit=lambda scope, audience_id, run_id: segmentation.audience_changed(scope, audience_id, run_id),
     )
     creation = AudienceCreation(store, profiles)
     runner = JobRunner(
@@ -142,6 +154,13 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
             JOB_BATCH: Handler(
                 execute=lambda ref, scope: batches.execute(ref, scope),
                 recover=lambda ref, scope: batches.recover(ref, scope),
+                retryable=True,
+            ),
+            # A segment job commits once, with a marker in the profile store: after a crash it runs again, or
+            # rolls forward when the store has it.
+            JOB_SEGMENT: Handler(
+                execute=lambda ref, scope: segmentation.execute(ref, scope),
+                recover=lambda ref, scope: segmentation.recover(ref, scope),
                 retryable=True,
             ),
         },
@@ -164,7 +183,11 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         max_upload_bytes=settings.max_upload_bytes,
         wake=runner.wake,
     )
-    audiences = ExternalAudienceService(store, profiles, lake, connections, namespaces, wake=runner.wake)
+    segmentation = SegmentationService(store, profiles, merge_policies, schemas.resolve, wake=runner.wake)
+    audiences = ExternalAudienceService(
+        store, profiles, lake, connections, namespaces, wake=runner.wake, users_of=segmentation.users_of
+    )
+    at = parse_time(settings.segment_schedule)
     container = Container(
         settings=settings,
         store=store,
@@ -190,9 +213,11 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
             flush_seconds=settings.streaming_flush_seconds,
             flush_records=settings.streaming_flush_records,
         ),
+        segmentation=segmentation,
         ingestion=ingestion,
         runner=runner,
         home_lock=home_lock,
+        schedule=None if at is None else DailySchedule(at, segmentation.schedule_due, "segment-schedule"),
     )
     return container
 

@@ -112,3 +112,114 @@ class SegmentCounts:
     @property
     def members(self) -> int:
         return self.realized + self.existing
+
+
+SCHEMA_NAMES = ("_xdm.context.profile",)
+EVALUATION_TYPES = ("batch", "continuous", "synchronous")
+
+
+@dataclass(frozen=True)
+class DefinitionSpec:
+    """A segment definition's body, checked field by field."""
+
+    name: str
+    description: str | None
+    expression: str
+    evaluation: dict[str, bool]
+    ttl_days: int | None
+    merge_policy_id: str | None
+    labels: list[str]
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "expression": {"type": "PQL", "format": "pql/text", "value": self.expression},
+            "schema": {"name": SCHEMA_NAMES[0]},
+            "evaluationInfo": {k: {"enabled": self.evaluation[k]} for k in EVALUATION_TYPES},
+            "ttlInDays": self.ttl_days,
+            "mergePolicyId": self.merge_policy_id,
+            "labels": self.labels,
+        }
+
+
+def _string(body: dict[str, Any], key: str, *, required: bool) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"{key}: is required")
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ValueError(f"{key}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_definition(body: Any, current: DefinitionSpec | None = None) -> DefinitionSpec:
+    """The definition ``body`` describes (``current``: a PATCH over it, absent keys keep their value);
+    ``ValueError`` names the field and the value."""
+    if not isinstance(body, dict):
+        raise ValueError(f"the body must be a JSON object, got {type(body).__name__}")
+    partial = current is not None
+    name = _string(body, "name", required=not partial)
+    description = body.get("description", current.description if current else None)
+    if description is not None and not isinstance(description, str):
+        raise ValueError(f"description: must be a string, got {description!r}")
+    expression = current.expression if current else ""
+    if "expression" in body or not partial:
+        expr = body.get("expression")
+        if not isinstance(expr, dict):
+            raise ValueError(f"expression: must be an object with type, format and value, got {expr!r}")
+        if expr.get("type", "PQL") != "PQL":
+            raise ValueError(f"expression.type: must be PQL, got {expr.get('type')!r}")
+        if expr.get("format", "pql/text") != "pql/text":
+            raise ValueError(f"expression.format: only pql/text is supported, got {expr.get('format')!r}")
+        value = expr.get("value")
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"expression.value: must be a non-empty PQL string, got {value!r}")
+        expression = value
+    schema = body.get("schema", {"name": SCHEMA_NAMES[0]} if partial else None)
+    if not isinstance(schema, dict) or schema.get("name") not in SCHEMA_NAMES:
+        got = schema.get("name") if isinstance(schema, dict) else schema
+        raise ValueError(f"schema.name: segment definitions are evaluated on {SCHEMA_NAMES[0]}, got {got!r}")
+    evaluation = dict(current.evaluation) if current else {"batch": True, "continuous": False, "synchronous": False}
+    info = body.get("evaluationInfo")
+    if info is not None:
+        if not isinstance(info, dict):
+            raise ValueError(f"evaluationInfo: must be an object, got {info!r}")
+        for key, value in info.items():
+            if key not in EVALUATION_TYPES:
+                raise ValueError(f"evaluationInfo.{key}: is not one of {', '.join(EVALUATION_TYPES)}")
+            enabled = value.get("enabled") if isinstance(value, dict) else None
+            if not isinstance(enabled, bool):
+                raise ValueError(f"evaluationInfo.{key}.enabled: must be true or false, got {enabled!r}")
+            evaluation[key] = enabled
+    ttl = body.get("ttlInDays", current.ttl_days if current else None)
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 36500):
+        raise ValueError(f"ttlInDays: must be a whole number of days from 1 to 36500, got {ttl!r}")
+    policy = body.get("mergePolicyId", current.merge_policy_id if current else None)
+    if policy is not None and not isinstance(policy, str):
+        raise ValueError(f"mergePolicyId: must be a string, got {policy!r}")
+    labels = body.get("labels", current.labels if current else [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"labels: must be a list of strings, got {labels!r}")
+    return DefinitionSpec(
+        name=name if name is not None else (current.name if current else ""),
+        description=description,
+        expression=expression,
+        evaluation=evaluation,
+        ttl_days=ttl,
+        merge_policy_id=policy,
+        labels=labels,
+    )
+
+
+def spec_of(name: str, spec: dict[str, Any]) -> DefinitionSpec:
+    """The stored form back as a spec."""
+    return DefinitionSpec(
+        name=name,
+        description=spec.get("description"),
+        expression=spec["expression"]["value"],
+        evaluation={k: bool(v["enabled"]) for k, v in spec["evaluationInfo"].items()},
+        ttl_days=spec.get("ttlInDays"),
+        merge_policy_id=spec.get("mergePolicyId"),
+        labels=list(spec.get("labels") or []),
+    )

@@ -324,3 +324,53 @@ identity_namespaces = Table(
     Column("updated_at", BigInteger, nullable=False),
     UniqueConstraint("org_id", "sandbox", "code_key", name="uq_identity_namespace_code"),
 )
+
+# The Segmentation Service (services/segmentation.py): segment definitions, segment jobs, and every evaluation's
+# counts per audience (the portal's and reports' history).
+segment_definitions = Table(
+    "segment_definitions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("name", String(256), nullable=False),
+    Column("spec", JSON, nullable=False),  # description, expression, schema, evaluationInfo, ttlInDays, ...
+    Column("dependencies", JSON, nullable=False),  # the segment definitions the expression reads
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # epoch milliseconds, as AEP answers creationTime
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "sandbox", "name", name="uq_segment_definition_name"),
+)
+
+segment_jobs = Table(
+    "segment_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("status", String(16), nullable=False),  # NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLING, CANCELLED
+    Column("source", String(32), nullable=False),  # api, scheduler, audience-update
+    Column("segment_ids", JSON, nullable=False),  # in evaluation order
+    Column("segments", JSON, nullable=False),  # each segment as the job evaluates it (id, expression, policy)
+    Column("metrics", JSON, nullable=False),
+    Column("errors", JSON, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # epoch milliseconds
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Index("ix_segment_jobs_scope", "org_id", "sandbox", "created_ns"),
+)
+
+audience_evaluations = Table(
+    "audience_evaluations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("audience_id", String(256), nullable=False),  # a segment definition's or an external audience's id
+    Column("job_id", String(36), nullable=False),  # the segment job or the external audience's run
+    Column("evaluated_at", BigInteger, nullable=False),  # epoch seconds
+    Column("realized", BigInteger, nullable=False),
+    Column("existing", BigInteger, nullable=False),
+    Column("exited", BigInteger, nullable=False),
+    Column("members", BigInteger, nullable=False),
+    Index("ix_audience_evaluations", "org_id", "sandbox", "audience_id", "evaluated_at"),
+)

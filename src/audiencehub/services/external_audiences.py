@@ -151,6 +151,7 @@ class ExternalAudienceService:
         connections: ConnectionService,
         namespaces: NamespaceService,
         wake: Callable[[], None] = lambda: None,
+        users_of: Callable[[Scope, str], list[str]] = lambda scope, audience_id: [],
     ) -> None:
         self._store = store
         self._profiles = profiles
@@ -158,6 +159,8 @@ class ExternalAudienceService:
         self._connections = connections
         self._namespaces = namespaces
         self._wake = wake
+        self._users_of = users_of
+        """The names of the segment definitions that read an audience: it cannot be deleted while they do."""
 
     # -- audiences -------------------------------------------------------------------------
 
@@ -311,6 +314,12 @@ class ExternalAudienceService:
     def delete(self, scope: Scope, audience_id: str) -> None:
         # Marking the audience DELETING in the transaction that checks its runs closes the race with a new
         # run: from this commit on, the audience answers 404 and no run can start for it.
+        users = self._users_of(scope, audience_id)
+        if users:
+            names = ", ".join(repr(n) for n in users)
+            raise Unprocessable(
+                f"audience {audience_id!r} is used by the segment definitions {names}; change them first"
+            )
         with self._store.tx() as conn:
             self._active(conn, scope, audience_id)
             runs, _ = list_rows(conn, t.runs, scope, audience_id=audience_id)

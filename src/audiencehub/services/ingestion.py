@@ -100,7 +100,10 @@ class IngestionService:
         lake: Lake,
         source_for: Callable[[Scope, SourceSpec], Source],
         hold: Hold,
+        on_commit: Callable[[Scope, str, str], object] = lambda scope, audience_id, run_id: None,
     ) -> None:
+        self._on_commit = on_commit
+        """Told (scope, audience id, run id) after a run commits: segmentation re-evaluates what reads it."""
         self._store = store
         self._engine = engine
         self._profiles = profiles
@@ -154,12 +157,17 @@ class IngestionService:
             try:
                 self._commit(state, profile_result)
                 self._lake.remove(self._lake.staging(state.scope, state.run_id))
-                return
             except Exception as exc:
                 log.exception("committing run %s failed (attempt %d of %d)", state.run_id, attempt + 1, COMMIT_ATTEMPTS)
                 error = exc
                 if attempt + 1 < COMMIT_ATTEMPTS:
                     time.sleep(0.5 * 2**attempt)
+                continue
+            try:
+                self._on_commit(state.scope, state.audience["id"], state.run_id)
+            except Exception:  # the run is committed; a missed re-evaluation waits for the daily job
+                log.exception("re-evaluating the segments that read audience %s failed", state.audience["id"])
+            return
         # The members are in the profile store; say so, and keep the staged batch for an operator.
         self._fail(
             state,
