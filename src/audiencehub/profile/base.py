@@ -178,5 +178,18 @@ class ProfileStore(ABC):
         failure nothing has changed."""
 
     @abstractmethod
+    def evaluation(self, scope: Scope, job_id: str) -> dict[str, SegmentCounts] | None:
+        """The counts ``evaluate`` committed for the job, or None if it never committed."""
+
+    @abstractmethod
+    def count_profiles(self, scope: Scope) -> int:
+        """How many profiles the sandbox holds."""
+
+    @abstractmethod
+    def record_segments(self, scope: Scope, segment_id: str) -> list[str]:
+        """The namespaces under which profile records carry a membership of ``segment_id`` (their own
+        ``segmentMembership``, e.g. audiences imported as in seed 000)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Releases open databases."""

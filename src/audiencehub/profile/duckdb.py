@@ -19,6 +19,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ CREATE TABLE IF NOT EXISTS applied_runs (
 CREATE TABLE IF NOT EXISTS applied_batches (
     batch_id VARCHAR PRIMARY KEY, dataset_id VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL,
     result VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS applied_jobs (
+    job_id VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL, result VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS fragment_tables (
     dataset_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, tbl VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS fragment_memberships (
@@ -654,7 +657,28 @@ class DuckDBProfileStore(ProfileStore):
                         cur, have, segment_id, f"s{n}", ttl_days.get(segment_id, NO_TTL), job_id, plan
                     )
             cur.execute(f"DROP TABLE IF EXISTS {segments.RESULT}")
+            cur.execute(
+                "INSERT INTO applied_jobs VALUES (?, now(), ?)",
+                [job_id, json.dumps({k: asdict(v) for k, v in counts.items()})],
+            )
         return counts
+
+    def evaluation(self, scope: Scope, job_id: str) -> dict[str, SegmentCounts] | None:
+        with self._cursor(scope) as cur:
+            row = cur.execute("SELECT result FROM applied_jobs WHERE job_id = ?", [job_id]).fetchone()
+        return {k: SegmentCounts(**v) for k, v in json.loads(row[0]).items()} if row else None
+
+    def count_profiles(self, scope: Scope) -> int:
+        with self._cursor(scope) as cur:
+            row = cur.execute("SELECT count(DISTINCT profile_id) FROM identities").fetchone()
+        return int(row[0]) if row else 0
+
+    def record_segments(self, scope: Scope, segment_id: str) -> list[str]:
+        with self._cursor(scope) as cur:
+            rows = cur.execute(
+                "SELECT DISTINCT ns FROM fragment_memberships WHERE segment_id = ? ORDER BY 1", [segment_id]
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def close(self) -> None:
         with self._guard:
