@@ -182,6 +182,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         namespace_rules=lambda scope: {ns.code: ns.rule for ns in namespaces.list(scope)},
         max_upload_bytes=settings.max_upload_bytes,
         wake=runner.wake,
+        on_profile_change=lambda scope, dataset_id: segmentation.profiles_changed(scope, dataset_id),
     )
     segmentation = SegmentationService(store, profiles, merge_policies, schemas.resolve, wake=runner.wake)
     audiences = ExternalAudienceService(

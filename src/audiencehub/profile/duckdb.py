@@ -649,9 +649,8 @@ class DuckDBProfileStore(ProfileStore):
         with self._writer(scope) as cur:
             have = segments.tables(cur)
             for plan in plans:
-                cur.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {segments.RESULT} AS {segments.query(have, plan)}", plan.params
-                )
+                sql = segments.query(have, plan)
+                cur.execute(f"CREATE OR REPLACE TEMP TABLE {segments.RESULT} AS {sql}", segments.used(sql, plan))
                 for n, (segment_id, _) in enumerate(plan.segments):
                     counts[segment_id] = segments.write(
                         cur, have, segment_id, f"s{n}", ttl_days.get(segment_id, NO_TTL), job_id, plan

@@ -9,6 +9,7 @@ event tables). Its result, one boolean column per segment, is then folded into e
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -198,6 +199,12 @@ def query(have: Tables, plan: Plan) -> str:
     segs = ", ".join(f"{sql} AS s{n}" for n, (_, sql) in enumerate(plan.segments))
     joined = "".join(f" LEFT JOIN ({j}) USING ({PROFILE_ID})" for j in joins)
     return f"SELECT {PROFILE_ID}, {segs} FROM (SELECT DISTINCT profile_id AS {PROFILE_ID} FROM identities){joined}"
+
+
+def used(sql: str, plan: Plan) -> dict[str, object]:
+    """The plan's parameters that ``sql`` names (DuckDB refuses a parameter that the statement does not use)."""
+    names = set(re.findall(r"\$([A-Za-z_]\w*)", sql))
+    return {k: v for k, v in plan.params.items() if k in names}
 
 
 def write(

@@ -93,7 +93,10 @@ class BatchIngestionService:
         namespace_rules: Callable[[Scope], dict[str, Rule]],
         max_upload_bytes: int,
         wake: Callable[[], None] = lambda: None,
+        on_profile_change: Callable[[Scope, str], object] = lambda scope, dataset_id: None,
     ) -> None:
+        self._on_profile_change = on_profile_change
+        """Told (scope, dataset id) after a batch changed the profile store: continuous segments re-evaluate."""
         self._store = store
         self._engine = engine
         self._lake = lake
@@ -373,8 +376,13 @@ class BatchIngestionService:
             self._profiles.apply_fragments(scope, self._fragments(batch_id, dataset["id"], schema, validated))
         final = self._lake.batch(scope, dataset["id"], batch_id)
         self._lake.publish(staging / "out", final)
-        self._finish(scope, batch_id, SUCCESS, records=total, size=size, dataset_id=dataset["id"])
+        done = self._finish(scope, batch_id, SUCCESS, records=total, size=size, dataset_id=dataset["id"])
         self._lake.remove(staging)
+        if done and self._catalog.profile_enabled(dataset):
+            try:
+                self._on_profile_change(scope, dataset["id"])
+            except Exception:  # the batch is committed; the daily job evaluates what this missed
+                log.exception("re-evaluating continuous segments after batch %s failed", batch_id)
 
     @staticmethod
     def _fragments(batch_id: str, dataset_id: str, schema: ResolvedSchema, validated: Path) -> FragmentBatch:

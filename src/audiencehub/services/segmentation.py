@@ -54,6 +54,7 @@ MAX_LIMIT = 1000
 ALL = "*"
 NEW, PROCESSING, SUCCEEDED, FAILED = "NEW", "PROCESSING", "SUCCEEDED", "FAILED"
 CANCELLING, CANCELLED = "CANCELLING", "CANCELLED"
+STREAMING = "streaming"  # the job source of continuous evaluation after a batch
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 SORTABLE = {"name": "name", "creationTime": "created_ns", "updateTime": "updated_at"}
 NOT_FIELDS = {"identityMap", "segmentMembership"}  # kept in the identity graph and the membership tables
@@ -474,6 +475,24 @@ class SegmentationService:
             if not users:
                 return None
             job_id = self._enqueue(conn, scope, users, "audience-update", {"audienceId": audience_id, "runId": run_id})
+        self._wake()
+        return job_id
+
+    def profiles_changed(self, scope: Scope, dataset_id: str) -> str | None:
+        """A batch changed profiles: queues one job for the definitions with continuous evaluation enabled (and
+        those that read them), unless such a job is already waiting; answers the job id, if any."""
+        with self._store.tx() as conn:
+            defs = self._all(conn, scope)
+            chosen = {r["id"]: r for r in defs if r["spec"]["evaluationInfo"]["continuous"]["enabled"]}
+            if not chosen:
+                return None
+            waiting = list_rows(conn, t.segment_jobs, scope, status=NEW, source=STREAMING, limit=1)[0]
+            if waiting:
+                return str(waiting[0]["id"])  # it has not read the profiles yet: it will see this batch too
+            for sid in list(chosen):
+                for r in self._dependents(conn, scope, sid, direct=False):
+                    chosen[r["id"]] = r
+            job_id = self._enqueue(conn, scope, list(chosen.values()), STREAMING, {"dataSetId": dataset_id})
         self._wake()
         return job_id
 
