@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.api.support import assert_problem, csv_bytes
-from tests.api.xdm_support import IDENTITY_MAP_FG, dataset, enable_profile, ingest, json_lines, schema
+from tests.api.xdm_support import IDENTITY_MAP_FG, PROFILE_CLASS, dataset, enable_profile, ingest, json_lines, schema
 from tests.conftest import create_audience, run_and_wait, seed_audience, upload
 from tests.segments.support import DEFINITIONS, JOBS, define, evaluate, segment_status, wait_job
 
@@ -255,3 +255,33 @@ def test_payload_conditions_on_an_external_audience(client: TestClient, headers:
         headers=headers,
     )
     assert_problem(resp, 400, "100910-400", "color", "tier")
+
+
+def test_audiences_imported_on_records_are_components_too(client: TestClient, headers: dict[str, str]) -> None:
+    """Seed 000: people records carry segmentMembership.PartnerSeg.dmp-123; new segments can use that audience."""
+    people = schema(
+        client,
+        headers,
+        "DMP people",
+        PROFILE_CLASS,
+        IDENTITY_MAP_FG,
+        "https://ns.adobe.com/xdm/context/profile-segmentation",
+    )
+    enable_profile(client, headers, people)
+    ds = dataset(client, headers, "DMP people", people, profile=True)
+
+    def person(n: int, email: str, status: str) -> dict[str, Any]:
+        return {
+            "_id": f"p{n}",
+            "identityMap": {"Email": [{"id": email, "primary": True}]},
+            "segmentMembership": {"PartnerSeg": {"dmp-123": {"status": status}}},
+        }
+
+    records = json_lines(person(1, "kim@example.com", "realized"), person(2, "lee@example.com", "exited"))
+    assert ingest(client, headers, ds, records)["status"] == "success"
+    by_id = define(client, headers, "DMP via inSegment", 'inSegment("dmp-123")')
+    by_ns = define(client, headers, "DMP exits", 'segmentMembership.get("PartnerSeg").get("dmp-123").status = "exited"')
+    job = evaluate(client, headers, by_id, by_ns)
+    assert job["metrics"]["segmentedProfileCounter"] == {by_id: 1, by_ns: 1}
+    assert segment_status(client, headers, "Email", "kim@example.com", by_id) == "realized"
+    assert segment_status(client, headers, "Email", "lee@example.com", by_ns) == "realized"
