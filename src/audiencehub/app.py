@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from audiencehub import __version__
 from audiencehub.api import (
+    audiences,
     batch_ingestion,
     catalog,
     connections,
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(streaming.router)
     app.include_router(segments.router)
     app.include_router(segments.jobs)
+    app.include_router(audiences.router)
 
     @app.get("/health", tags=["Health"], operation_id="health")
     def health() -> dict[str, str]:

@@ -14,6 +14,7 @@ from audiencehub.jobs.schedule import DailySchedule, parse_time
 from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.services.audience_creation import AudienceCreation
+from audiencehub.services.audience_portal import AudiencePortalService
 from audiencehub.services.auth import AuthService
 from audiencehub.services.batch_ingestion import JOB_BATCH, BatchIngestionService
 from audiencehub.services.catalog import CatalogService
@@ -60,6 +61,7 @@ class Container:
     profile_access: ProfileAccessService
     streaming: StreamingService
     segmentation: SegmentationService
+    audience_portal: AudiencePortalService
     ingestion: IngestionService
     runner: JobRunner
     home_lock: HomeLock
@@ -215,6 +217,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
             flush_records=settings.streaming_flush_records,
         ),
         segmentation=segmentation,
+        audience_portal=AudiencePortalService(store, profiles),
         ingestion=ingestion,
         runner=runner,
         home_lock=home_lock,
