@@ -167,11 +167,6 @@ def test_lists_both_kinds_with_the_sizes_of_their_known_members(world: World) ->
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/segmentation.create stores created_by as principal.client_id; the external audiences store "
-    "principal.user ('{client id}@techacct.adobe.com'), so one caller shows up as two creators",
-)
 def test_one_caller_is_one_creator_across_both_kinds(world: World) -> None:
     found = by_id(listing(world.client, world.headers, limit=100))
     assert found[world.readers]["createdBy"] == found[world.loyalty]["createdBy"]

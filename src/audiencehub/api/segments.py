@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from audiencehub.api.deps import Caller, Services, read_json
@@ -68,10 +69,10 @@ async def create(request: Request, caller: Caller, services: Services) -> dict[s
     operation_id="bulkGetSegmentDefinitions",
     openapi_extra=_body({"type": "object", "properties": {"ids": {"type": "array"}}}),
 )
-async def bulk_get(request: Request, caller: Caller, services: Services) -> dict[str, Any]:
+async def bulk_get(request: Request, caller: Caller, services: Services) -> JSONResponse:
     data = await read_json(request)
-    body: dict[str, Any] = await run_in_threadpool(services.segmentation.bulk_get, caller.scope, data)
-    return body
+    body = await run_in_threadpool(services.segmentation.bulk_get, caller.scope, data)
+    return JSONResponse(body, status_code=207)
 
 
 @route(router, "GET", "/{segment_id}", operation_id="retrieveSegmentDefinitionById")
@@ -83,7 +84,7 @@ def get(segment_id: str, caller: Caller, services: Services) -> dict[str, Any]:
     router,
     "PATCH",
     "/{segment_id}",
-    operation_id="updateSegmentDefinitionById",
+    operation_id="patchSegmentDefinition",
     openapi_extra=_body({"type": "object"}),
 )
 async def patch(segment_id: str, request: Request, caller: Caller, services: Services) -> dict[str, Any]:
@@ -92,7 +93,7 @@ async def patch(segment_id: str, request: Request, caller: Caller, services: Ser
     return body
 
 
-@route(router, "DELETE", "/{segment_id}", operation_id="deleteSegmentDefinitionById")
+@route(router, "DELETE", "/{segment_id}", operation_id="deleteSegmentDefinition")
 async def delete(segment_id: str, caller: Caller, services: Services) -> Response:
     await run_in_threadpool(services.segmentation.delete, caller.scope, segment_id)
     return Response(status_code=200)

@@ -43,7 +43,8 @@ class DailySchedule:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():  # a container closed before its app started never ran it
+            self._thread.join(5)
 
     def _loop(self) -> None:
         due = next_run(self._at, dt.datetime.now(dt.UTC))

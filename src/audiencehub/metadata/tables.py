@@ -372,5 +372,6 @@ audience_evaluations = Table(
     Column("existing", BigInteger, nullable=False),
     Column("exited", BigInteger, nullable=False),
     Column("members", BigInteger, nullable=False),
-    Index("ix_audience_evaluations", "org_id", "sandbox", "audience_id", "evaluated_at"),
+    Column("created_ns", BigInteger, nullable=False),  # orders evaluations within one second
+    Index("ix_audience_evaluations", "org_id", "sandbox", "audience_id", "created_ns"),
 )

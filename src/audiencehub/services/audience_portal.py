@@ -19,10 +19,11 @@ from sqlalchemy import Connection
 from audiencehub.domain.audiences import DEFAULT_NAMESPACE, TTL_DEFAULT
 from audiencehub.errors import BadRequest, NotFound
 from audiencehub.metadata import tables as t
+from audiencehub.metadata.evaluations import latest as last_evaluations
 from audiencehub.metadata.store import MetadataStore, Row, Scope, list_rows
 from audiencehub.profile.base import ProfileStore
 from audiencehub.services.merge_policies import sandbox_view
-from audiencehub.services.segmentation import definition_view, last_evaluations
+from audiencehub.services.segmentation import definition_view
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 1000
 DEFAULT_SORT = "creationTime:desc"

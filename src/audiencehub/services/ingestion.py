@@ -27,9 +27,11 @@ from audiencehub.domain.audiences import DELETE_FIELD, AudienceField, CloudType,
 from audiencehub.domain.connections import source_key
 from audiencehub.domain.paths import landing_zone_key
 from audiencehub.domain.runs import RunMetrics, Stage, StageState, Status
+from audiencehub.domain.segments import SegmentCounts
 from audiencehub.engines import ingest_sql as q
 from audiencehub.engines.base import Engine, EngineSession
 from audiencehub.errors import AudiencehubError
+from audiencehub.metadata import evaluations
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row, now, update_row
 from audiencehub.profile.base import AudienceRows, IdentityColumn, ProfileStore
@@ -373,7 +375,16 @@ class IngestionService:
             if s.status is Status.PROCESSING:
                 s.advance(Status.SUCCESS)
                 s.finishedAt = stamp
+        counts = self._profiles.counts(scope, state.audience["id"])  # the audience's size after this run
         with self._store.tx() as conn:
+            if get_row(conn, t.runs, scope, id=run_id, status=Status.SUCCESS.value) is None:
+                evaluations.record(
+                    conn,
+                    scope,
+                    state.audience["id"],
+                    run_id,
+                    SegmentCounts(realized=counts.get("realized", 0), exited=counts.get("exited", 0)),
+                )
             if get_row(conn, t.batches, scope, id=batch_id) is None:
                 insert_row(
                     conn,

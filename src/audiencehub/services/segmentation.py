@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from audiencehub.domain import xdm
 from audiencehub.domain.audiences import DEFAULT_NAMESPACE, AudienceField
@@ -35,7 +35,7 @@ from audiencehub.domain.xdm_standard import EVENT_CLASS, PROFILE_CLASS
 from audiencehub.engines.ingest_sql import SQL_TYPE
 from audiencehub.engines.xdm_sql import leaves
 from audiencehub.errors import BadRequest, NotFound, Unprocessable
-from audiencehub.metadata import jobs
+from audiencehub.metadata import evaluations, jobs
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, created_ns, get_row, insert_row, list_rows, update_row
 from audiencehub.pql.ast import Membership, Node, PQLError
@@ -104,7 +104,7 @@ class SegmentationService:
                     "name": spec.name,
                     "spec": spec.to_spec(),
                     "dependencies": deps,
-                    "created_by": principal.client_id,
+                    "created_by": principal.user,
                     "created_at": stamp,
                     "updated_at": stamp,
                     "created_ns": created_ns(),
@@ -149,13 +149,16 @@ class SegmentationService:
         ids = data.get("ids") if isinstance(data, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in ids):
             raise BadRequest(f'ids: must be a list of {{"id": "<segment id>"}} objects, got {ids!r}')
-        out = []
+        out: dict[str, Any] = {}
         with self._store.read() as conn:
             for item in ids:
                 row = get_row(conn, t.segment_definitions, scope, id=item["id"])
-                if row is not None:
-                    out.append(definition_view(row))
-        return {"segments": out}
+                out[item["id"]] = (
+                    definition_view(row)
+                    if row is not None
+                    else {"id": item["id"], "status": 404, "message": f"no segment definition {item['id']!r}"}
+                )
+        return {"results": out}
 
     def patch(self, scope: Scope, segment_id: str, data: Any) -> dict[str, Any]:
         with self._store.read() as conn:
@@ -445,7 +448,7 @@ class SegmentationService:
                     k: {"realized": v.realized, "existing": v.existing, "exited": v.exited} for k, v in counts.items()
                 }
                 for sid, c in counts.items():
-                    record_evaluation(conn, scope, sid, job_id, c)
+                    evaluations.record(conn, scope, sid, job_id, c)
             update_row(
                 conn,
                 t.segment_jobs,
@@ -460,17 +463,9 @@ class SegmentationService:
     # -- re-evaluation and the daily schedule ------------------------------------------------------------
 
     def audience_changed(self, scope: Scope, audience_id: str, run_id: str) -> str | None:
-        """An external audience's run committed: records its counts and queues a job for every segment definition
-        that reads it, directly or through other definitions. Answers the job id, if any."""
-        c = self._profiles.counts(scope, audience_id)
+        """An external audience's run committed: queues a job for every segment definition that reads the audience,
+        directly or through other definitions. Answers the job id, if any."""
         with self._store.tx() as conn:
-            record_evaluation(
-                conn,
-                scope,
-                audience_id,
-                run_id,
-                SegmentCounts(realized=c.get("realized", 0), exited=c.get("exited", 0)),
-            )
             users = self._dependents(conn, scope, audience_id, direct=False)
             if not users:
                 return None
@@ -589,42 +584,6 @@ class _Resolver:
                 return MemberSource("records", sid, found[0]), {}
         where = "segment definition" if ns == SEGMENT_NAMESPACE else "segment definition or audience"
         raise PQLError(f"no {where} {sid!r} in this sandbox", n.pos)
-
-
-def record_evaluation(conn: Connection, scope: Scope, audience_id: str, job_id: str, c: SegmentCounts) -> None:
-    insert_row(
-        conn,
-        t.audience_evaluations,
-        {
-            "id": str(uuid.uuid4()),
-            "org_id": scope.org_id,
-            "sandbox": scope.sandbox,
-            "audience_id": audience_id,
-            "job_id": job_id,
-            "evaluated_at": int(time.time()),
-            "realized": c.realized,
-            "existing": c.existing,
-            "exited": c.exited,
-            "members": c.members,
-        },
-    )
-
-
-def last_evaluations(conn: Connection, scope: Scope) -> dict[str, Row]:
-    """The newest evaluation of every audience of the sandbox."""
-    e = t.audience_evaluations.c
-    newest = (
-        select(e.audience_id, func.max(e.evaluated_at).label("at"))
-        .where(e.org_id == scope.org_id, e.sandbox == scope.sandbox)
-        .group_by(e.audience_id)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(t.audience_evaluations)
-        .join(newest, (e.audience_id == newest.c.audience_id) & (e.evaluated_at == newest.c.at))
-        .where(e.org_id == scope.org_id, e.sandbox == scope.sandbox)
-    ).mappings()
-    return {r["audience_id"]: dict(r) for r in rows}
 
 
 def _sort(sort: str, allowed: tuple[str, ...] = tuple(SORTABLE)) -> tuple[str, str]:
