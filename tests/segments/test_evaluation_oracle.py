@@ -299,11 +299,6 @@ def test_a_plan_that_fails_leaves_every_membership_table_as_it_was(
     evaluate_and_check(store, world, later, "failing-job", [segments[:3], segments[3:]], {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compile.py's TimeCondition has no '!=' for 'before' (KeyError) and reads '!=' after now as a different "
-    "instant, though '=' means the same truncated unit; the parser produces 'occurs != N unit before now'",
-)
 @pytest.mark.parametrize("direction", ["before", "after"])
 def test_occurs_not_equal_is_the_negation_of_occurs_equal(store: DuckDBProfileStore, direction: str) -> None:
     now = STARTS[0]

@@ -92,7 +92,11 @@ class Plan:
         return alias
 
     def param(self, value: Any) -> str:
-        """``$name`` bound to ``value``: user values never become SQL text."""
+        """``$name`` bound to ``value``: user values never become SQL text. A value bound before (same type and
+        value) keeps its name, so that identical conditions of two segments are one column."""
+        for name, have in self.params.items():
+            if type(have) is type(value) and have == value:
+                return f"${name}"
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f"${name}"

@@ -198,9 +198,10 @@ class _Compiler:
         at = f"CAST({col} AS TIMESTAMPTZ)"
         sign = "-" if n.direction == "before" else "+"
         mark = f"({self.now} {sign} {INTERVAL[n.unit]}({int(n.amount)}))"
-        if n.op == "=":
+        if n.op in ("=", "!="):  # the same (or another) calendar unit as the mark
             unit = TRUNC[n.unit]
-            return f"(date_trunc('{unit}', {at}) = date_trunc('{unit}', {mark}))"
+            op = "=" if n.op == "=" else "<>"
+            return f"(date_trunc('{unit}', {at}) {op} date_trunc('{unit}', {mark}))"
         # The distance from now compared with N units; before now: nearer than N units is later than the mark.
         nearer = n.op in ("<", "<=")
         if n.direction == "before":
