@@ -216,7 +216,7 @@ class _Compiler:
 
     def membership(self, n: Membership) -> str:
         source, payload = self.resolve(n)
-        flag = f'coalesce({ident(self.plan.column("f", Flag(source, tuple(sorted(n.statuses)))))}, false)'
+        flag = f"coalesce({ident(self.plan.column('f', Flag(source, tuple(sorted(n.statuses)))))}, false)"
         if n.payload is None:
             return flag
         self._payload_scope = (source, payload)
