@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sources.py --mib 256
 	$(BIN)/python benchmarks/profile_access.py --profiles 1000000
 	$(BIN)/python benchmarks/streaming.py
+	$(BIN)/python benchmarks/segment.py --profiles 1000000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
