@@ -61,6 +61,14 @@ class QuerySession(Protocol):
         """
         ...
 
+    def tables(self) -> list[str]:
+        """The names of the tables this session can read (its sandbox's datasets, the profile store), sorted."""
+        ...
+
+    def columns(self, table: str) -> list[Column]:
+        """A table's columns, for catalog queries (psql's ``\\d``); QueryError 42P01 when unknown."""
+        ...
+
     def cancel(self) -> None:
         """Interrupts the statement that runs now, from any thread; it raises QueryError 57014."""
         ...
