@@ -25,7 +25,8 @@ from audiencehub.metadata.store import Scope
 from audiencehub.pql import ast as A
 from audiencehub.pql.compile import compile_segment
 from audiencehub.profile import segments as profile_segments
-from audiencehub.profile.duckdb import NO_TTL, DuckDBProfileStore
+from audiencehub.profile.duckdb import DuckDBProfileStore
+from audiencehub.profile.segments import NO_TTL
 from tests.segments.oracle import (
     DATASETS,
     DS_A,
@@ -280,15 +281,15 @@ def test_a_plan_that_fails_leaves_every_membership_table_as_it_was(
     if fails_in == "query":
         bad.segments.append(("broken", "CAST('not a number' AS INTEGER) > 0"))
     else:
-        write = profile_segments.write
+        build = profile_segments.build
 
-        def failing_write(cur: duckdb.DuckDBPyConnection, have: Any, segment_id: str, *args: Any) -> SegmentCounts:
-            counts = write(cur, have, segment_id, *args)
-            if segment_id == segments[4][0]:
+        def failing_build(cur: duckdb.DuckDBPyConnection, have: Any, plan: Any, n: int, *args: Any) -> Any:
+            counts = build(cur, have, plan, n, *args)
+            if n == 1:  # the second plan's result table is written, then the disk is full
                 raise OSError("No space left on device")
             return counts
 
-        monkeypatch.setattr(profile_segments, "write", failing_write)
+        monkeypatch.setattr(profile_segments, "build", failing_build)
     with pytest.raises(duckdb.Error if fails_in == "query" else OSError):
         store.evaluate(SCOPE, "failing-job", [good, bad], {})
     monkeypatch.undo()

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from audiencehub.domain.audiences import FieldType
-from audiencehub.domain.segments import Plan, SegmentCounts
+from audiencehub.domain.segments import SEGMENT_NAMESPACE, Plan, SegmentCounts
 from audiencehub.engines.duckdb import connect
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
 from audiencehub.metadata.store import Scope
-from audiencehub.profile import segments
+from audiencehub.profile import exports, segments
 from audiencehub.profile.base import (
     ApplyResult,
     AudienceRows,
@@ -79,6 +80,10 @@ CREATE TABLE IF NOT EXISTS applied_runs (
 CREATE TABLE IF NOT EXISTS applied_batches (
     batch_id VARCHAR PRIMARY KEY, dataset_id VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL,
     result VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS segment_stamps (
+    no INTEGER PRIMARY KEY, job_id VARCHAR NOT NULL, stamped_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS segment_results (
+    segment_id VARCHAR PRIMARY KEY, tbl VARCHAR NOT NULL, col INTEGER NOT NULL, stamp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS applied_jobs (
     job_id VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL, result VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS fragment_tables (
@@ -92,8 +97,6 @@ CREATE INDEX IF NOT EXISTS identities_profile ON identities (profile_id);
 CREATE INDEX IF NOT EXISTS fragment_memberships_profile ON fragment_memberships (profile_id);
 """
 MEMBERSHIP_LEAF_SQL = ident(MEMBERSHIP_LEAF)
-NO_TTL = 36500
-"""A segment definition without ``ttlInDays``: its memberships stay until an evaluation says otherwise."""
 
 
 def _i(n: int) -> str:
@@ -177,6 +180,7 @@ class DuckDBProfileStore(ProfileStore):
         self._temp_dir = temp_dir
         self._cons: dict[Scope, duckdb.DuckDBPyConnection] = {}
         self._write_locks: dict[Scope, threading.Lock] = {}
+        self._evaluation_locks: dict[Scope, threading.Lock] = {}
         self._guard = threading.Lock()
         # The lists of membership and fragment tables, read once per sandbox until a write commits
         # (``_generation`` counts commits; a list read under an older count is never used).
@@ -198,6 +202,7 @@ class DuckDBProfileStore(ProfileStore):
                 con.execute(SCHEMA)
                 self._cons[scope] = con
                 self._write_locks[scope] = threading.Lock()
+                self._evaluation_locks[scope] = threading.Lock()
             return con
 
     @contextmanager
@@ -352,18 +357,18 @@ class DuckDBProfileStore(ProfileStore):
             self._put_audience(cur, audience_id, namespace, ttl_days, overwrite=True)
 
     def remove_audience(self, scope: Scope, audience_id: str) -> None:
-        with self._writer(scope) as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {ident(table_for(audience_id))}")
+        self._connection(scope)
+        with self._evaluation_locks[scope], self._writer(scope) as cur:
+            segments.drop_relation(cur, table_for(audience_id))
             cur.execute("DELETE FROM audiences WHERE audience_id = ?", [audience_id])
+            cur.execute("DELETE FROM segment_results WHERE segment_id = ?", [audience_id])
+            segments.collect(cur)
 
     @staticmethod
     def _audiences(cur: duckdb.DuckDBPyConnection, audience_id: str | None = None) -> list[tuple[str, str, int, str]]:
-        sql = (
-            "SELECT a.audience_id, a.namespace, a.ttl_days, a.tbl FROM audiences a "
-            "JOIN duckdb_tables() t ON t.table_name = a.tbl"
-        )
+        sql = f"SELECT audience_id, namespace, ttl_days, tbl FROM audiences WHERE tbl IN {segments.RELATIONS}"
         rows = cur.execute(
-            sql + (" WHERE a.audience_id = ?" if audience_id else "") + " ORDER BY 1",
+            sql + (" AND audience_id = ?" if audience_id else "") + " ORDER BY 1",
             [audience_id] if audience_id else [],
         ).fetchall()
         return [(str(a), str(ns), int(ttl), str(tbl)) for a, ns, ttl, tbl in rows]
@@ -404,7 +409,12 @@ class DuckDBProfileStore(ProfileStore):
             [param],
         ).fetchall():
             out[pid].identities.append((ns, value))
+        results = segments.stored(cur)
+        evaluated = {}
         for audience_id, namespace, ttl, tbl in self._audiences(cur) if audiences is None else audiences:
+            if audience_id in results:  # read below, one query per result table
+                evaluated[audience_id] = (results[audience_id], ttl)
+                continue
             result = cur.execute(
                 f"SELECT * REPLACE (CAST({PROFILE_ID} AS VARCHAR) AS {PROFILE_ID}) FROM ({effective(tbl, ttl)}) "
                 f"WHERE {PROFILE_ID} IN {wanted}",
@@ -417,6 +427,10 @@ class DuckDBProfileStore(ProfileStore):
                 out[row[PROFILE_ID]].memberships.append(
                     Membership(namespace, audience_id, row[STATUS], int(row[QUALIFIED_AT].timestamp()), payload)
                 )
+        for pid, segment_id, status, at in segments.memberships(cur, wanted, param, evaluated):
+            out[pid].memberships.append(Membership(SEGMENT_NAMESPACE, segment_id, status, int(at.timestamp())))
+        for profile in out.values():
+            profile.memberships.sort(key=lambda m: m.audience_id)
         return [out[pid] for pid in profile_ids]
 
     def lookup(self, scope: Scope, namespace: str, identity: str) -> Profile | None:
@@ -645,21 +659,29 @@ class DuckDBProfileStore(ProfileStore):
     def evaluate(
         self, scope: Scope, job_id: str, plans: list[Plan], ttl_days: dict[str, int]
     ) -> dict[str, SegmentCounts]:
+        """Builds the job's result tables in a transaction of their own, without the sandbox's write lock (runs and
+        batches go on meanwhile; readers do not see them), then publishes them in one short write transaction with
+        the job's marker. Evaluations of one sandbox run one at a time."""
         counts: dict[str, SegmentCounts] = {}
-        with self._writer(scope) as cur:
-            have = segments.tables(cur)
-            for plan in plans:
-                sql = segments.query(have, plan)
-                cur.execute(f"CREATE OR REPLACE TEMP TABLE {segments.RESULT} AS {sql}", segments.used(sql, plan))
-                for n, (segment_id, _) in enumerate(plan.segments):
-                    counts[segment_id] = segments.write(
-                        cur, have, segment_id, f"s{n}", ttl_days.get(segment_id, NO_TTL), job_id, plan
-                    )
-            cur.execute(f"DROP TABLE IF EXISTS {segments.RESULT}")
-            cur.execute(
-                "INSERT INTO applied_jobs VALUES (?, now(), ?)",
-                [job_id, json.dumps({k: asdict(v) for k, v in counts.items()})],
-            )
+        self._connection(scope)
+        with self._evaluation_locks[scope]:
+            with self._cursor(scope) as cur:
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    have = segments.tables(cur)
+                    stamps = segments.Stamps.next(cur, job_id, plans[0].now if plans else dt.datetime.now(dt.UTC))
+                    for n, plan in enumerate(plans):
+                        counts |= segments.build(cur, have, plan, n, stamps, ttl_days)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+            with self._writer(scope) as cur:
+                segments.publish(cur, have, stamps, ttl_days)
+                cur.execute(
+                    "INSERT INTO applied_jobs VALUES (?, now(), ?)",
+                    [job_id, json.dumps({k: asdict(v) for k, v in counts.items()})],
+                )
         return counts
 
     def evaluation(self, scope: Scope, job_id: str) -> dict[str, SegmentCounts] | None:
@@ -684,3 +706,96 @@ class DuckDBProfileStore(ProfileStore):
             for con in self._cons.values():
                 con.close()
             self._cons.clear()
+
+    def snapshot(
+        self, scope: Scope, *, precedence: list[str] | None = None, batch_rows: int = 65_536
+    ) -> pa.RecordBatchReader:
+        """Every merged profile of the sandbox, streamed: the merged attributes nested under their top-level
+        fields, ``identityMap`` (namespace → [{id, authenticatedState, primary}]) and ``segmentMembership``
+        (namespace → segment id → {status, lastQualificationTime}). Merged as :meth:`entity` merges one."""
+        cur = self._connection(scope).cursor()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            audiences, fragments = self._table_lists(scope, cur)
+            rank = {d: n for n, d in enumerate(precedence or [])}
+            members = [
+                f"SELECT {PROFILE_ID} AS pid, {lit(ns)} AS ns, {lit(a)} AS seg, {STATUS} AS status, "
+                f"{QUALIFIED_AT} AS at FROM ({effective(tbl, ttl)})"
+                for a, ns, ttl, tbl in audiences
+            ]
+            members.append(
+                "SELECT profile_id, ns, segment_id, coalesce(status, 'realized'), qualified_at "
+                "FROM fragment_memberships"
+            )
+            typed = (
+                "SELECT CAST(NULL AS UUID) AS pid, '' AS ns, '' AS seg, '' AS status, "
+                "CAST(NULL AS TIMESTAMPTZ) AS at"
+            )
+            parts = [
+                "ids AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT "
+                "profile_id AS pid, ns, list({'id': id, 'authenticatedState': CAST(NULL AS VARCHAR), 'primary': "
+                "CAST(NULL AS BOOLEAN)} ORDER BY id) AS v FROM identities GROUP BY ALL) GROUP BY pid)",
+                f"mem AS ({typed} WHERE false UNION ALL " + " UNION ALL ".join(members) + ")",
+                "ms AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT pid, "
+                "ns, map_from_entries(list({'key': seg, 'value': {'status': status, 'lastQualificationTime': at}} "
+                "ORDER BY seg)) AS v FROM (SELECT * FROM mem WHERE pid IS NOT NULL QUALIFY row_number() OVER "
+                "(PARTITION BY pid, ns, seg ORDER BY at DESC) = 1) GROUP BY ALL) GROUP BY pid)",
+            ]
+            tables = [(d, tbl) for d, k, tbl in fragments if k == "profile"]
+            leaves: list[str] = []
+            for _, tbl in tables:
+                for (name,) in cur.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name <> 'temp' "
+                    "ORDER BY column_index",
+                    [tbl],
+                ).fetchall():
+                    if not str(name).startswith(INTERNAL) and name not in leaves:
+                        leaves.append(str(name))
+            select = "SELECT ids.m AS identityMap, ms.m AS segmentMembership"
+            joins = " FROM ids LEFT JOIN ms USING (pid)"
+            if tables and leaves:
+                scans = " UNION ALL BY NAME ".join(
+                    f"SELECT *, {-rank.get(d, len(rank)) if precedence else 0} AS {INTERNAL}rank FROM {ident(tbl)}"
+                    for d, tbl in tables
+                )
+                key = f"{{'r': {INTERNAL}rank, 't': {TS}, 'b': {BATCH}, 's': {SEQ}}}"
+                merged = ", ".join(
+                    f"arg_max({ident(n)}, {key}) FILTER (WHERE {ident(n)} IS NOT NULL) AS {ident(n)}" for n in leaves
+                )
+                parts.append(f"attrs AS (SELECT {PROFILE_ID} AS pid, {merged} FROM ({scans}) GROUP BY 1)")
+                tree: dict[str, Any] = {}
+                for n in leaves:
+                    node = tree
+                    steps = n.split(".")
+                    for step in steps[:-1]:
+                        node = node.setdefault(step, {})
+                    node[steps[-1]] = n
+
+                def nest(node: dict[str, Any] | str) -> str:
+                    if isinstance(node, str):
+                        return f"attrs.{ident(node)}"
+                    return "{" + ", ".join(f"{lit(k)}: {nest(v)}" for k, v in node.items()) + "}"
+
+                select = "SELECT " + "".join(f"{nest(v)} AS {ident(k)}, " for k, v in tree.items())
+                select += "ids.m AS identityMap, ms.m AS segmentMembership"
+                joins += " LEFT JOIN attrs USING (pid)"
+            reader = cur.sql("WITH " + ", ".join(parts) + " " + select + joins).to_arrow_reader(batch_rows)
+        except BaseException:
+            cur.close()
+            raise
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            finally:
+                cur.close()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+    def export(self, scope: Scope, spec: exports.ExportSpec, outputs: list[exports.ExportOutput]) -> list[int]:
+        with self._cursor(scope) as cur:
+            cur.execute("BEGIN TRANSACTION")  # one snapshot for every output, whatever commits meanwhile
+            try:
+                return exports.export(cur, spec, outputs)
+            finally:
+                cur.execute("ROLLBACK")  # it wrote only files and a temporary table

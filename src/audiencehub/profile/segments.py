@@ -9,9 +9,11 @@ event tables). Its result, one boolean column per segment, is then folded into e
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -38,25 +40,35 @@ from audiencehub.profile.columns import (
     table_for,
 )
 
-RESULT = "seg_result"
 WORD = 64  # membership flags per bitmask column
+NO_TTL = 36500
+"""A segment definition without ``ttlInDays``: its memberships stay until an evaluation says otherwise."""
 
 
 @dataclass(frozen=True)
 class Tables:
-    """What the sandbox's store holds: membership tables by audience id (namespace, ttl, table) and fragment tables
-    (dataset id, kind, table, columns)."""
+    """What the sandbox's store holds: membership tables (or views) by audience id (namespace, ttl, table), fragment
+    tables (dataset id, kind, table, columns), where segments' results are (``results``) and those that the running
+    job has written so far (``fresh``)."""
 
     audiences: dict[str, tuple[str, int, str]]
     fragments: list[tuple[str, str, str, set[str]]]
+    results: dict[str, Stored]
+    fresh: dict[str, Stored] = field(default_factory=dict)
+
+
+RELATIONS = (
+    "(SELECT table_name AS name FROM duckdb_tables() WHERE database_name <> 'temp' "
+    "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name <> 'temp' AND NOT internal)"
+)
+"""The names of the store's tables and views."""
 
 
 def tables(cur: duckdb.DuckDBPyConnection) -> Tables:
     audiences = {
         str(a): (str(ns), int(ttl), str(t))
         for a, ns, ttl, t in cur.execute(
-            "SELECT a.audience_id, a.namespace, a.ttl_days, a.tbl FROM audiences a "
-            "JOIN duckdb_tables() t ON t.table_name = a.tbl AND t.database_name <> 'temp'"
+            f"SELECT a.audience_id, a.namespace, a.ttl_days, a.tbl FROM audiences a WHERE a.tbl IN {RELATIONS}"
         ).fetchall()
     }
     columns: dict[str, set[str]] = defaultdict(set)
@@ -70,7 +82,7 @@ def tables(cur: duckdb.DuckDBPyConnection) -> Tables:
         for d, k, t in cur.execute("SELECT dataset_id, kind, tbl FROM fragment_tables ORDER BY dataset_id").fetchall()
         if str(t) in columns
     ]
-    return Tables(audiences, fragments)
+    return Tables(audiences, fragments, stored(cur))
 
 
 def _empty(names: list[tuple[str, str]]) -> str:
@@ -187,12 +199,17 @@ def _events(have: Tables, counts: dict[str, EventCount]) -> str:
 def query(have: Tables, plan: Plan) -> str:
     """One row per profile: its id and one boolean column ``s{n}`` per segment of the plan."""
     kinds: dict[type, dict[str, Column]] = defaultdict(dict)
+    fresh: dict[str, Flag] = {}
     for alias, col in plan.columns.items():
-        kinds[type(col)][alias] = col
+        if isinstance(col, Flag) and col.source.kind == "segment" and col.source.ref in have.fresh:
+            fresh[alias] = col
+        else:
+            kinds[type(col)][alias] = col
     joins: list[str] = []
     joins += _attributes(have, kinds[Attribute])  # type: ignore[arg-type]
     if kinds[Flag]:
         joins.append(_flags(have, plan, kinds[Flag]))  # type: ignore[arg-type]
+    joins += _fresh_flags(have, fresh)
     joins += _payloads(have, plan, kinds[Payload])  # type: ignore[arg-type]
     if kinds[EventCount]:
         joins.append(_events(have, kinds[EventCount]))  # type: ignore[arg-type]
@@ -201,53 +218,226 @@ def query(have: Tables, plan: Plan) -> str:
     return f"SELECT {PROFILE_ID}, {segs} FROM (SELECT DISTINCT profile_id AS {PROFILE_ID} FROM identities){joined}"
 
 
-def used(sql: str, plan: Plan) -> dict[str, object]:
-    """The plan's parameters that ``sql`` names (DuckDB refuses a parameter that the statement does not use)."""
+def used(sql: str, params: dict[str, object]) -> dict[str, object]:
+    """The parameters that ``sql`` names (DuckDB refuses a parameter that the statement does not use)."""
     names = set(re.findall(r"\$([A-Za-z_]\w*)", sql))
-    return {k: v for k, v in plan.params.items() if k in names}
+    return {k: v for k, v in params.items() if k in names}
 
 
-def write(
-    cur: duckdb.DuckDBPyConnection, have: Tables, segment_id: str, column: str, ttl_days: int, job_id: str, plan: Plan
-) -> SegmentCounts:
-    """Folds the evaluation's result column into the segment's memberships and registers the segment's table."""
-    tbl = table_for(segment_id)
-    params = {"now": plan.now, "job": job_id}
-    members = f"SELECT {PROFILE_ID} FROM {RESULT} WHERE {column}"
-    old = have.audiences.get(segment_id)
-    if old is None:
-        cur.execute(f"DROP TABLE IF EXISTS {ident(tbl)}")
-        cur.execute(
-            f"CREATE TABLE {ident(tbl)} AS SELECT {PROFILE_ID}, 'realized' AS {STATUS}, $now AS {QUALIFIED_AT}, "
-            f"$job AS {RUN_ID} FROM ({members})",
-            params,
-        )
-    else:
-        before = effective(old[2], old[1], "$now")
-        cur.execute(
-            f"CREATE TABLE {ident(tbl + '_next')} AS "
-            f"SELECT n.{PROFILE_ID}, CASE WHEN o.{STATUS} IN ('realized', 'existing') THEN 'existing' "
-            f"ELSE 'realized' END AS {STATUS}, $now AS {QUALIFIED_AT}, $job AS {RUN_ID} "
-            f"FROM ({members}) n LEFT JOIN ({before}) o USING ({PROFILE_ID}) "
-            f"UNION ALL SELECT o.{PROFILE_ID}, 'exited', "
-            f"CASE WHEN o.{STATUS} = 'exited' THEN o.{QUALIFIED_AT} ELSE $now END, "
-            f"CASE WHEN o.{STATUS} = 'exited' THEN o.{RUN_ID} ELSE $job END "
-            f"FROM ({before}) o ANTI JOIN ({members}) n USING ({PROFILE_ID})",
-            params,
-        )
-        cur.execute(f"DROP TABLE {ident(tbl)}")
-        cur.execute(f"ALTER TABLE {ident(tbl + '_next')} RENAME TO {ident(tbl)}")
-    cur.execute(f"CREATE INDEX {ident(tbl + '_profile')} ON {ident(tbl)} ({PROFILE_ID})")
-    cur.execute(
-        "INSERT INTO audiences VALUES (?, ?, ?, ?) ON CONFLICT (audience_id) DO UPDATE SET "
-        "namespace = excluded.namespace, ttl_days = excluded.ttl_days, tbl = excluded.tbl",
-        [segment_id, SEGMENT_NAMESPACE, ttl_days, tbl],
+# ----- results: one table per plan and job, one status column per segment --------------------------------------------
+#
+# A plan's evaluation is written as ONE table ``seg_{job}_{n}``: the profile key, then for the segment in position k
+# a column ``c{k}`` (NULL when the profile is not and never was a member) holding the membership's status code in its
+# two low bits and, above them, the number of the stamp (``segment_stamps``: job id and time) when that status was
+# set. Each segment's memberships are read through a view named like an external audience's membership table
+# (``m_{segment hex}``), so every reader sees one shape. Writing 100 segments is then one join of the new result
+# with the old codes and one narrow table write, not 100 joins and 100 tables with an index.
+
+REALIZED, EXISTING, EXITED = 1, 2, 3
+CODES = {"realized": REALIZED, "existing": EXISTING, "exited": EXITED}
+RESULT_PREFIX = "seg_"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where a segment's memberships are: column ``c{col}`` of the result table ``tbl``, written by the evaluation
+    of stamp ``stamp`` (job ``job_id`` at ``at``: every member of that evaluation qualified then)."""
+
+    tbl: str
+    col: int
+    stamp: int
+    job_id: str
+    at: dt.datetime
+
+
+def stored(cur: duckdb.DuckDBPyConnection) -> dict[str, Stored]:
+    return {
+        str(seg): Stored(str(tbl), int(col), int(no), str(job), at)
+        for seg, tbl, col, no, job, at in cur.execute(
+            "SELECT r.segment_id, r.tbl, r.col, r.stamp, s.job_id, s.stamped_at FROM segment_results r "
+            "JOIN segment_stamps s ON s.no = r.stamp"
+        ).fetchall()
+    }
+
+
+def result_table(job_id: str, n: int) -> str:
+    return f"{RESULT_PREFIX}{''.join(c for c in job_id.lower() if c.isalnum())}_{n}"
+
+
+@dataclass
+class Stamps:
+    """The stamps an evaluation adds: its own (number ``now``) and one per ttl expiry it records."""
+
+    now: int
+    job_id: str
+    at: dt.datetime
+    added: dict[int, tuple[str, dt.datetime]] = field(default_factory=dict)
+
+    @classmethod
+    def next(cls, cur: duckdb.DuckDBPyConnection, job_id: str, at: dt.datetime) -> Stamps:
+        row = cur.execute("SELECT coalesce(max(no), 0) + 1 FROM segment_stamps").fetchone()
+        no = int(row[0]) if row else 1
+        return cls(no, job_id, at, {no: (job_id, at)})
+
+    def add(self, job_id: str, at: dt.datetime) -> int:
+        for no, have in self.added.items():
+            if have == (job_id, at):
+                return no
+        no = max(self.added) + 1
+        self.added[no] = (job_id, at)
+        return no
+
+
+def _code(stamp: int, status: int) -> int:
+    return stamp << 2 | status
+
+
+def _fresh_flags(have: Tables, flags: dict[str, Flag]) -> list[str]:
+    """Flags on segments evaluated earlier in this job: read from that plan's result table, one join per table."""
+    by_table: dict[str, list[str]] = defaultdict(list)
+    for alias, f in flags.items():
+        st = have.fresh[f.source.ref]
+        wanted = ", ".join(str(CODES[s]) for s in f.statuses)
+        by_table[st.tbl].append(f"coalesce(c{st.col} & 3 IN ({wanted}), false) AS {ident(alias)}")
+    return [f"SELECT {PROFILE_ID}, {', '.join(cols)} FROM {ident(tbl)}" for tbl, cols in by_table.items()]
+
+
+def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datetime, stamps: Stamps) -> str:
+    """The new code of segment ``k`` (position in the plan) from ``member`` (SQL) and the old code ``o{k}``."""
+    entered = _code(stamps.now, REALIZED)
+    if st is None:
+        return f"CASE WHEN {member} THEN {entered} END"
+    old = f"(o{k} & 3 IN ({REALIZED}, {EXISTING}))"
+    if st.at >= now - dt.timedelta(days=ttl_days):
+        was, expired = old, ""
+    else:  # every member of that evaluation qualified at st.at: all of them are past the ttl now
+        gone = stamps.add(st.job_id, st.at + dt.timedelta(days=ttl_days))
+        was, expired = "false", f" WHEN {old} THEN {_code(gone, EXITED)}"
+    return (
+        f"CASE WHEN {member} THEN CASE WHEN {was} THEN {_code(stamps.now, EXISTING)} ELSE {entered} END "
+        f"WHEN {was} THEN {_code(stamps.now, EXITED)}{expired} ELSE o{k} END"
     )
-    have.audiences[segment_id] = (SEGMENT_NAMESPACE, ttl_days, tbl)
-    row = cur.execute(
-        f"SELECT count(*) FILTER (WHERE {STATUS} = 'realized'), count(*) FILTER (WHERE {STATUS} = 'existing'), "
-        f"count(*) FILTER (WHERE {STATUS} = 'exited' AND {RUN_ID} = $job) FROM {ident(tbl)}",
-        {"job": job_id},
-    ).fetchone()
+
+
+def build(
+    cur: duckdb.DuckDBPyConnection,
+    have: Tables,
+    plan: Plan,
+    n: int,
+    stamps: Stamps,
+    ttl_days: dict[str, int],
+) -> dict[str, SegmentCounts]:
+    """Evaluates the plan and writes its result table (not yet visible to readers: see :func:`publish`)."""
+    tbl = result_table(stamps.job_id, n)
+    evaluation = query(have, plan)  # first: it may bind more of the plan's parameters
+    by_table: dict[str, list[str]] = defaultdict(list)
+    select = []
+    for k, (segment_id, _) in enumerate(plan.segments):
+        st = have.results.get(segment_id)
+        if st is not None:
+            by_table[st.tbl].append(f"c{st.col} AS o{k}")
+        status = _status(k, f"coalesce(n.s{k}, false)", st, ttl_days.get(segment_id, NO_TTL), plan.now, stamps)
+        select.append(f"CAST({status} AS UINTEGER) AS c{k}")
+    olds = "".join(
+        f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(cols)} FROM {ident(t)}) USING ({PROFILE_ID})"
+        for t, cols in by_table.items()
+    )
+    codes = ", ".join(f"c{k}" for k in range(len(plan.segments)))
+    sql = (
+        f"CREATE OR REPLACE TABLE {ident(tbl)} AS SELECT * FROM (SELECT {PROFILE_ID}, {', '.join(select)} "
+        f"FROM ({evaluation}) n{olds}) WHERE coalesce({codes}) IS NOT NULL ORDER BY {PROFILE_ID}"
+    )
+    cur.execute(sql, used(sql, plan.params))
+    aggs = ", ".join(
+        f"count_if(c{k} = {_code(stamps.now, status)})"
+        for k in range(len(plan.segments))
+        for status in (REALIZED, EXISTING, EXITED)
+    )
+    row = cur.execute(f"SELECT {aggs} FROM {ident(tbl)}").fetchone()
     assert row is not None
-    return SegmentCounts(realized=int(row[0]), existing=int(row[1]), exited=int(row[2]))
+    counts = {}
+    for k, (segment_id, _) in enumerate(plan.segments):
+        counts[segment_id] = SegmentCounts(*(int(v or 0) for v in row[3 * k : 3 * k + 3]))  # count_if of no rows: NULL
+        have.fresh[segment_id] = Stored(tbl, k, stamps.now, stamps.job_id, stamps.at)
+    return counts
+
+
+def view(st: Stored) -> str:
+    """The segment's memberships in a membership table's shape (``MEMBER_COLUMNS``)."""
+    c = f"r.c{st.col}"
+    return (
+        f"SELECT r.{PROFILE_ID}, CASE {c} & 3 WHEN {REALIZED} THEN 'realized' WHEN {EXISTING} THEN 'existing' "
+        f"ELSE 'exited' END AS {STATUS}, s.stamped_at AS {QUALIFIED_AT}, s.job_id AS {RUN_ID} "
+        f"FROM {ident(st.tbl)} r JOIN segment_stamps s ON s.no = {c} >> 2"
+    )
+
+
+def memberships(
+    cur: duckdb.DuckDBPyConnection, wanted: str, param: object, segments: dict[str, tuple[Stored, int]]
+) -> Iterator[tuple[str, str, str, dt.datetime]]:
+    """(profile id, segment id, status, qualified at) of the ``wanted`` profiles (SQL and its parameter) in these
+    segments (their results and ttl), as read now (ttl applied as :func:`effective` does): one query per result table,
+    however many segments it holds."""
+    by_table: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    for segment_id, (st, ttl) in segments.items():
+        by_table[st.tbl].append((segment_id, st.col, ttl))
+    if not by_table:
+        return
+    stamps = {int(no): (at, str(job)) for no, job, at in cur.execute("SELECT * FROM segment_stamps").fetchall()}
+    now = dt.datetime.now(dt.UTC)
+    names = {code: name for name, code in CODES.items()}
+    for tbl, cols in by_table.items():
+        codes = ", ".join(f"c{col}" for _, col, _ in cols)
+        for pid, *row in cur.execute(
+            f"SELECT CAST({PROFILE_ID} AS VARCHAR), {codes} FROM {ident(tbl)} WHERE {PROFILE_ID} IN {wanted}", [param]
+        ).fetchall():
+            for (segment_id, _, ttl), code in zip(cols, row, strict=True):
+                if code is None:
+                    continue
+                status, (at, _) = names[code & 3], stamps[code >> 2]
+                if status != "exited" and at < now - dt.timedelta(days=ttl):
+                    status, at = "exited", at + dt.timedelta(days=ttl)
+                yield pid, segment_id, status, at
+
+
+def drop_relation(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drops the table or view ``name`` if there is one (DuckDB's DROP names the kind)."""
+    for kind, listing in (("VIEW", "duckdb_views()"), ("TABLE", "duckdb_tables()")):
+        found = cur.execute(
+            f"SELECT 1 FROM {listing} WHERE database_name <> 'temp' AND {kind.lower()}_name = ?", [name]
+        ).fetchone()
+        if found:
+            cur.execute(f"DROP {kind} {ident(name)}")
+
+
+def publish(cur: duckdb.DuckDBPyConnection, have: Tables, stamps: Stamps, ttl_days: dict[str, int]) -> None:
+    """Makes the job's results the segments' memberships (in the caller's transaction), then drops result tables
+    that no segment reads any more."""
+    cur.executemany("INSERT INTO segment_stamps VALUES (?, ?, ?)", [[no, *v] for no, v in stamps.added.items()])
+    base_tables = {str(r[0]) for r in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    for segment_id, st in have.fresh.items():
+        name = table_for(segment_id)
+        if name in base_tables:  # written by an earlier version of the store, as a table of its own
+            cur.execute(f"DROP TABLE {ident(name)}")
+        cur.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {view(st)}")
+        cur.execute(
+            "INSERT INTO audiences VALUES (?, ?, ?, ?) ON CONFLICT (audience_id) DO UPDATE SET "
+            "namespace = excluded.namespace, ttl_days = excluded.ttl_days, tbl = excluded.tbl",
+            [segment_id, SEGMENT_NAMESPACE, ttl_days.get(segment_id, NO_TTL), name],
+        )
+        cur.execute(
+            "INSERT INTO segment_results VALUES (?, ?, ?, ?) ON CONFLICT (segment_id) DO UPDATE SET "
+            "tbl = excluded.tbl, col = excluded.col, stamp = excluded.stamp",
+            [segment_id, st.tbl, st.col, st.stamp],
+        )
+    collect(cur)
+
+
+def collect(cur: duckdb.DuckDBPyConnection) -> None:
+    """Drops the result tables that no segment reads (replaced, or left by a job that crashed before publishing)."""
+    for (tbl,) in cur.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name <> 'temp' AND starts_with(table_name, ?) "
+        "AND table_name NOT IN (SELECT tbl FROM segment_results)",
+        [RESULT_PREFIX],
+    ).fetchall():
+        cur.execute(f"DROP TABLE {ident(str(tbl))}")
