@@ -1,0 +1,106 @@
+"""A PostgreSQL connection's statements and portals, and the work on them that runs on the connection's
+thread: reading a result's next rows as DataRow messages, skipping rows, closing results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from audiencehub.query import pgtypes
+from audiencehub.query.pgcatalog import Catalog, CatalogQuery
+from audiencehub.query.pgstatements import Statement
+from audiencehub.query.session import QuerySession, Result
+
+
+@dataclass
+class Prepared:
+    """A parsed statement (Parse, or one statement of a simple Query)."""
+
+    sql: str
+    statement: Statement
+    catalog: CatalogQuery | None = None
+    param_types: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Portal:
+    """A statement with its parameters bound, and once started, its result being read (a cursor too)."""
+
+    name: str
+    prepared: Prepared
+    params: list[Any]
+    format_codes: list[int]
+    result: Result | None = None
+    types: list[pgtypes.PgType] = field(default_factory=list)
+    formats: list[int] = field(default_factory=list)
+    pending: pa.RecordBatch | None = None
+    exhausted: bool = False
+    hold: bool = False  # survives the end of the transaction (DECLARE ... WITH HOLD)
+    cursor: bool = False
+
+
+def next_rows(portal: Portal, want: int) -> tuple[bytes | memoryview, int]:
+    """The next DataRow messages of a portal, at most ``want`` rows; (b"", 0) when it has no more."""
+    batch = portal.pending
+    portal.pending = None
+    while batch is None or batch.num_rows == 0:
+        if portal.exhausted or portal.result is None:
+            portal.exhausted = True
+            return b"", 0
+        batch = next(portal.result.batches, None)
+        if batch is None:
+            portal.exhausted = True
+            return b"", 0
+    if batch.num_rows > want:
+        portal.pending = batch.slice(want)
+        batch = batch.slice(0, want)
+    return pgtypes.data_rows(batch, portal.types, portal.formats), batch.num_rows
+
+
+def skip(portal: Portal, count: int | None) -> int:
+    moved = 0
+    while count is None or moved < count:
+        batch = portal.pending
+        portal.pending = None
+        if batch is None:
+            if portal.exhausted or portal.result is None:
+                break
+            batch = next(portal.result.batches, None)
+            if batch is None:
+                portal.exhausted = True
+                break
+        take = batch.num_rows if count is None else min(batch.num_rows, count - moved)
+        if take < batch.num_rows:
+            portal.pending = batch.slice(take)
+        moved += take
+    return moved
+
+
+def close_result(result: Result) -> None:
+    close = getattr(result.batches, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+
+
+def close_all(portals: list[Portal], session: QuerySession, catalog: Catalog | None) -> None:
+    for portal in portals:
+        if portal.result is not None:
+            close_result(portal.result)
+    if catalog is not None:
+        catalog.close()
+    session.close()
+
+
+def command_tag(verb: str, rows: int) -> str:
+    if verb == "INSERT":
+        return f"INSERT 0 {rows}"
+    if verb in ("CREATE TABLE AS", "SELECT INTO"):
+        return f"SELECT {rows}"  # as PostgreSQL tags CREATE TABLE AS
+    if verb in ("SELECT", "UPDATE", "DELETE", "MERGE", "FETCH", "MOVE", "COPY"):
+        return f"{verb} {rows}"
+    return verb

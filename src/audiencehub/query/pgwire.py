@@ -1,0 +1,698 @@
+"""The Query Service's PostgreSQL front end: protocol v3 (simple and extended query) on asyncio.
+
+One task per client connection; each connection owns one :class:`QuerySession` and one worker thread
+that makes every blocking call on it (open, execute, next batch, encoding), so a slow query never
+blocks the event loop or another client. Results stream batch by batch, each written only when the
+socket has drained the one before. What is not a user query (session settings, transactions, cursors,
+catalog queries) is answered here and in :mod:`audiencehub.query.pgcatalog`.
+
+Transactions are accepted and tracked for the client's sake (BEGIN/COMMIT/ROLLBACK, the ``T``/``E``
+states, cursors closed at commit) but change nothing: the service is read-only but for
+``CREATE TABLE AS`` and ``INSERT``, which commit on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import struct
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from audiencehub.query import pgtypes
+from audiencehub.query.errors import QueryError
+from audiencehub.query.pgcatalog import Catalog
+from audiencehub.query.pgportals import Portal, Prepared, close_all, close_result, command_tag, next_rows, skip
+from audiencehub.query.pgstatements import GUCS, ServerSettings, Statement, classify, split
+from audiencehub.query.session import Column, QueryBackend, QuerySession, Result
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST = 80877103, 80877104, 80877102
+ROWS_PER_CHUNK = 32768  # rows encoded and written at a time
+FLUSH_BYTES = 1 << 18
+_pids = itertools.count(1000)
+
+
+class ProtocolError(Exception):
+    """The client broke the protocol: answered with a FATAL error, then the connection closes."""
+
+
+class PgWireServer:
+    """Serves the PostgreSQL protocol on ``host:port`` (port 0: any free port, then read :attr:`port`)."""
+
+    def __init__(self, backend: QueryBackend, host: str, port: int) -> None:
+        self.backend, self.host, self.port = backend, host, port
+        self._server: asyncio.Server | None = None
+        self._connections: dict[int, Connection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("PostgreSQL protocol (Query Service) on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for conn in list(self._connections.values()):
+            conn.abort()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        self._server = None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        conn = Connection(self, reader, writer)
+        try:
+            await conn.run()
+        finally:
+            self._connections.pop(conn.pid, None)
+            self._tasks.discard(task)
+
+    def register(self, conn: Connection) -> None:
+        self._connections[conn.pid] = conn
+
+    def cancel(self, pid: int, key: int) -> None:
+        conn = self._connections.get(pid)
+        if conn is not None and conn.secret == key:
+            conn.cancel()
+
+
+class Connection:
+    """One client: the startup handshake, then messages until Terminate or end of stream."""
+
+    def __init__(self, server: PgWireServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server, self.reader, self.writer = server, reader, writer
+        self.pid = next(_pids)
+        self.secret = secrets.randbits(31)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pgwire-{self.pid}")
+        self.session: QuerySession | None = None
+        self.catalog: Catalog | None = None
+        self.settings: ServerSettings | None = None
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+        self.status = b"I"  # I idle, T in a transaction block, E in a failed one
+        self.out = bytearray()
+        self.busy = False
+        self.cancelled = False
+        self.skip_to_sync = False
+
+    # -- lifecycle --
+
+    async def run(self) -> None:
+        try:
+            if await self._startup():
+                self.server.register(self)
+                await self._serve()
+        except ProtocolError as exc:
+            self._error(QueryError(str(exc), "08P01"), fatal=True)
+            with contextlib.suppress(ConnectionError):
+                await self._flush()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("pgwire connection %d failed", self.pid)
+        finally:
+            await self._close()
+
+    def abort(self) -> None:
+        self.cancel()
+        self.writer.close()
+
+    def cancel(self) -> None:
+        """A CancelRequest with this connection's key: interrupts the statement that runs now, if any."""
+        if self.busy and self.session is not None:
+            self.cancelled = True
+            session = self.session
+            asyncio.get_running_loop().run_in_executor(None, session.cancel)
+
+    async def _close(self) -> None:
+        portals, self.portals = list(self.portals.values()), {}
+        try:
+            if self.session is not None:
+                session, catalog = self.session, self.catalog
+                await self._call(lambda: close_all(portals, session, catalog))
+        except Exception:
+            log.exception("closing pgwire session %d", self.pid)
+        self.pool.shutdown(wait=False)
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """Runs a blocking call on this connection's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    # -- startup --
+
+    async def _startup(self) -> bool:
+        while True:
+            (length,) = struct.unpack("!i", await self.reader.readexactly(4))
+            if not 8 <= length <= 10_000:
+                raise ProtocolError("invalid length of startup packet")
+            body = await self.reader.readexactly(length - 4)
+            (code,) = struct.unpack_from("!i", body)
+            if code in (SSL_REQUEST, GSSENC_REQUEST):
+                self.writer.write(b"N")  # no TLS here: put a TLS-terminating proxy in front
+                continue
+            if code == CANCEL_REQUEST:
+                pid, key = struct.unpack_from("!ii", body, 4)
+                self.server.cancel(pid, key)
+                return False
+            break
+        if code >> 16 != 3:
+            raise ProtocolError(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: only 3.0 is")
+        items = body[4:].split(b"\0")
+        params = {k.decode(): v.decode() for k, v in zip(items[::2], items[1::2], strict=False) if k}
+        unknown = [k for k in params if k.startswith("_pq_.")]
+        if code & 0xFFFF or unknown:
+            payload = struct.pack("!ii", 0, len(unknown)) + b"".join(k.encode() + b"\0" for k in unknown)
+            self._send(b"v", payload)
+        user = params.get("user")
+        if not user:
+            self._error(QueryError("no PostgreSQL user name specified in startup packet", "28000"), fatal=True)
+            await self._flush()
+            return False
+        database = params.get("database") or user
+        self._send(b"R", struct.pack("!i", 3))  # AuthenticationCleartextPassword
+        await self._flush()
+        kind, payload = await self._read()
+        if kind != b"p":
+            raise ProtocolError(f"expected a password message, got {kind!r}")
+        password = payload.rstrip(b"\0").decode()
+        try:
+            session = await self._call(
+                lambda: self.server.backend.open(user=user, password=password, database=database)
+            )
+        except QueryError as exc:
+            self._error(exc, fatal=True)
+            await self._flush()
+            return False
+        self.session = session
+        self.settings = ServerSettings(user)
+        self.settings.apply_startup({**params, **_options(params.get("options", ""))})
+        self.catalog = Catalog(session, user=user, database=database, pid=self.pid, settings=self.settings)
+        self._send(b"R", struct.pack("!i", 0))
+        for name, value in self.settings.reported():
+            self._send(b"S", _cstr(name) + _cstr(value))
+        self._send(b"K", struct.pack("!ii", self.pid, self.secret))
+        self._ready()
+        await self._flush()
+        return True
+
+    # -- message loop --
+
+    async def _serve(self) -> None:
+        handlers: dict[bytes, Callable[[bytes], Any]] = {
+            b"Q": self._query,
+            b"P": self._parse,
+            b"B": self._bind,
+            b"D": self._describe,
+            b"E": self._execute,
+            b"C": self._close_message,
+            b"H": self._flush_message,
+            b"S": self._sync,
+        }
+        while True:
+            kind, payload = await self._read()
+            if kind == b"X":
+                return
+            if kind not in handlers:
+                raise ProtocolError(f"invalid frontend message type {kind!r}")
+            if self.skip_to_sync and kind not in (b"S", b"Q"):
+                continue
+            try:
+                await handlers[kind](payload)
+            except QueryError as exc:
+                self._failed(exc)
+                if kind != b"Q":
+                    self.skip_to_sync = True  # the extended protocol ignores all until Sync after an error
+            if len(self.out) >= FLUSH_BYTES:
+                await self._flush()
+
+    async def _read(self) -> tuple[bytes, bytes]:
+        header = await self.reader.readexactly(5)
+        (length,) = struct.unpack_from("!i", header, 1)
+        if length < 4 or length > 1 << 30:
+            raise ProtocolError("invalid message length")
+        return header[:1], await self.reader.readexactly(length - 4)
+
+    # -- simple query --
+
+    async def _query(self, payload: bytes) -> None:
+        sql = payload.rstrip(b"\0").decode()
+        statements = split(sql)
+        if not statements:
+            self._send(b"I", b"")  # EmptyQueryResponse
+        for text in statements:
+            try:
+                prepared = await self._prepare(text)
+                portal = Portal("", prepared, [], [])
+                self._replace_portal(portal)
+                async with self._statement():
+                    await self._run(portal, 0, describe=True)
+            except QueryError as exc:
+                self._failed(exc)
+                break
+        self._end_implicit_transaction()
+        self._ready()
+        await self._flush()
+
+    # -- extended query --
+
+    async def _parse(self, payload: bytes) -> None:
+        name, at = _read_cstr(payload, 0)
+        sql, at = _read_cstr(payload, at)
+        (count,) = struct.unpack_from("!h", payload, at)
+        types = list(struct.unpack_from(f"!{count}i", payload, at + 2))
+        if len(split(sql)) > 1:
+            raise QueryError("cannot insert multiple commands into a prepared statement", "42601")
+        if name and name in self.statements:
+            raise QueryError(f'prepared statement "{name}" already exists', "42P05")
+        prepared = await self._prepare(sql)
+        count = await self._parameter_count(prepared)
+        prepared.param_types = (types + [0] * count)[: max(count, len(types))]
+        self.statements[name] = prepared
+        self._send(b"1", b"")  # ParseComplete
+
+    async def _bind(self, payload: bytes) -> None:
+        portal_name, at = _read_cstr(payload, 0)
+        name, at = _read_cstr(payload, at)
+        (n,) = struct.unpack_from("!h", payload, at)
+        param_formats = list(struct.unpack_from(f"!{n}h", payload, at + 2))
+        at += 2 + 2 * n
+        (n,) = struct.unpack_from("!h", payload, at)
+        at += 2
+        raw: list[bytes | None] = []
+        for _ in range(n):
+            (size,) = struct.unpack_from("!i", payload, at)
+            at += 4
+            raw.append(None if size < 0 else payload[at : at + size])
+            at += max(size, 0)
+        (count,) = struct.unpack_from("!h", payload, at)
+        result_codes = list(struct.unpack_from(f"!{count}h", payload, at + 2))
+        prepared = self.statements.get(name)
+        if prepared is None:
+            raise QueryError(f'prepared statement "{name}" does not exist', "26000")
+        if len(raw) != len(prepared.param_types):
+            raise QueryError(
+                f'bind message supplies {len(raw)} parameters, but prepared statement "{name}" requires '
+                f"{len(prepared.param_types)}",
+                "08P01",
+            )
+        if len(param_formats) not in (0, 1, len(raw)):
+            raise QueryError(
+                f"bind message has {len(param_formats)} parameter formats but {len(raw)} parameters", "08P01"
+            )
+        fmts = param_formats * len(raw) if len(param_formats) == 1 else param_formats or [0] * len(raw)
+        params = [pgtypes.decode_param(v, t, f == 1) for v, t, f in zip(raw, prepared.param_types, fmts, strict=True)]
+        if portal_name and portal_name in self.portals:
+            raise QueryError(f'portal "{portal_name}" already exists', "42P03")
+        self._replace_portal(Portal(portal_name, prepared, params, result_codes))
+        self._send(b"2", b"")  # BindComplete
+
+    async def _describe(self, payload: bytes) -> None:
+        kind, name = payload[:1], _read_cstr(payload, 1)[0]
+        if kind == b"S":
+            prepared = self.statements.get(name)
+            if prepared is None:
+                raise QueryError(f'prepared statement "{name}" does not exist', "26000")
+            types = [t or pgtypes.TEXT.oid for t in prepared.param_types]
+            self._send(b"t", struct.pack(f"!h{len(types)}i", len(types), *types))
+            columns = await self._statement_columns(prepared)
+            self._row_description(columns, [0] * len(columns)) if columns is not None else self._send(b"n", b"")
+            return
+        portal = self._portal(name)
+        async with self._statement():
+            await self._start(portal)
+        if portal.result is not None and portal.result.columns is not None:
+            self._row_description(portal.result.columns, portal.formats)
+        else:
+            self._send(b"n", b"")  # NoData
+
+    async def _execute(self, payload: bytes) -> None:
+        name, at = _read_cstr(payload, 0)
+        (limit,) = struct.unpack_from("!i", payload, at)
+        portal = self._portal(name)
+        async with self._statement():
+            await self._run(portal, max(limit, 0), describe=False)
+
+    async def _close_message(self, payload: bytes) -> None:
+        kind, name = payload[:1], _read_cstr(payload, 1)[0]
+        if kind == b"S":
+            self.statements.pop(name, None)
+        elif name in self.portals:
+            await self._drop(self.portals.pop(name))
+        self._send(b"3", b"")  # CloseComplete
+
+    async def _flush_message(self, payload: bytes) -> None:
+        await self._flush()
+
+    async def _sync(self, payload: bytes) -> None:
+        self.skip_to_sync = False
+        self._end_implicit_transaction()
+        self._ready()
+        await self._flush()
+
+    # -- statements --
+
+    async def _prepare(self, sql: str) -> Prepared:
+        statement = classify(sql)
+        prepared = Prepared(sql, statement)
+        query = statement.query if statement.kind == "declare" else sql if statement.kind == "query" else None
+        if query is not None:
+            catalog = self._catalog()
+            prepared.catalog = await self._call(lambda: catalog.recognize(query))
+        return prepared
+
+    async def _parameter_count(self, prepared: Prepared) -> int:
+        if prepared.catalog is not None:
+            return prepared.catalog.parameters
+        query = prepared.sql if prepared.statement.kind == "query" else prepared.statement.query
+        if query is None or prepared.statement.kind not in ("query", "declare"):
+            return 0
+        session = self._session()
+        return await self._call(lambda: session.parameter_count(query))
+
+    async def _statement_columns(self, prepared: Prepared) -> list[Column] | None:
+        st = prepared.statement
+        if st.kind == "show":
+            assert self.settings is not None
+            return self.settings.show(st.name).columns
+        if st.kind == "fetch" and st.name in self.portals:
+            return await self._columns_of_cursor(self.portals[st.name])
+        if st.kind != "query":
+            return None
+        if prepared.catalog is not None:
+            catalog, query = self.catalog, prepared.catalog
+            assert catalog is not None
+            nulls = [None] * query.parameters
+            return (await self._call(lambda: catalog.run(query, nulls))).columns
+        session, sql = self._session(), prepared.sql
+        return await self._call(lambda: session.describe(sql))
+
+    async def _columns_of_cursor(self, cursor: Portal) -> list[Column] | None:
+        await self._start(cursor)
+        return None if cursor.result is None else cursor.result.columns
+
+    async def _start(self, portal: Portal) -> None:
+        """Runs a portal's query, if it has one and has not yet: its result is then read by Execute."""
+        if portal.result is not None or portal.exhausted:
+            return
+        st = portal.prepared.statement
+        if st.kind == "show":
+            assert self.settings is not None
+            portal.result = self.settings.show(st.name)
+        elif st.kind == "fetch":
+            columns = await self._columns_of_cursor(self._cursor(st.name))
+            portal.result = Result(tag="FETCH", columns=columns)
+        elif st.kind == "query":
+            portal.result = await self._execute_query(portal.prepared, portal.prepared.sql, portal.params)
+        if portal.result is not None and portal.result.columns is not None:
+            portal.types = [pgtypes.pg_type(c.type) for c in portal.result.columns]
+            portal.formats = pgtypes.result_formats(portal.format_codes, len(portal.types))
+            pgtypes.check_formats(portal.types, portal.formats)
+
+    async def _execute_query(self, prepared: Prepared, sql: str, params: list[Any]) -> Result:
+        self._check_not_aborted()
+        if prepared.catalog is not None:
+            catalog, query = self.catalog, prepared.catalog
+            assert catalog is not None
+            return await self._call(lambda: catalog.run(query, params))
+        session = self._session()
+        return await self._call(lambda: session.execute(sql, params))
+
+    @contextlib.asynccontextmanager
+    async def _statement(self) -> AsyncIterator[None]:
+        """While a statement runs (executes, streams), a CancelRequest interrupts it."""
+        if self.busy:
+            yield
+            return
+        self.busy, self.cancelled = True, False
+        try:
+            yield
+        finally:
+            self.busy = False
+
+    async def _run(self, portal: Portal, limit: int, *, describe: bool) -> None:
+        """Executes a portal (Execute, or one statement of a simple Query): rows, then the completion."""
+        st = portal.prepared.statement
+        if st.kind not in ("commit", "rollback", "savepoint", "empty"):
+            self._check_not_aborted()
+        if st.kind == "empty":
+            self._send(b"I", b"")
+        elif st.kind in ("begin", "commit", "rollback", "savepoint"):
+            self._transaction(st)
+        elif st.kind in ("set", "reset"):
+            self._set(st)
+        elif st.kind == "declare":
+            await self._declare(portal)
+        elif st.kind in ("fetch", "move"):
+            await self._fetch(portal, st, describe=describe)
+        elif st.kind == "close":
+            await self._close_cursor(st.name)
+        elif st.kind == "discard":
+            await self._discard(portal)
+        elif st.kind == "deallocate":
+            if st.name is None:
+                self.statements = {k: v for k, v in self.statements.items() if not k}
+            elif self.statements.pop(st.name, None) is None:
+                raise QueryError(f'prepared statement "{st.name}" does not exist', "26000")
+            self._complete(st.tag)
+        else:
+            await self._start(portal)
+            result = portal.result
+            assert result is not None
+            if result.columns is None:
+                self._complete(command_tag(result.tag, result.rowcount or 0))
+                return
+            if describe:
+                self._row_description(result.columns, portal.formats)
+            sent, done = await self._stream(portal, limit or None)
+            if done:
+                self._complete(command_tag(result.tag, sent if result.rowcount is None else result.rowcount))
+            else:
+                self._send(b"s", b"")  # PortalSuspended: Execute again for more
+
+    async def _stream(self, portal: Portal, limit: int | None) -> tuple[int, bool]:
+        """Writes up to ``limit`` rows of a started portal; (rows written, whether the result is done)."""
+        sent = 0
+        while limit is None or sent < limit:
+            want = ROWS_PER_CHUNK if limit is None else min(ROWS_PER_CHUNK, limit - sent)
+            if self.cancelled:
+                raise QueryError("canceling statement due to user request", "57014")
+            rows, count = await self._call(lambda w=want: next_rows(portal, w))  # type: ignore[misc]
+            if count == 0:
+                return sent, True
+            self.out += rows
+            sent += count
+            if len(self.out) >= FLUSH_BYTES:
+                await self._flush()
+        return sent, portal.exhausted and portal.pending is None
+
+    def _transaction(self, st: Statement) -> None:
+        if st.kind == "begin":
+            if self.status != b"I":
+                self._notice("there is already a transaction in progress", "25001")
+            self.status = b"T" if self.status == b"I" else self.status
+            self._complete("BEGIN")
+            return
+        if st.kind == "savepoint":
+            if self.status == b"I":
+                raise QueryError(f"{st.tag} can only be used in transaction blocks", "25P01")
+            if st.tag == "ROLLBACK":  # ROLLBACK TO SAVEPOINT leaves a failed block usable again
+                self.status = b"T"
+            self._complete(st.tag)
+            return
+        if self.status == b"I":
+            self._notice("there is no transaction in progress", "25P01")
+        tag = "ROLLBACK" if self.status == b"E" else st.tag
+        self.status = b"I"
+        self._close_transaction_portals()
+        self._complete(tag)
+
+    def _set(self, st: Statement) -> None:
+        settings = self.settings
+        assert settings is not None
+        names = [st.name] if st.name is not None or st.kind == "set" else list(_settable())
+        for name in names:
+            if name is None:
+                continue  # SET TRANSACTION ...: nothing to change
+            report = settings.set(name, st.value if st.kind == "set" else None)
+            if report is not None:
+                self._send(b"S", _cstr(report[0]) + _cstr(report[1]))
+        self._complete(st.tag)
+
+    async def _declare(self, portal: Portal) -> None:
+        st = portal.prepared.statement
+        assert st.name is not None and st.query is not None
+        if self.status == b"I" and not st.hold:
+            raise QueryError("DECLARE CURSOR can only be used in transaction blocks", "25P01")
+        if st.name in self.portals:
+            raise QueryError(f'cursor "{st.name}" already exists', "42P03")
+        result = await self._execute_query(portal.prepared, st.query, portal.params)
+        cursor = Portal(st.name, portal.prepared, portal.params, [1 if st.binary else 0], result=result)
+        cursor.hold, cursor.cursor = st.hold, True
+        if result.columns is not None:
+            cursor.types = [pgtypes.pg_type(c.type) for c in result.columns]
+            cursor.formats = pgtypes.result_formats(cursor.format_codes, len(cursor.types))
+        self.portals[st.name] = cursor
+        self._complete("DECLARE CURSOR")
+
+    async def _fetch(self, portal: Portal, st: Statement, *, describe: bool) -> None:
+        cursor = self._cursor(st.name)
+        result = cursor.result
+        assert result is not None
+        if result.columns is None:
+            raise QueryError(f'cursor "{st.name}" does not return rows', "42809")
+        # A FETCH sent through Bind/Execute uses the formats its own Bind asked for.
+        formats = cursor.formats if describe else pgtypes.result_formats(portal.format_codes, len(cursor.types))
+        pgtypes.check_formats(cursor.types, formats)
+        if st.kind == "move":
+            moved = await self._call(lambda: skip(cursor, st.count))
+            self._complete(f"MOVE {moved}")
+            return
+        if describe:
+            self._row_description(result.columns, formats)
+        saved, cursor.formats = cursor.formats, formats
+        try:
+            sent, _ = await self._stream(cursor, st.count)
+        finally:
+            cursor.formats = saved
+        self._complete(f"FETCH {sent}")
+
+    async def _close_cursor(self, name: str | None) -> None:
+        if name is None:
+            for key in [k for k, p in self.portals.items() if p.cursor]:
+                await self._drop(self.portals.pop(key))
+        else:
+            await self._drop(self._cursor(name, pop=True))
+        self._complete("CLOSE CURSOR")
+
+    async def _discard(self, portal: Portal) -> None:
+        for key in [k for k in self.portals if self.portals[k] is not portal]:
+            await self._drop(self.portals.pop(key))
+        self.statements = {}
+        assert self.settings is not None
+        for name in _settable():
+            self.settings.set(name, None)
+        self._complete(portal.prepared.statement.tag)
+
+    # -- portals --
+
+    def _portal(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise QueryError(f'portal "{name}" does not exist', "34000")
+        return portal
+
+    def _cursor(self, name: str | None, *, pop: bool = False) -> Portal:
+        portal = self.portals.get(name or "")
+        if portal is None or not portal.cursor:
+            raise QueryError(f'cursor "{name}" does not exist', "34000")
+        if pop:
+            del self.portals[portal.name]
+        return portal
+
+    def _replace_portal(self, portal: Portal) -> None:
+        old = self.portals.get(portal.name)
+        self.portals[portal.name] = portal
+        if old is not None and old.result is not None:
+            self.pool.submit(close_result, old.result)
+
+    async def _drop(self, portal: Portal) -> None:
+        if portal.result is not None:
+            result = portal.result
+            await self._call(lambda: close_result(result))
+
+    def _close_transaction_portals(self) -> None:
+        for name in [k for k, p in self.portals.items() if not p.hold]:
+            portal = self.portals.pop(name)
+            if portal.result is not None:
+                self.pool.submit(close_result, portal.result)
+
+    def _end_implicit_transaction(self) -> None:
+        if self.status == b"I":
+            self._close_transaction_portals()
+
+    def _session(self) -> QuerySession:
+        assert self.session is not None
+        return self.session
+
+    def _catalog(self) -> Catalog:
+        assert self.catalog is not None
+        return self.catalog
+
+    def _check_not_aborted(self) -> None:
+        if self.status == b"E":
+            raise QueryError("current transaction is aborted, commands ignored until end of transaction block", "25P02")
+
+    # -- messages out --
+
+    def _send(self, kind: bytes, payload: bytes) -> None:
+        self.out += kind + struct.pack("!i", len(payload) + 4) + payload
+
+    async def _flush(self) -> None:
+        if self.out:
+            self.writer.write(bytes(self.out))
+            self.out.clear()
+        await self.writer.drain()
+
+    def _ready(self) -> None:
+        self._send(b"Z", self.status)
+
+    def _complete(self, tag: str) -> None:
+        self._send(b"C", _cstr(tag))
+
+    def _row_description(self, columns: list[Column], formats: list[int]) -> None:
+        parts = [struct.pack("!h", len(columns))]
+        for column, fmt in zip(columns, formats or [0] * len(columns), strict=True):
+            t = pgtypes.pg_type(column.type)
+            parts.append(_cstr(column.name) + struct.pack("!ihihih", 0, 0, t.oid, t.size, -1, fmt))
+        self._send(b"T", b"".join(parts))
+
+    def _failed(self, exc: QueryError) -> None:
+        self._error(exc)
+        if self.status == b"T":
+            self.status = b"E"
+
+    def _error(self, exc: QueryError, *, fatal: bool = False) -> None:
+        severity = b"FATAL" if fatal else b"ERROR"
+        fields = b"S" + severity + b"\0V" + severity + b"\0C" + exc.sqlstate.encode() + b"\0M" + exc.message.encode()
+        self._send(b"E", fields + b"\0\0")
+
+    def _notice(self, message: str, sqlstate: str) -> None:
+        self._send(b"N", b"SWARNING\0VWARNING\0C" + sqlstate.encode() + b"\0M" + message.encode() + b"\0\0")
+
+
+def _settable() -> list[str]:
+    return [k for k, g in GUCS.items() if g.settable]
+
+
+def _options(options: str) -> dict[str, str]:
+    """``-c name=value`` and ``--name=value`` pairs of the startup packet's ``options``."""
+    out, words = {}, options.split()
+    for i, word in enumerate(words):
+        pair = words[i + 1] if word == "-c" and i + 1 < len(words) else word[2:] if word.startswith("--") else ""
+        if "=" in pair:
+            key, value = pair.split("=", 1)
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def _cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+def _read_cstr(buf: bytes, at: int) -> tuple[str, int]:
+    end = buf.index(b"\0", at)
+    return buf[at:end].decode(), end + 1
