@@ -366,12 +366,7 @@ class DuckDBProfileStore(ProfileStore):
 
     @staticmethod
     def _audiences(cur: duckdb.DuckDBPyConnection, audience_id: str | None = None) -> list[tuple[str, str, int, str]]:
-        sql = f"SELECT audience_id, namespace, ttl_days, tbl FROM audiences WHERE tbl IN {segments.RELATIONS}"
-        rows = cur.execute(
-            sql + (" AND audience_id = ?" if audience_id else "") + " ORDER BY 1",
-            [audience_id] if audience_id else [],
-        ).fetchall()
-        return [(str(a), str(ns), int(ttl), str(tbl)) for a, ns, ttl, tbl in rows]
+        return segments.audiences(cur, audience_id)
 
     def _table_lists(
         self, scope: Scope, cur: duckdb.DuckDBPyConnection
@@ -720,7 +715,7 @@ class DuckDBProfileStore(ProfileStore):
             rank = {d: n for n, d in enumerate(precedence or [])}
             members = [
                 f"SELECT {PROFILE_ID} AS pid, {lit(ns)} AS ns, {lit(a)} AS seg, {STATUS} AS status, "
-                f"{QUALIFIED_AT} AS at FROM ({effective(tbl, ttl)})"
+                f"{QUALIFIED_AT} AS qat FROM ({effective(tbl, ttl)})"
                 for a, ns, ttl, tbl in audiences
             ]
             members.append(
@@ -729,7 +724,7 @@ class DuckDBProfileStore(ProfileStore):
             )
             typed = (
                 "SELECT CAST(NULL AS UUID) AS pid, '' AS ns, '' AS seg, '' AS status, "
-                "CAST(NULL AS TIMESTAMPTZ) AS at"
+                "CAST(NULL AS TIMESTAMPTZ) AS qat"
             )
             parts = [
                 "ids AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT "
@@ -737,9 +732,9 @@ class DuckDBProfileStore(ProfileStore):
                 "CAST(NULL AS BOOLEAN)} ORDER BY id) AS v FROM identities GROUP BY ALL) GROUP BY pid)",
                 f"mem AS ({typed} WHERE false UNION ALL " + " UNION ALL ".join(members) + ")",
                 "ms AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT pid, "
-                "ns, map_from_entries(list({'key': seg, 'value': {'status': status, 'lastQualificationTime': at}} "
+                "ns, map_from_entries(list({'key': seg, 'value': {'status': status, 'lastQualificationTime': qat}} "
                 "ORDER BY seg)) AS v FROM (SELECT * FROM mem WHERE pid IS NOT NULL QUALIFY row_number() OVER "
-                "(PARTITION BY pid, ns, seg ORDER BY at DESC) = 1) GROUP BY ALL) GROUP BY pid)",
+                "(PARTITION BY pid, ns, seg ORDER BY qat DESC) = 1) GROUP BY ALL) GROUP BY pid)",
             ]
             tables = [(d, tbl) for d, k, tbl in fragments if k == "profile"]
             leaves: list[str] = []

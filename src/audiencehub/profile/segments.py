@@ -64,13 +64,19 @@ RELATIONS = (
 """The names of the store's tables and views."""
 
 
+def audiences(cur: duckdb.DuckDBPyConnection, audience_id: str | None = None) -> list[tuple[str, str, int, str]]:
+    """The registered audiences (external ones and segments) whose membership relation exists: (audience id,
+    namespace, ttl days, table or view), by id."""
+    sql = f"SELECT audience_id, namespace, ttl_days, tbl FROM audiences WHERE tbl IN {RELATIONS}"
+    rows = cur.execute(
+        sql + (" AND audience_id = ?" if audience_id else "") + " ORDER BY 1",
+        [audience_id] if audience_id else [],
+    ).fetchall()
+    return [(str(a), str(ns), int(ttl), str(tbl)) for a, ns, ttl, tbl in rows]
+
+
 def tables(cur: duckdb.DuckDBPyConnection) -> Tables:
-    audiences = {
-        str(a): (str(ns), int(ttl), str(t))
-        for a, ns, ttl, t in cur.execute(
-            f"SELECT a.audience_id, a.namespace, a.ttl_days, a.tbl FROM audiences a WHERE a.tbl IN {RELATIONS}"
-        ).fetchall()
-    }
+    registered = {a: (ns, ttl, tbl) for a, ns, ttl, tbl in audiences(cur)}
     columns: dict[str, set[str]] = defaultdict(set)
     for tbl, col in cur.execute(
         "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name <> 'temp' "
@@ -82,7 +88,7 @@ def tables(cur: duckdb.DuckDBPyConnection) -> Tables:
         for d, k, t in cur.execute("SELECT dataset_id, kind, tbl FROM fragment_tables ORDER BY dataset_id").fetchall()
         if str(t) in columns
     ]
-    return Tables(audiences, fragments, stored(cur))
+    return Tables(registered, fragments, stored(cur))
 
 
 def _empty(names: list[tuple[str, str]]) -> str:
@@ -303,7 +309,8 @@ def _fresh_flags(have: Tables, flags: dict[str, Flag]) -> list[str]:
 
 
 def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datetime, stamps: Stamps) -> str:
-    """The new code of segment ``k`` (position in the plan) from ``member`` (SQL) and the old code ``o{k}``."""
+    """The new code of segment ``k`` (position in the plan) from ``member`` (SQL; NULL is false) and the old code
+    ``o{k}``."""
     entered = _code(stamps.now, REALIZED)
     if st is None:
         return f"CASE WHEN {member} THEN {entered} END"
@@ -336,7 +343,7 @@ def build(
         st = have.results.get(segment_id)
         if st is not None:
             by_table[st.tbl].append(f"c{st.col} AS o{k}")
-        status = _status(k, f"coalesce(n.s{k}, false)", st, ttl_days.get(segment_id, NO_TTL), plan.now, stamps)
+        status = _status(k, f"n.s{k}", st, ttl_days.get(segment_id, NO_TTL), plan.now, stamps)
         select.append(f"CAST({status} AS UINTEGER) AS c{k}")
     olds = "".join(
         f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(cols)} FROM {ident(t)}) USING ({PROFILE_ID})"
