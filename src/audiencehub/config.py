@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     segment_schedule: str = "00:00"
     """When the daily segment job evaluates every batch segment definition: ``HH:MM`` UTC, or ``off``."""
 
+    query_timeout_seconds: float = Field(default=300.0, gt=0)
+    """Query Service: a statement still running after this long is cancelled (SQLSTATE 57014)."""
+
     debug_hold_at: str | None = None
     """Fault injection for tests: a run pauses at this checkpoint until its hold file is removed."""
 

@@ -13,6 +13,7 @@ from audiencehub.jobs.runner import Handler, JobRunner
 from audiencehub.jobs.schedule import DailySchedule, parse_time
 from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
+from audiencehub.query.duckdb import Limits
 from audiencehub.services.audience_creation import AudienceCreation
 from audiencehub.services.audience_portal import AudiencePortalService
 from audiencehub.services.auth import AuthService
@@ -28,6 +29,7 @@ from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import LandingZoneService
 from audiencehub.services.merge_policies import MergePolicyService
 from audiencehub.services.profile_access import ProfileAccessService
+from audiencehub.services.query import QueryService
 from audiencehub.services.schemas import SchemaService
 from audiencehub.services.segmentation import JOB_SEGMENT, SegmentationService
 from audiencehub.services.streaming import StreamingService
@@ -63,6 +65,7 @@ class Container:
     segmentation: SegmentationService
     audience_portal: AudiencePortalService
     ingestion: IngestionService
+    query: QueryService
     runner: JobRunner
     home_lock: HomeLock
     schedule: DailySchedule | None = None
@@ -191,11 +194,12 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         store, profiles, lake, connections, namespaces, wake=runner.wake, users_of=segmentation.users_of
     )
     at = parse_time(settings.segment_schedule)
+    auth = AuthService(store, keyring, settings.token_ttl_seconds)
     container = Container(
         settings=settings,
         store=store,
         keyring=keyring,
-        auth=AuthService(store, keyring, settings.token_ttl_seconds),
+        auth=auth,
         tenancy=TenancyService(store),
         landing=landing,
         connections=connections,
@@ -219,6 +223,22 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         segmentation=segmentation,
         audience_portal=AudiencePortalService(store, profiles),
         ingestion=ingestion,
+        query=QueryService(
+            store,
+            auth,
+            lake,
+            catalog,
+            batches,
+            profiles,
+            merge_policies,
+            schema_of=schemas.resolve,
+            limits=Limits(
+                timeout_s=settings.query_timeout_seconds,
+                memory_limit=settings.engine_memory_limit,
+                threads=settings.engine_threads,
+                temp_dir=str(tmp),
+            ),
+        ),
         runner=runner,
         home_lock=home_lock,
         schedule=None if at is None else DailySchedule(at, segmentation.schedule_due, "segment-schedule"),

@@ -10,11 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiencehub.domain.audiences import FieldType
 from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.metadata.store import Scope
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -193,3 +196,11 @@ class ProfileStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Releases open databases."""
+
+    @abstractmethod
+    def snapshot(
+        self, scope: Scope, *, precedence: list[str] | None = None, batch_rows: int = 65_536
+    ) -> pa.RecordBatchReader:
+        """Every merged profile of the sandbox as a stream of Arrow batches (the Query Service's profile table):
+        the merged attributes nested under their top-level fields, ``identityMap`` and ``segmentMembership`` (namespace
+        → audience id → {status, lastQualificationTime}). ``precedence`` as in :meth:`entity`."""

@@ -1,0 +1,441 @@
+"""The Query Service's executor: one in-memory DuckDB database per session, walled off from the file system.
+
+A session's database holds no data of its own: the sandbox's tables are registered as views over
+``pyarrow.dataset`` objects (the dataset's committed batch files) and, when a statement names it, a stream of the
+profile store's merged profiles. Then the database loses its access to files, the network and extensions
+(``enable_external_access = false``) and its settings are locked, so even a statement that slipped past
+``query/guard.py`` could not read ``/etc/passwd``, ``COPY`` or ``ATTACH``. Statements run with a timeout
+(``connection.interrupt()`` from a timer; :meth:`DuckDBSession.cancel` does the same) and their results stream as
+Arrow record batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+
+from audiencehub.query import dialect, guard
+from audiencehub.query.errors import QueryError
+from audiencehub.query.guard import Kind, Statement
+from audiencehub.query.session import Column, Result
+from audiencehub.query.tables import DatasetTable, ProfileTable, Table, TableSource, table_name
+
+BATCH_ROWS = 65_536
+_PATH = re.compile(r"(?<![\w:])/(?:[\w.@+-]+/)+[\w.@+-]*")
+TIMED_OUT = "canceling statement due to statement timeout"
+CANCELLED = "canceling statement due to user request"
+
+
+class TableWriter(Protocol):
+    """Writes a statement's rows into the sandbox's datasets as a new batch (``services/query.py``)."""
+
+    def create(self, name: str, rows: pa.RecordBatchReader) -> int:
+        """CTAS: a new dataset called ``name`` (an ad hoc schema from the rows' columns) with the rows as its first
+        batch; answers how many rows were written. QueryError when the batch fails."""
+        ...
+
+    def insert(self, table: DatasetTable, rows: pa.RecordBatchReader) -> int:
+        """INSERT INTO: the rows as a new batch of the table's dataset, checked against its schema."""
+        ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 300.0
+    memory_limit: str = "1GB"
+    threads: int | None = None
+    temp_dir: str | None = None
+    batch_rows: int = BATCH_ROWS
+
+
+def open_database(limits: Limits) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory database that cannot reach files, the network or its own settings."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        con.execute("SET python_enable_replacements = false")
+        con.execute(f"SET memory_limit = '{_setting(limits.memory_limit)}'")
+        if limits.threads:
+            con.execute(f"SET threads = {int(limits.threads)}")
+        if limits.temp_dir:
+            con.execute(f"SET temp_directory = '{_setting(limits.temp_dir)}'")
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _setting(value: str) -> str:
+    return value.replace("'", "''")
+
+
+class DuckDBSession:
+    """One client's session on one sandbox (implements :class:`audiencehub.query.session.QuerySession`)."""
+
+    def __init__(self, tables: TableSource, writer: TableWriter | None, limits: Limits) -> None:
+        self._tables = tables
+        self._writer = writer
+        self._limits = limits
+        self._con = open_database(limits)
+        self._registered: dict[str, object] = {}
+        self._known: dict[str, Table] = {}
+        self._broken: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        self._timer: threading.Timer | None = None
+        self._active: Iterator[pa.RecordBatch] | None = None
+        self._closed = False
+
+    # ----- QuerySession -----
+
+    def describe(self, sql: str) -> list[Column] | None:
+        with self._engine_errors():
+            return self._describe(sql)
+
+    def _describe(self, sql: str) -> list[Column] | None:
+        stmt = guard.statement(sql)
+        if stmt.kind is Kind.QUERY and stmt.query is not None:
+            self._finish_active()
+            return self._query_columns(stmt.query)
+        return _static_columns(stmt)
+
+    def parameter_count(self, sql: str) -> int:
+        return dialect.parameter_count(dialect.parse(sql))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        with self._engine_errors():
+            return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Result:
+        stmt = guard.statement(sql)
+        self._finish_active()
+        if stmt.kind is Kind.TRANSACTION:
+            return Result(stmt.tag, None)
+        if stmt.kind is Kind.SHOW_TABLES:
+            self._refresh()
+            names = sorted(self._known)
+            kinds = ["view" if isinstance(self._known[n], ProfileTable) else "table" for n in names]
+            return _rows(stmt, [pa.array(names, pa.string()), pa.array(kinds, pa.string())])
+        if stmt.kind is Kind.DESCRIBE and stmt.target is not None:
+            cols = self.columns(stmt.target)
+            return _rows(
+                stmt,
+                [pa.array([c.name for c in cols], pa.string()), pa.array([_type_name(c.type) for c in cols])],
+            )
+        assert stmt.query is not None
+        if stmt.kind is Kind.DESCRIBE:
+            cols = self._query_columns(stmt.query)
+            return _rows(
+                stmt,
+                [pa.array([c.name for c in cols], pa.string()), pa.array([_type_name(c.type) for c in cols])],
+            )
+        self._refresh()
+        if stmt.kind is Kind.CTAS:
+            return self._create(stmt, params)
+        if stmt.kind is Kind.INSERT:
+            return self._insert(stmt, params)
+        duck_sql, read = self._prepare(stmt.query)
+        if stmt.kind is Kind.EXPLAIN:
+            return self._explain(duck_sql, read, params)
+        return self._query(stmt.tag, duck_sql, read, params)
+
+    def tables(self) -> list[str]:
+        with self._engine_errors():
+            self._refresh()
+        return sorted(self._known)
+
+    def columns(self, table: str) -> list[Column]:
+        with self._engine_errors():
+            self._refresh()
+        found = self._known.get(table.lower())
+        if found is None:
+            raise guard.unknown_table(table, self._known)
+        return [Column(f.name, f.type) for f in found.schema]
+
+    @contextlib.contextmanager
+    def _engine_errors(self) -> Iterator[None]:
+        """Any engine error of a call (an interrupt may land in a check or a registration too) as a QueryError."""
+        try:
+            yield
+        except (duckdb.Error, pa.ArrowException) as exc:
+            raise _query_error(exc, self._reason) from None
+
+    def cancel(self) -> None:
+        self._interrupt(CANCELLED)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._finish_active()
+        with self._lock:
+            self._closed = True
+            self._con.close()
+
+    # ----- statements -----
+
+    def _refresh(self) -> None:
+        """Registers the sandbox's tables as they are now: new batches and datasets show, removed ones go."""
+        self._known = self._tables.load()
+        for name in list(self._registered):
+            table = self._known.get(name)
+            if table is None or isinstance(table, ProfileTable) or table.version != self._registered[name]:
+                self._con.unregister(name)
+                del self._registered[name]
+        self._broken = {}
+        for name, table in self._known.items():
+            if isinstance(table, DatasetTable) and name not in self._registered:
+                try:
+                    self._con.register(name, table.open())
+                except (OSError, pa.ArrowException) as exc:
+                    # A batch's files went missing (its dataset is being deleted?): only statements that read the
+                    # table fail, and the client never sees a server path.
+                    self._broken[name] = _PATH.sub("<file>", str(exc))
+                    continue
+                self._registered[name] = table.version
+
+    def _prepare(self, query: Any) -> tuple[str, list[str]]:
+        """The DuckDB SQL of a checked query and the sandbox tables it reads."""
+        read = guard.check_tree(query, self._known)
+        for name in read:
+            if name in self._broken:
+                raise QueryError(f"table {name} cannot be read now: {self._broken[name]}", "58030")
+        with self._profile(read):
+            tree = dialect.to_duckdb(query, self._probe)
+        duck_sql = dialect.render(tree)
+        guard.check_engine_sql(self._con, duck_sql, self._known)
+        return duck_sql, read
+
+    def _probe(self, sql: str) -> list[str]:
+        guard.check_engine_sql(self._con, sql, self._known)
+        try:
+            return [str(t) for t in self._con.sql(sql).types]
+        except duckdb.Error as exc:
+            raise _query_error(exc, None) from None
+
+    def _query_columns(self, query: Any) -> list[Column]:
+        self._refresh()
+        duck_sql, read = self._prepare(dialect.without_parameters(query))
+        try:
+            with self._running(read):
+                schema = self._con.sql(f"SELECT * FROM ({duck_sql}) LIMIT 0").to_arrow_table().schema
+        except duckdb.Error as exc:
+            raise _query_error(exc, self._reason) from None
+        return [Column(f.name, f.type) for f in schema]
+
+    def _query(self, tag: str, duck_sql: str, read: list[str], params: Sequence[Any]) -> Result:
+        reader, stop = self._start(duck_sql, read, params)
+        columns = [Column(f.name, f.type) for f in reader.schema]
+        stream = self._stream(reader, stop)
+        self._active = stream
+        return Result(tag, columns, stream)
+
+    def _explain(self, duck_sql: str, read: list[str], params: Sequence[Any]) -> Result:
+        reader, stop = self._start("EXPLAIN " + duck_sql, read, params, explain=True)
+        lines: list[str] = []
+        for batch in self._stream(reader, stop):
+            for value in batch.column(batch.num_columns - 1).to_pylist():
+                lines += str(value).splitlines()
+        return Result("EXPLAIN", [Column("QUERY PLAN", pa.string())], iter([_batch(["QUERY PLAN"], [lines])]))
+
+    def _create(self, stmt: Statement, params: Sequence[Any]) -> Result:
+        assert stmt.target is not None and stmt.query is not None
+        name = table_name(stmt.target)
+        if name in self._known:
+            if stmt.if_not_exists:
+                return Result("SELECT", None, rowcount=0)
+            raise QueryError(f"table {name} already exists in this sandbox", "42P07")
+        if self._writer is None:
+            raise QueryError("this session cannot write datasets", "25006")
+        duck_sql, read = self._prepare(stmt.query)
+        reader, stop = self._start(duck_sql, read, params)
+        rows = pa.RecordBatchReader.from_batches(reader.schema, self._stream(reader, stop))
+        try:
+            count = self._writer.create(stmt.target, rows)
+        finally:
+            stop()
+        return Result("SELECT", None, rowcount=count)
+
+    def _insert(self, stmt: Statement, params: Sequence[Any]) -> Result:
+        assert stmt.target is not None and stmt.query is not None
+        table = self._known.get(stmt.target.lower())
+        if table is None:
+            raise guard.unknown_table(stmt.target, self._known)
+        if isinstance(table, ProfileTable):
+            raise QueryError(f"table {table.name} is the profile store's, read-only: insert into a dataset", "42501")
+        if self._writer is None:
+            raise QueryError("this session cannot write datasets", "25006")
+        duck_sql, read = self._prepare(stmt.query)
+        reader, stop = self._start(duck_sql, read, params)
+        rows = pa.RecordBatchReader.from_batches(reader.schema, self._stream(reader, stop))
+        try:
+            count = self._writer.insert(table, rows)
+        finally:
+            stop()
+        return Result("INSERT", None, rowcount=count)
+
+    # ----- running, streaming, stopping -----
+
+    def _start(
+        self, duck_sql: str, read: list[str], params: Sequence[Any], *, explain: bool = False
+    ) -> tuple[pa.RecordBatchReader, Any]:
+        """Starts a statement under the timeout; answers its reader and what ends the run (call it once)."""
+        stop = self._arm(read)
+        try:
+            rel = self._con.sql(duck_sql, params=list(params)) if params else self._con.sql(duck_sql)
+            if rel is None:  # pragma: no cover - only queries get here
+                raise QueryError("the statement returned no rows", "XX000")
+            reader = rel.to_arrow_reader(self._limits.batch_rows)
+        except duckdb.Error as exc:
+            reason = self._reason
+            stop()
+            raise _query_error(exc, reason) from None
+        except BaseException:
+            stop()
+            raise
+        return reader, stop
+
+    def _stream(self, reader: pa.RecordBatchReader, stop: Any) -> Iterator[pa.RecordBatch]:
+        try:
+            while True:
+                if self._reason is not None:
+                    raise QueryError(self._reason, "57014")
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (duckdb.Error, OSError, pa.ArrowException) as exc:
+                    raise _query_error(exc, self._reason) from None
+                yield batch
+        finally:
+            reader.close()
+            stop()
+
+    def _arm(self, read: list[str]) -> Any:
+        """Registers the profile table if read, starts the timeout; answers the function that undoes both."""
+        self._reason = None
+        profile = self._register_profile(read)
+        timer = threading.Timer(self._limits.timeout_s, self._interrupt, args=(TIMED_OUT,))
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+        done = False
+
+        def stop() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            timer.cancel()
+            if profile is not None:
+                self._unregister_profile(profile)
+
+        return stop
+
+    def _interrupt(self, reason: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._reason = reason
+            self._con.interrupt()
+
+    def _finish_active(self) -> None:
+        active, self._active = self._active, None
+        if active is not None:
+            close = getattr(active, "close", None)
+            if close is not None:
+                close()
+
+    def _register_profile(self, read: list[str]) -> str | None:
+        for name in read:
+            table = self._known.get(name)
+            if isinstance(table, ProfileTable):
+                self._con.register(name, table.snapshot())
+                return name
+        return None
+
+    def _unregister_profile(self, name: str) -> None:
+        with contextlib.suppress(duckdb.Error):  # the connection was closed meanwhile
+            self._con.unregister(name)
+
+    class _Running:
+        def __init__(self, session: DuckDBSession, read: list[str]) -> None:
+            self._session, self._read = session, read
+            self._stop: Any = None
+
+        def __enter__(self) -> None:
+            self._stop = self._session._arm(self._read)
+
+        def __exit__(self, *exc: object) -> None:
+            self._stop()
+
+    def _running(self, read: list[str]) -> DuckDBSession._Running:
+        return DuckDBSession._Running(self, read)
+
+    def _profile(self, read: list[str]) -> DuckDBSession._Running:
+        """The profile table registered while the statement is translated (its probes may read its types)."""
+        return DuckDBSession._Running(self, read)
+
+
+# ----- results and errors -----
+
+
+def _rows(stmt: Statement, arrays: list[pa.Array]) -> Result:
+    cols = _static_columns(stmt) or []
+    batch = pa.RecordBatch.from_arrays(arrays, names=[c.name for c in cols])
+    return Result(stmt.tag, cols, iter([batch]))
+
+
+def _batch(names: list[str], columns: list[list[Any]]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in columns], names=names)
+
+
+def _static_columns(stmt: Statement) -> list[Column] | None:
+    if stmt.kind is Kind.SHOW_TABLES:
+        return [Column("name", pa.string()), Column("type", pa.string())]
+    if stmt.kind is Kind.DESCRIBE:
+        return [Column("col_name", pa.string()), Column("data_type", pa.string())]
+    if stmt.kind is Kind.EXPLAIN:
+        return [Column("QUERY PLAN", pa.string())]
+    return None
+
+
+def _type_name(t: pa.DataType) -> str:
+    return str(t)
+
+
+def _query_error(exc: BaseException, reason: str | None) -> QueryError:
+    """A DuckDB (or Arrow) error as the client sees it: PostgreSQL's SQLSTATE, no server path in the message."""
+    if reason is not None or isinstance(exc, duckdb.InterruptException) or "INTERRUPT" in str(exc):
+        return QueryError(reason or CANCELLED, "57014")
+    message = _PATH.sub("<file>", str(exc)).strip()
+    if isinstance(exc, duckdb.ParserException):
+        state = "42601"
+    elif isinstance(exc, duckdb.CatalogException):
+        state = "42883" if "Function" in message else "42P01"
+    elif isinstance(exc, duckdb.BinderException):
+        state = "42703" if "column" in message.lower() else "42804"
+    elif isinstance(exc, duckdb.PermissionException):
+        state = "42501"
+    elif isinstance(exc, duckdb.OutOfMemoryException):
+        state = "53200"
+    elif isinstance(exc, duckdb.NotImplementedException):
+        state = "0A000"
+    elif isinstance(
+        exc, duckdb.ConversionException | duckdb.InvalidInputException | duckdb.OutOfRangeException | pa.ArrowException
+    ):
+        state = "22000"
+    else:
+        state = "XX000"
+    return QueryError(message, state)
