@@ -17,6 +17,7 @@ from audiencehub.api import (
     catalog,
     connections,
     errors,
+    exports,
     external_audiences,
     identity,
     ims,
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(segments.router)
     app.include_router(segments.jobs)
     app.include_router(audiences.router)
+    app.include_router(exports.router)
 
     @app.get("/health", tags=["Health"], operation_id="health")
     def health() -> dict[str, str]:

@@ -20,6 +20,7 @@ from audiencehub.services.auth import AuthService
 from audiencehub.services.batch_ingestion import JOB_BATCH, BatchIngestionService
 from audiencehub.services.catalog import CatalogService
 from audiencehub.services.connections import ConnectionService, StoredConnection
+from audiencehub.services.exports import JOB_EXPORT, ExportService
 from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
 from audiencehub.services.home import HomeLock, lock_home
 from audiencehub.services.identity import NamespaceService
@@ -64,6 +65,7 @@ class Container:
     streaming: StreamingService
     segmentation: SegmentationService
     audience_portal: AudiencePortalService
+    exports: ExportService
     ingestion: IngestionService
     query: QueryService
     runner: JobRunner
@@ -168,6 +170,13 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
                 recover=lambda ref, scope: segmentation.recover(ref, scope),
                 retryable=True,
             ),
+            # An export job publishes its batches and commits them with its status in one transaction; every step
+            # before that can run again.
+            JOB_EXPORT: Handler(
+                execute=lambda ref, scope: exports.execute(ref, scope),
+                recover=lambda ref, scope: exports.recover(ref, scope),
+                retryable=True,
+            ),
         },
         workers=settings.workers,
         heartbeat_s=settings.job_heartbeat_seconds,
@@ -190,6 +199,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         on_profile_change=lambda scope, dataset_id: segmentation.profiles_changed(scope, dataset_id),
     )
     segmentation = SegmentationService(store, profiles, merge_policies, schemas.resolve, wake=runner.wake)
+    exports = ExportService(store, profiles, lake, catalog, merge_policies, schemas.resolve, wake=runner.wake)
     audiences = ExternalAudienceService(
         store, profiles, lake, connections, namespaces, wake=runner.wake, users_of=segmentation.users_of
     )
@@ -222,6 +232,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         ),
         segmentation=segmentation,
         audience_portal=AudiencePortalService(store, profiles),
+        exports=exports,
         ingestion=ingestion,
         query=QueryService(
             store,

@@ -375,3 +375,22 @@ audience_evaluations = Table(
     Column("created_ns", BigInteger, nullable=False),  # orders evaluations within one second
     Index("ix_audience_evaluations", "org_id", "sandbox", "audience_id", "created_ns"),
 )
+
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    # AEP's export job ids are numbers (``"id": 100``): the table's own counter, never reused after a delete.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *_scope(),
+    Column("status", String(16), nullable=False),  # NEW, PROCESSING, SUCCEEDED, FAILED; CANCELLING while deleted
+    Column("spec", JSON, nullable=False),  # the request as understood: fields, filter, destination, schema, policy
+    Column("batches", JSON, nullable=False),  # the batches it writes: [{batchId, segmentId?, segmentNs?, status?}]
+    Column("metrics", JSON, nullable=False),
+    Column("errors", JSON, nullable=False),
+    Column("work_id", String(36), nullable=False),  # its row in ``jobs`` (AEP's computeGatewayJobId.exportJob)
+    Column("request_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # epoch milliseconds
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_export_jobs_scope", "org_id", "sandbox", "created_at", "id"),
+    sqlite_autoincrement=True,
+)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from audiencehub.domain.audiences import FieldType
 from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.metadata.store import Scope
+from audiencehub.profile.exports import ExportOutput, ExportSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -204,3 +205,9 @@ class ProfileStore(ABC):
         """Every merged profile of the sandbox as a stream of Arrow batches (the Query Service's profile table):
         the merged attributes nested under their top-level fields, ``identityMap`` and ``segmentMembership`` (namespace
         → audience id → {status, lastQualificationTime}). ``precedence`` as in :meth:`entity`."""
+
+    @abstractmethod
+    def export(self, scope: Scope, spec: ExportSpec, outputs: list[ExportOutput]) -> list[int]:
+        """Writes the profiles each output selects to its Parquet file as XDM rows (the spec's fields nested,
+        ``identityMap`` when asked, and always ``segmentMembership``: every membership of the profile), all outputs
+        from one snapshot of the store; answers how many rows each file got."""
