@@ -1,12 +1,13 @@
 """Export jobs in the embedded profile store: the profiles a filter selects, as XDM rows, written in bulk.
 
-One aggregation per export does all the work: every row the profiles' answer needs (their memberships in every
-audience and segment of the sandbox, the fragments that hold the requested attributes, their identities) is read
-into one ``UNION ALL BY NAME`` and grouped by profile once. Each group yields the profile's merged attributes (the
-newest non-null value of each leaf, or by dataset precedence, as the profile's reads merge them), its
-``segmentMembership`` map (all of its memberships, namespace → audience id → status and qualification time), its
-``identityMap`` when asked, and one flag per output saying whether the filter selects it. The rows become nested
-structs and are written to Parquet by the engine (``COPY``): nothing is looked at row by row in Python.
+One ``COPY`` per output file, all in one snapshot of the store: the profiles the filter selects (the members of the
+named audiences with the named statuses), left-joined with their merged attributes (one aggregate over the profile
+fragment tables: the newest non-null value of each leaf, or by dataset precedence, as the profile's reads merge
+them), with their membership in every audience and segment of the sandbox (one join per membership table, records'
+own memberships as a list), and with their identities when ``identityMap`` is asked. The engine nests the leaves
+into structs, builds ``segmentMembership`` (namespace → audience id → status and qualification time) and writes
+Parquet: nothing is looked at row by row in Python. An export too large for the memory limit runs in slices of the
+profile ids, one file each (the merge's states cannot spill to disk).
 """
 
 from __future__ import annotations
@@ -20,29 +21,17 @@ import duckdb
 
 from audiencehub.engines.ingest_sql import ident, lit
 from audiencehub.profile import segments
-from audiencehub.profile.columns import BATCH, PROFILE_ID, QUALIFIED_AT, SEQ, STATUS, TS, effective
+from audiencehub.profile.columns import PROFILE_ID, QUALIFIED_AT, SEQ, STATUS, TS, effective
 
 MEMBERSHIP = "STRUCT(status VARCHAR, lastQualificationTime TIMESTAMPTZ)"
 MEMBERSHIP_TYPE = f"MAP(VARCHAR, MAP(VARCHAR, {MEMBERSHIP}))"
 IDENTITY = 'STRUCT(id VARCHAR, authenticatedState VARCHAR, "primary" BOOLEAN)'
 IDENTITY_MAP_TYPE = f"MAP(VARCHAR, {IDENTITY}[])"
-AGG = "__ah_export"
-# The columns of the rows grouped by profile. ``K``: m a membership table's row (audience number ``A``), r a
-# record's own membership, f a profile fragment, e an event, i an identity.
-K, A, M, NS, SID, KEY, FTS, INS, IID = (
-    "__ah_k",
-    "__ah_a",
-    "__ah_m",
-    "__ah_ns",
-    "__ah_sid",
-    "__ah_key",
-    "__ah_fts",
-    "__ah_ins",
-    "__ah_iid",
-)
 RECORDS = "__ah_records"
+KEY = "__ah_key"
 PROFILE_BYTES, COLUMN_BYTES = 120, 60
-"""Measured (DuckDB 2.0): one profile's aggregate states take about this much memory, plus this per column."""
+"""Measured (DuckDB 2.0): a profile's merge states and join entries take about this much memory, plus this per
+exported leaf, membership table or identity namespace."""
 
 
 @dataclass(frozen=True)
@@ -134,149 +123,152 @@ def _in(values: tuple[str, ...] | list[str]) -> str:
 
 
 class _Plan:
-    """The SQL of one export over one store: the grouped rows, the aggregate, and each output's rows."""
+    """The SQL of one export over one store: per output and slice, the selected profiles and their rows."""
 
-    def __init__(self, store: Store, spec: ExportSpec, outputs: list[ExportOutput]) -> None:
-        self.store, self.spec, self.outputs = store, spec, outputs
-        self.audiences = list(store.audiences.items())  # membership table n is column a{n}
-        self.number = {aid: n for n, (aid, _) in enumerate(self.audiences)}
+    def __init__(self, store: Store, spec: ExportSpec) -> None:
+        self.store, self.spec = store, spec
+        self.audiences = list(store.audiences.items())  # membership table n becomes column __ah_a{n}
 
-    # -- the rows grouped by profile
+    # -- the selected profiles
 
-    def _shape(self) -> str:
-        """No rows, every column typed: the union's first relation, so that each column exists whatever the store
-        holds."""
-        cols = [
-            f"CAST(NULL AS UUID) AS {PROFILE_ID}",
-            f"CAST(NULL AS VARCHAR) AS {K}",
-            f"CAST(NULL AS INTEGER) AS {A}",
-            f"CAST(NULL AS {MEMBERSHIP}) AS {M}",
-            *(f"CAST(NULL AS VARCHAR) AS {c}" for c in (NS, SID, INS, IID)),
-            f"CAST(NULL AS TIMESTAMPTZ) AS {FTS}",
-            f"CAST(NULL AS STRUCT(r INTEGER, t TIMESTAMPTZ, b VARCHAR, s BIGINT)) AS {KEY}",
-            *(f"CAST(NULL AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(self.spec.fields)),
-        ]
-        return f"SELECT {', '.join(cols)} WHERE false"
+    def _records(self) -> str:
+        """Records' own memberships, the newest per profile, namespace and id; an audience's table wins over them."""
+        known = [f"{ns}\x00{aid}" for aid, (ns, _, _) in self.audiences]
+        skip = f"WHERE ns || chr(0) || segment_id NOT IN {_in(known)} " if known else ""
+        return (
+            f"SELECT profile_id AS {PROFILE_ID}, ns, segment_id, m.status AS {STATUS}, m.q AS {QUALIFIED_AT} FROM "
+            "(SELECT profile_id, ns, segment_id, arg_max({'status': coalesce(status, 'realized'), 'q': qualified_at}, "
+            f"(qualified_at, received_at, seq)) AS m FROM fragment_memberships {skip}"
+            "GROUP BY profile_id, ns, segment_id)"
+        )
 
-    def _memberships(self) -> list[str]:
-        """Every membership of the sandbox as read now (ttl applied): each membership table's rows under its number,
-        then records' own (the newest per profile, namespace and id; an audience's table wins over records)."""
-        parts = [
-            f"SELECT {PROFILE_ID}, 'm' AS {K}, {n} AS {A}, {{'status': {STATUS}, 'lastQualificationTime': "
-            f"{QUALIFIED_AT}}} AS {M} FROM ({effective(tbl, ttl)})"
-            for n, (_, (_, ttl, tbl)) in enumerate(self.audiences)
-        ]
-        if self.store.record_namespaces:
-            known = [f"{ns}\x00{aid}" for aid, (ns, _, _) in self.audiences]
-            skip = f"WHERE ns || chr(0) || segment_id NOT IN {_in(known)} " if known else ""
-            parts.append(
-                f"SELECT profile_id AS {PROFILE_ID}, 'r' AS {K}, ns AS {NS}, segment_id AS {SID}, m AS {M} FROM "
-                f"(SELECT profile_id, ns, segment_id, arg_max({{'status': coalesce(status, 'realized'), "
-                f"'lastQualificationTime': qualified_at}}, (qualified_at, received_at, seq)) AS m "
-                f"FROM fragment_memberships {skip}GROUP BY profile_id, ns, segment_id)"
-            )
-        return parts
+    def _window(self) -> str:
+        spec, conds = self.spec, []
+        if spec.qualified_from is not None:
+            conds.append(f" AND {QUALIFIED_AT} >= {_ts(spec.qualified_from)}")
+        if spec.qualified_until is not None:
+            conds.append(f" AND {QUALIFIED_AT} <= {_ts(spec.qualified_until)}")
+        return "".join(conds)
 
-    def _fragments(self) -> list[str]:
-        """One relation per profile fragment table: the leaves the export names (``__ah_v{n}``) with the merge key;
-        a table without any of them only when the profile's flags need its rows. Event tables for the flags."""
+    def chosen(self, members: tuple[MemberFilter, ...] | None, bounds: str) -> str:
+        """The profile ids an output writes: members of any of its filters (every profile without filters), less
+        those the spec's profile conditions leave out."""
+        if members is None:
+            parts = [f"SELECT profile_id AS {PROFILE_ID} FROM identities"]
+        else:
+            parts = []
+            for f in members:
+                wanted = f"{STATUS} IN {_in(f.statuses)}{self._window()}"
+                found = self.store.audiences.get(f.audience_id)
+                if found is not None and found[0] == f.namespace:
+                    parts.append(f"SELECT {PROFILE_ID} FROM ({effective(found[2], found[1])}) WHERE {wanted}")
+                elif f.namespace in self.store.record_namespaces:
+                    parts.append(
+                        f"SELECT {PROFILE_ID} FROM ({self._records()}) WHERE ns = {lit(f.namespace)} "
+                        f"AND segment_id = {lit(f.audience_id)} AND {wanted}"
+                    )
+        if not parts:
+            return f"SELECT CAST(NULL AS UUID) AS {PROFILE_ID} WHERE false"
+        conds = [bounds, *self._conditions()]
+        return f"SELECT DISTINCT {PROFILE_ID} FROM ({' UNION ALL '.join(parts)}) WHERE {' AND '.join(conds)}"
+
+    def _conditions(self) -> list[str]:
+        """The spec's conditions on profiles (emptyProfiles, fromIngestTimestamp), as SQL on ``PROFILE_ID``."""
         spec = self.spec
-        flags = not spec.empty_profiles or spec.updated_after is not None
+        profiles = [ident(t) for _, k, t, _ in self.store.fragments if k == "profile"]
+        events = [ident(t) for _, k, t, _ in self.store.fragments if k == "event"]
+        out = []
+        if not spec.empty_profiles and events:
+            only_events = " UNION ALL ".join(f"SELECT {PROFILE_ID} FROM {t}" for t in events)
+            if profiles:
+                only_events = (
+                    f"({only_events}) EXCEPT ("
+                    + " UNION ALL ".join(f"SELECT {PROFILE_ID} FROM {t}" for t in profiles)
+                    + ")"
+                )
+            out.append(f"{PROFILE_ID} NOT IN (SELECT {PROFILE_ID} FROM ({only_events}))")
+        if spec.updated_after is not None:
+            after = _ts(spec.updated_after)
+            recent = [f"SELECT {PROFILE_ID} FROM {t} WHERE {TS} > {after}" for t in profiles + events]
+            recent += [
+                f"SELECT {PROFILE_ID} FROM ({effective(tbl, ttl)}) WHERE {QUALIFIED_AT} > {after}"
+                for _, (_, ttl, tbl) in self.audiences
+            ]
+            if self.store.record_namespaces:
+                recent.append(
+                    f"SELECT profile_id AS {PROFILE_ID} FROM fragment_memberships WHERE qualified_at > {after}"
+                )
+            found = " UNION ALL ".join(recent) or f"SELECT CAST(NULL AS UUID) AS {PROFILE_ID} WHERE false"
+            out.append(f"{PROFILE_ID} IN (SELECT {PROFILE_ID} FROM ({found}))")
+        return out
+
+    # -- what is joined to them
+
+    def _attributes(self, bounds: str) -> str | None:
+        """Each profile's merged leaves (``__ah_v{n}``): one ``arg_max`` per leaf over the fragment tables that have
+        it, keyed by dataset rank, then time and the record's place in its batch (``arg_max`` skips NULL values)."""
+        spec = self.spec
         order = spec.precedence or ()
         rank = {d: len(order) - n for n, d in enumerate(order)}
         parts = []
         for dataset_id, kind, tbl, cols in self.store.fragments:
-            if kind == "event" and flags:
-                parts.append(f"SELECT {PROFILE_ID}, 'e' AS {K}, {TS} AS {FTS} FROM {ident(tbl)}")
-            if kind != "profile":
+            values = [f"{ident(f.name)} AS __ah_v{n}" for n, f in enumerate(spec.fields) if f.name in cols]
+            if kind != "profile" or not values:
                 continue
-            values = [
-                f"CAST({ident(f.name)} AS {f.sql_type}) AS __ah_v{n}"
-                for n, f in enumerate(spec.fields)
-                if f.name in cols
-            ]
-            if not values and not flags:
-                continue
-            key = f"{{'r': {rank.get(dataset_id, 0)}, 't': {TS}, 'b': {BATCH}, 's': {SEQ}}}"
-            parts.append(
-                f"SELECT {PROFILE_ID}, 'f' AS {K}, {key} AS {KEY}, {TS} AS {FTS}"
-                + "".join(f", {v}" for v in values)
-                + f" FROM {ident(tbl)}"
+            # NOTE: one HUGEINT key (rank, microsecond, row in batch) compares far faster than a struct; two batches
+            # received in the same microsecond are told apart by row number only.
+            key = (
+                f"((CAST({rank.get(dataset_id, 0)} AS HUGEINT) << 112) | "
+                f"(CAST(epoch_us({TS}) AS HUGEINT) << 48) | CAST({SEQ} AS HUGEINT))"
             )
-        return parts
-
-    def _picked(self) -> str | None:
-        """The profiles some filter may select, to group only theirs; None when every profile is written, or when
-        the filters read every membership of the sandbox (grouping everything once is then cheaper than a join)."""
-        if any(o.members is None for o in self.outputs):
+            parts.append(f"SELECT {PROFILE_ID}, {key} AS {KEY}, {', '.join(values)} FROM {ident(tbl)} WHERE {bounds}")
+        if not parts:
             return None
-        filters = [f for o in self.outputs for f in o.members or ()]
-        store = self.store
-        tables = {f.audience_id for f in filters if self._table_of(f) is not None}
-        records = any(f.namespace in store.record_namespaces for f in filters)
-        if tables == set(store.audiences) and (records or not store.record_namespaces):
-            return None
-        parts = []
-        for f in filters:
-            found = self._table_of(f)
-            if found is not None:
-                _, ttl, tbl = found
-                parts.append(f"SELECT {PROFILE_ID} FROM ({effective(tbl, ttl)}) WHERE {STATUS} IN {_in(f.statuses)}")
-            elif f.namespace in store.record_namespaces:
-                parts.append(
-                    f"SELECT profile_id AS {PROFILE_ID} FROM fragment_memberships WHERE ns = {lit(f.namespace)} "
-                    f"AND segment_id = {lit(f.audience_id)}"
-                )
-        return " UNION ALL ".join(parts) or f"SELECT CAST(NULL AS UUID) AS {PROFILE_ID} WHERE false"
+        merged = ", ".join(
+            f"CAST(arg_max(__ah_v{n}, {KEY}) AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(spec.fields)
+        )
+        shape = ", ".join(
+            [f"CAST(NULL AS UUID) AS {PROFILE_ID}", f"CAST(NULL AS HUGEINT) AS {KEY}"]
+            + [f"CAST(NULL AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(spec.fields)]
+        )
+        union = " UNION ALL BY NAME ".join(f"({p})" for p in [f"SELECT {shape} WHERE false", *parts])
+        return f"SELECT {PROFILE_ID}, {merged} FROM ({union}) GROUP BY {PROFILE_ID}"
 
-    def _table_of(self, f: MemberFilter) -> tuple[str, int, str] | None:
-        found = self.store.audiences.get(f.audience_id)
-        return found if found is not None and found[0] == f.namespace else None
-
-    def grouped(self, bounds: str) -> str:
-        parts = [self._shape(), *self._memberships(), *self._fragments()]
-        if self.spec.identity_map or any(o.members is None for o in self.outputs):
-            ids = f", ns AS {INS}, id AS {IID}" if self.spec.identity_map else ""
-            parts.append(f"SELECT profile_id AS {PROFILE_ID}, 'i' AS {K}{ids} FROM identities")
-        union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
-        picked = self._picked()
-        if picked is not None:
-            bounds += f" AND {PROFILE_ID} IN (SELECT {PROFILE_ID} FROM ({picked}))"
-        return f"SELECT * FROM ({union}) WHERE {bounds}"
-
-    # -- one row per profile
-
-    def aggregate(self, bounds: str = "true") -> str:
-        """One row per profile of those ``bounds`` keeps: its merged leaves (``__ah_v{n}``), its membership of each
-        table (``__ah_a{n}``), its records' memberships, its identities by namespace, and ``__ah_keep`` (the spec's
-        profile conditions)."""
+    def _joined(self, bounds: str) -> tuple[list[str], list[str]]:
+        """The relations joined to the chosen profiles, and the columns they bring."""
         spec, store = self.spec, self.store
-        cols = [PROFILE_ID]
-        cols += [
-            f"arg_max(__ah_v{n}, {KEY}) FILTER (WHERE __ah_v{n} IS NOT NULL) AS __ah_v{n}"
-            for n in range(len(spec.fields))
-        ]
-        # One column per membership table: an aggregate of one value is far cheaper than a list per profile.
-        cols += [f"any_value({M}) FILTER (WHERE {A} = {n}) AS __ah_a{n}" for n in range(len(self.audiences))]
-        if store.record_namespaces:
-            cols.append(f"list({{'ns': {NS}, 'key': {SID}, 'value': {M}}}) FILTER (WHERE {K} = 'r') AS {RECORDS}")
-        if spec.identity_map:
-            item = f"{{'id': {IID}, 'authenticatedState': CAST(NULL AS VARCHAR), 'primary': CAST(NULL AS BOOLEAN)}}"
-            cols += [
-                f"list_sort(list({item}) FILTER (WHERE {K} = 'i' AND {INS} = {lit(ns)})) AS __ah_i{n}"
-                for n, ns in enumerate(store.identity_namespaces)
-            ]
-        keep = []
-        if not spec.empty_profiles and any(kind == "event" for _, kind, _, _ in store.fragments):
-            keep.append(f"(bool_or({K} = 'f') OR NOT bool_or({K} = 'e'))")
-        if spec.updated_after is not None:
-            after = _ts(spec.updated_after)
-            keep.append(
-                f"bool_or(({K} IN ('f', 'e') AND {FTS} > {after}) OR "
-                f"({K} IN ('m', 'r') AND {M}.lastQualificationTime > {after}))"
+        joins, cols = [], []
+        attributes = self._attributes(bounds)
+        for n, f in enumerate(spec.fields):
+            cols.append(f"__ah_v{n}" if attributes is not None else f"CAST(NULL AS {f.sql_type}) AS __ah_v{n}")
+        if attributes is not None:
+            joins.append(f"{attributes}")
+        for n, (_, (_, ttl, tbl)) in enumerate(self.audiences):
+            joins.append(
+                f"SELECT {PROFILE_ID}, {{'status': {STATUS}, 'lastQualificationTime': {QUALIFIED_AT}}} AS __ah_a{n} "
+                f"FROM ({effective(tbl, ttl)}) WHERE {bounds}"
             )
-        cols.append(f"{' AND '.join(keep) or 'true'} AS __ah_keep")
-        return f"SELECT {', '.join(cols)} FROM ({self.grouped(bounds)}) GROUP BY {PROFILE_ID}"
+            cols.append(f"__ah_a{n}")
+        if store.record_namespaces:
+            value = f"{{'status': {STATUS}, 'lastQualificationTime': {QUALIFIED_AT}}}"
+            item = f"{{'ns': ns, 'key': segment_id, 'value': {value}}}"
+            joins.append(
+                f"SELECT {PROFILE_ID}, list({item}) AS {RECORDS} FROM ({self._records()}) WHERE {bounds} "
+                f"GROUP BY {PROFILE_ID}"
+            )
+            cols.append(RECORDS)
+        if spec.identity_map and store.identity_namespaces:
+            item = "{'id': id, 'authenticatedState': CAST(NULL AS VARCHAR), 'primary': CAST(NULL AS BOOLEAN)}"
+            lists = ", ".join(
+                f"list_sort(list({item}) FILTER (WHERE ns = {lit(ns)})) AS __ah_i{n}"
+                for n, ns in enumerate(store.identity_namespaces)
+            )
+            joins.append(
+                f"SELECT {PROFILE_ID}, {lists} FROM (SELECT profile_id AS {PROFILE_ID}, ns, id FROM identities) "
+                f"WHERE {bounds} GROUP BY {PROFILE_ID}"
+            )
+            cols += [f"__ah_i{n}" for n in range(len(store.identity_namespaces))]
+        return joins, cols
 
     # -- the rows of an output
 
@@ -307,25 +299,6 @@ class _Plan:
         entries = ", ".join(f"{{'key': {lit(ns)}, 'value': __ah_i{n}}}" for n, ns in enumerate(namespaces))
         return f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL))"
 
-    def _hit(self, f: MemberFilter) -> str:
-        """SQL over the aggregate: the profile's membership that ``f`` names passes it."""
-        spec = self.spec
-
-        def passes(m: str) -> str:
-            conds = [f"{m}.status IN {_in(f.statuses)}"]
-            if spec.qualified_from is not None:
-                conds.append(f"{m}.lastQualificationTime >= {_ts(spec.qualified_from)}")
-            if spec.qualified_until is not None:
-                conds.append(f"{m}.lastQualificationTime <= {_ts(spec.qualified_until)}")
-            return " AND ".join(conds)
-
-        if self._table_of(f) is not None:
-            return f"coalesce({passes(f'__ah_a{self.number[f.audience_id]}')}, false)"
-        if f.namespace in self.store.record_namespaces:
-            named = f"e.ns = {lit(f.namespace)} AND e.key = {lit(f.audience_id)}"
-            return f"len(list_filter(coalesce({RECORDS}, []), lambda e: {named} AND {passes('e.value')})) > 0"
-        return "false"
-
     def _tree(self) -> list[str]:
         """The rows' top-level columns: each field group as nested ``struct_pack``s of its leaves."""
         root: dict[str, object] = {}
@@ -343,18 +316,16 @@ class _Plan:
 
         return [f"{expr(v)} AS {ident(k)}" for k, v in root.items()]
 
-    def rows(self, source: str, k: int) -> str:
-        """The XDM rows of output ``k`` over ``source`` (the aggregate, or a table that holds it)."""
-        members = self.outputs[k].members
-        hit = "true" if members is None else " OR ".join(self._hit(f) for f in members) or "false"
-        cols = self._tree()
+    def rows(self, members: tuple[MemberFilter, ...] | None, bounds: str = "true") -> str:
+        """The XDM rows of the profiles ``members`` selects (every profile: None) whose ids ``bounds`` keeps."""
+        joins, cols = self._joined(bounds)
+        joined = "".join(f" LEFT JOIN ({j}) USING ({PROFILE_ID})" for j in joins)
+        inner = f"SELECT {', '.join([PROFILE_ID, *cols])} FROM ({self.chosen(members, bounds)}){joined}"
+        out = self._tree()
         if self.spec.identity_map:
-            cols.append(f"{self._identity_map()} AS identityMap")
-        cols.append("CASE WHEN cardinality(__ah_sm) > 0 THEN __ah_sm END AS segmentMembership")
-        return (
-            f"SELECT {', '.join(cols)} FROM (SELECT *, {self._membership_map()} AS __ah_sm FROM {source} "
-            f"WHERE __ah_keep AND ({hit}))"
-        )
+            out.append(f"{self._identity_map()} AS identityMap")
+        out.append("CASE WHEN cardinality(__ah_sm) > 0 THEN __ah_sm END AS segmentMembership")
+        return f"SELECT {', '.join(out)} FROM (SELECT *, {self._membership_map()} AS __ah_sm FROM ({inner}))"
 
 
 def _bytes(text: str) -> float:
@@ -386,7 +357,7 @@ def _bound(n: int, slices: int) -> str:
 
 def export(cur: duckdb.DuckDBPyConnection, spec: ExportSpec, outputs: list[ExportOutput]) -> list[int]:
     """Writes every output from one snapshot of the store (the caller's transaction); answers their row counts."""
-    plan = _Plan(read_store(cur, identities=spec.identity_map), spec, outputs)
+    plan = _Plan(read_store(cur, identities=spec.identity_map), spec)
     options = "FORMAT parquet, COMPRESSION zstd"
     slices = passes(cur, plan)
     counts = [0] * len(outputs)
@@ -395,14 +366,9 @@ def export(cur: duckdb.DuckDBPyConnection, spec: ExportSpec, outputs: list[Expor
             ([f"{PROFILE_ID} >= {_bound(n, slices)}"] if n else [])
             + ([f"{PROFILE_ID} < {_bound(n + 1, slices)}"] if n + 1 < slices else [])
         )
-        aggregate = plan.aggregate(bounds or "true")
-        source = f"({aggregate})"
-        if len(outputs) > 1:
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE {AGG} AS {aggregate}")
-            source = AGG
         for k, o in enumerate(outputs):
             part = o.folder / f"part-{n:05d}.parquet"
-            found = cur.execute(f"COPY ({plan.rows(source, k)}) TO {lit(str(part))} ({options})").fetchone()
+            sql = plan.rows(o.members, bounds or "true")
+            found = cur.execute(f"COPY ({sql}) TO {lit(str(part))} ({options})").fetchone()
             counts[k] += int(found[0]) if found else 0
-    cur.execute(f"DROP TABLE IF EXISTS {AGG}")
     return counts
