@@ -15,6 +15,7 @@ from audiencehub.api import (
     audiences,
     batch_ingestion,
     catalog,
+    cja,
     connections,
     errors,
     exports,
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(segments.jobs)
     app.include_router(audiences.router)
     app.include_router(exports.router)
+    app.include_router(cja.router)
 
     @app.get("/health", tags=["Health"], operation_id="health")
     def health() -> dict[str, str]:

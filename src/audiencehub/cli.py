@@ -231,5 +231,99 @@ def _send(
             return http.put(f"{base}{LANDING_ZONE}/{quoted_path}", content=chunks(), headers=headers)
 
 
+@app.command("cja-transform")
+def cja_transform(
+    dataset: Annotated[str, typer.Option(help="The export job's dataset id (seed 002's export).")],
+    person_field: Annotated[
+        str, typer.Option(help="The person id field of the exported rows, e.g. _demoemea.identification.core.email.")
+    ],
+    audience: Annotated[list[str], typer.Option(help="An audience id to report on; repeat for several.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON.")] = Path(
+        "audience-memberships.json"
+    ),
+    tenant: Annotated[str | None, typer.Option(help="Tenant name, e.g. _demoemea; default the org's.")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="Membership status to keep (default realized).")] = None,
+    per_person: Annotated[bool, typer.Option(help="One object per person with a list of memberships.")] = False,
+    ingest: Annotated[
+        bool, typer.Option(help="Also ingest the JSON into a dataset of a schema made for it (seed 002's steps).")
+    ] = False,
+    schema_name: Annotated[
+        str, typer.Option(help="With --ingest: the schema's title.")
+    ] = "Audience Export for CJA Schema",
+    dataset_name: Annotated[str, typer.Option(help="With --ingest: the dataset's name.")] = "Audience Export for CJA",
+    url: Annotated[str, typer.Option(envvar="AUDIENCEHUB_URL", help="Server base URL.")] = "http://127.0.0.1:8080",
+    client_id: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_CLIENT_ID")] = None,
+    client_secret: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_CLIENT_SECRET")] = None,
+    org_id: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_ORG_ID")] = None,
+    sandbox: Annotated[str | None, typer.Option(envvar="AUDIENCEHUB_SANDBOX")] = None,
+) -> None:
+    """Seed 002's "Transform JSON" step: the export's memberships as CJA's JSON (personID, _{TENANT}.audience
+    MembershipId and audienceMembershipName), written to --output; with --ingest, also ingested into a dataset.
+
+    Calls the server's POST /data/core/ups/cja/transform; credentials as for upload.
+    """
+    import httpx
+
+    saved = _credentials(Path(os.environ.get("AUDIENCEHUB_HOME", "./var")))
+    cid, secret = client_id or saved.get("client_id"), client_secret or saved.get("client_secret")
+    org, box = org_id or saved.get("org_id"), sandbox or saved.get("sandbox", "prod")
+    if not (cid and secret and org):
+        typer.echo("error: no credentials: pass --client-id, --client-secret and --org-id", err=True)
+        raise typer.Exit(2)
+    body: dict[str, object] = {
+        "datasetId": dataset,
+        "personIdField": person_field,
+        "audienceIds": audience,
+        "statuses": status or ["realized"],
+        "perPerson": per_person,
+    }
+    if tenant:
+        body["tenant"] = tenant
+    if ingest:
+        body["ingest"] = {"schemaName": schema_name, "datasetName": dataset_name}
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(timeout=httpx.Timeout(60.0, read=3600.0)) as http:
+            headers = _api_headers(http, base, client_id=cid, client_secret=secret, org_id=org, sandbox=box)
+            with http.stream("POST", f"{base}/data/core/ups/cja/transform", json=body, headers=headers) as resp:
+                if resp.status_code != 200:
+                    typer.echo(f"error: the transform failed ({resp.status_code}): {resp.read().decode()}", err=True)
+                    raise typer.Exit(1)
+                if ingest:
+                    typer.echo(resp.read().decode())
+                    return
+                with output.open("wb") as out:
+                    for chunk in resp.iter_bytes(CHUNK):
+                        out.write(chunk)
+                typer.echo(json.dumps({"records": int(resp.headers.get("x-record-count", "0")), "file": str(output)}))
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        typer.echo(f"error: cannot reach {base}: {exc}; is the server running? (--url)", err=True)
+        raise typer.Exit(1) from None
+
+
+def _api_headers(
+    http: httpx.Client, base: str, *, client_id: str, client_secret: str, org_id: str, sandbox: str
+) -> dict[str, str]:
+    """AEP's four headers, with a token from the server's /ims/token/v3."""
+    tok = http.post(
+        f"{base}/ims/token/v3",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "scope": "openid",
+        },
+    )
+    if tok.status_code != 200:
+        typer.echo(f"error: token request failed ({tok.status_code}): {tok.text}", err=True)
+        raise typer.Exit(1)
+    return {
+        "Authorization": f"Bearer {tok.json()['access_token']}",
+        "x-api-key": client_id,
+        "x-gw-ims-org-id": org_id,
+        "x-sandbox-name": sandbox,
+    }
+
+
 def main() -> None:
     app()

@@ -14,11 +14,13 @@ from audiencehub.jobs.schedule import DailySchedule, parse_time
 from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.query.duckdb import Limits
+from audiencehub.query.tables import profile_table_name
 from audiencehub.services.audience_creation import AudienceCreation
 from audiencehub.services.audience_portal import AudiencePortalService
 from audiencehub.services.auth import AuthService
 from audiencehub.services.batch_ingestion import JOB_BATCH, BatchIngestionService
 from audiencehub.services.catalog import CatalogService
+from audiencehub.services.cja import CjaService
 from audiencehub.services.connections import ConnectionService, StoredConnection
 from audiencehub.services.exports import JOB_EXPORT, ExportService
 from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
@@ -66,6 +68,7 @@ class Container:
     segmentation: SegmentationService
     audience_portal: AudiencePortalService
     exports: ExportService
+    cja: CjaService
     ingestion: IngestionService
     query: QueryService
     runner: JobRunner
@@ -233,6 +236,17 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         segmentation=segmentation,
         audience_portal=AudiencePortalService(store, profiles),
         exports=exports,
+        cja=CjaService(
+            store,
+            engine,
+            lake,
+            profiles,
+            catalog,
+            schemas,
+            batches,
+            session=lambda who: container.query.session(who),
+            reserved_tables=lambda scope: [profile_table_name(merge_policies.resolve(scope, None).id)],
+        ),
         ingestion=ingestion,
         query=QueryService(
             store,
