@@ -220,3 +220,28 @@ def test_other_orgs_and_sandboxes_see_nothing(
         resp = client.post(EXPORTS, json=body(dataset_id), headers=other)
         assert_problem(resp, 400, "100910-400", "destination.datasetId", dataset_id)
     assert client.get(f"{EXPORTS}/{job['id']}", headers=headers).json()["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("filters", "selected"),
+    [
+        ({"segmentQualificationTime": {"startTime": "2000-01-01T00:00:00Z"}}, True),
+        ({"segmentQualificationTime": {"endTime": "2000-01-01T00:00:00Z"}}, False),
+        ({"segmentQualificationTime": {"startTime": "2000-01-01T00:00:00Z", "endTime": "2999-01-01T00:00:00Z"}}, True),
+        ({"fromIngestTimestamp": "2000-01-01T00:00:00Z"}, True),
+        ({"fromIngestTimestamp": "2999-01-01T00:00:00Z"}, False),
+        ({"emptyProfiles": True}, True),
+    ],
+)
+def test_time_windows_and_profile_conditions_narrow_the_export(
+    client: TestClient, headers: dict[str, str], sandbox: Sandbox, filters: dict[str, Any], selected: bool
+) -> None:
+    dataset_id = create_dataset(client, headers)
+    request = body(dataset_id, sandbox.blue)
+    request["filter"].update(filters)
+
+    job = wait_export(client, headers, post_export(client, headers, request)["id"])
+
+    assert job["status"] == "SUCCEEDED", job
+    assert job["filter"] == {**request["filter"], "segments": request["filter"]["segments"]}
+    assert job["metrics"]["totalExportedProfileCounter"] == (len(BLUE) if selected else 0)
