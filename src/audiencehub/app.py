@@ -25,6 +25,7 @@ from audiencehub.api import (
     landing_zone,
     merge_policies,
     profile_access,
+    query,
     schemas,
     segments,
     streaming,
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audiences.router)
     app.include_router(exports.router)
     app.include_router(cja.router)
+    app.include_router(query.router)
 
     @app.get("/health", tags=["Health"], operation_id="health")
     def health() -> dict[str, str]:

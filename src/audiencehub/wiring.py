@@ -32,7 +32,7 @@ from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import LandingZoneService
 from audiencehub.services.merge_policies import MergePolicyService
 from audiencehub.services.profile_access import ProfileAccessService
-from audiencehub.services.query import QueryService
+from audiencehub.services.query import JOB_QUERY, QueryRuns, QueryService
 from audiencehub.services.schemas import SchemaService
 from audiencehub.services.segmentation import JOB_SEGMENT, SegmentationService
 from audiencehub.services.streaming import StreamingService
@@ -71,6 +71,7 @@ class Container:
     cja: CjaService
     ingestion: IngestionService
     query: QueryService
+    query_runs: QueryRuns
     runner: JobRunner
     home_lock: HomeLock
     schedule: DailySchedule | None = None
@@ -173,6 +174,11 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
                 recover=lambda ref, scope: segmentation.recover(ref, scope),
                 retryable=True,
             ),
+            # A query that was running when the server stopped fails: a CTAS or INSERT is never run twice.
+            JOB_QUERY: Handler(
+                execute=lambda ref, scope: container.query_runs.execute(ref, scope),
+                recover=lambda ref, scope: container.query_runs.recover(ref, scope),
+            ),
             # An export job publishes its batches and commits them with its status in one transaction; every step
             # before that can run again.
             JOB_EXPORT: Handler(
@@ -208,6 +214,22 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
     )
     at = parse_time(settings.segment_schedule)
     auth = AuthService(store, keyring, settings.token_ttl_seconds)
+    query = QueryService(
+        store,
+        auth,
+        lake,
+        catalog,
+        batches,
+        profiles,
+        merge_policies,
+        schema_of=schemas.resolve,
+        limits=Limits(
+            timeout_s=settings.query_timeout_seconds,
+            memory_limit=settings.engine_memory_limit,
+            threads=settings.engine_threads,
+            temp_dir=str(tmp),
+        ),
+    )
     container = Container(
         settings=settings,
         store=store,
@@ -248,22 +270,8 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
             reserved_tables=lambda scope: [profile_table_name(merge_policies.resolve(scope, None).id)],
         ),
         ingestion=ingestion,
-        query=QueryService(
-            store,
-            auth,
-            lake,
-            catalog,
-            batches,
-            profiles,
-            merge_policies,
-            schema_of=schemas.resolve,
-            limits=Limits(
-                timeout_s=settings.query_timeout_seconds,
-                memory_limit=settings.engine_memory_limit,
-                threads=settings.engine_threads,
-                temp_dir=str(tmp),
-            ),
-        ),
+        query=query,
+        query_runs=QueryRuns(store, lake, query, runner.wake),
         runner=runner,
         home_lock=home_lock,
         schedule=None if at is None else DailySchedule(at, segmentation.schedule_due, "segment-schedule"),

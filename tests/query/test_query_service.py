@@ -80,7 +80,9 @@ def test_a_dataset_is_its_table_name_in_lower_snake_case(session: DuckDBSession)
     assert sorted((r["first"], r["email"]) for r in got) == [("Pat", "pat@example.com"), ("Sam", "sam@example.com")]
 
 
-def test_the_profile_store_is_a_read_only_table(client: TestClient, headers: dict[str, str], session: DuckDBSession) -> None:
+def test_the_profile_store_is_a_read_only_table(
+    client: TestClient, headers: dict[str, str], session: DuckDBSession
+) -> None:
     (name,) = [t for t in session.tables() if t.startswith("profile_snapshot_export_")]
     policy = client.get("/data/core/ups/config/mergePolicies", headers=headers).json()["children"]
     default = next(p for p in policy if p["default"])
@@ -158,7 +160,9 @@ def test_another_org_sees_none_of_it(
         other.close()
 
 
-def test_credentials_are_checked(client: TestClient, headers: dict[str, str], other_org_headers: dict[str, str]) -> None:
+def test_credentials_are_checked(
+    client: TestClient, headers: dict[str, str], other_org_headers: dict[str, str]
+) -> None:
     org = headers["x-gw-ims-org-id"]
     svc = service(client)
     for user, password, database, state in (

@@ -394,3 +394,25 @@ export_jobs = Table(
     Index("ix_export_jobs_scope", "org_id", "sandbox", "created_at", "id"),
     sqlite_autoincrement=True,
 )
+
+queries = Table(
+    "queries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("state", String(16), nullable=False),  # SUBMITTED, IN_PROGRESS, SUCCESS, FAILED, KILLED, TIMEOUT
+    Column("request", JSON, nullable=False),  # the POST body as understood (dbName, sql, name, ...Parameters)
+    Column("effective_sql", Text, nullable=False),  # what runs: the SQL with its parameters, as CTAS or INSERT
+    Column("kind", String(16), nullable=False),  # query, ctas, insert, ... (query/guard.Kind)
+    Column("client_id", String(128), nullable=False),
+    Column("row_count", BigInteger),
+    Column("errors", JSON, nullable=False),
+    Column("datasets", JSON, nullable=False),  # {"referenced": [dataset ids], "created": dataset id or null}
+    Column("deleted", Boolean, nullable=False, default=False),  # soft_delete: left out of lists
+    Column("cancel", Boolean, nullable=False, default=False),  # a cancel was asked while it ran
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("started_ms", BigInteger),
+    Column("ended_ms", BigInteger),
+    Index("ix_queries_scope", "org_id", "sandbox", "created_ms"),
+)

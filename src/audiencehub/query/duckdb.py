@@ -92,6 +92,7 @@ class DuckDBSession:
         self._registered: dict[str, object] = {}
         self._known: dict[str, Table] = {}
         self._broken: dict[str, str] = {}
+        self._read: list[str] = []
         self._lock = threading.Lock()
         self._reason: str | None = None
         self._timer: threading.Timer | None = None
@@ -119,6 +120,7 @@ class DuckDBSession:
             return self._execute(sql, params)
 
     def _execute(self, sql: str, params: Sequence[Any]) -> Result:
+        self._read = []
         stmt = guard.statement(sql)
         self._finish_active()
         if stmt.kind is Kind.TRANSACTION:
@@ -172,6 +174,17 @@ class DuckDBSession:
         except (duckdb.Error, pa.ArrowException) as exc:
             raise _query_error(exc, self._reason) from None
 
+    def datasets_read(self) -> list[str]:
+        """The ids of the datasets the last statement read (AEP's ``referenced_datasets``)."""
+        return [t.dataset_id for t in (self._known.get(n) for n in self._read) if isinstance(t, DatasetTable)]
+
+    def dataset_of(self, table: str) -> str | None:
+        """The id of the dataset that is ``table`` now, or None (after a CTAS: the dataset it created)."""
+        with self._engine_errors():
+            self._refresh()
+        found = self._known.get(table_name(table))
+        return found.dataset_id if isinstance(found, DatasetTable) else None
+
     def cancel(self) -> None:
         self._interrupt(CANCELLED)
 
@@ -208,6 +221,7 @@ class DuckDBSession:
     def _prepare(self, query: Any) -> tuple[str, list[str]]:
         """The DuckDB SQL of a checked query and the sandbox tables it reads."""
         read = guard.check_tree(query, self._known)
+        self._read = read
         for name in read:
             if name in self._broken:
                 raise QueryError(f"table {name} cannot be read now: {self._broken[name]}", "58030")

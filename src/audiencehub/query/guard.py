@@ -311,10 +311,10 @@ def cte_names(tree: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 
-def check_tree(tree: exp.Expr, tables: Collection[str]) -> list[str]:
+def check_tree(tree: exp.Expr, tables: Collection[str] | None) -> list[str]:
     """Checks the functions and tables of a Spark tree; answers the sandbox tables it reads (lower case, in order).
 
-    ``tables`` are the session's table names (lower case).
+    ``tables`` are the session's table names (lower case); None checks the functions only.
     """
     ctes = cte_names(tree)
     read: list[str] = []
@@ -334,7 +334,7 @@ def check_tree(tree: exp.Expr, tables: Collection[str]) -> list[str]:
                         "42501",
                     )
                 continue
-            if not node.name:
+            if not node.name or tables is None:
                 continue
             name = node.name.lower()
             if node.args.get("db") is None and name in ctes:
