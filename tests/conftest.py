@@ -38,6 +38,7 @@ def test_settings(home: Path, **overrides: Any) -> Settings:
         "job_heartbeat_seconds": 0.2,
         "job_stale_after_seconds": 2.0,
         "engine_threads": 2,
+        "pg_port": 0,  # no PostgreSQL listener unless a test asks for one (apps run side by side)
     }
     return Settings(**{**values, **overrides})
 

@@ -69,8 +69,12 @@ def create_app(settings: Settings) -> FastAPI:
             container.schedule.start()
         log.info("audiencehub %s serving data from %s", __version__, settings.home.resolve())
         try:
+            if container.pgwire is not None:
+                await container.pgwire.start()  # the Query Service's PostgreSQL protocol, on this event loop
             yield
         finally:
+            if container.pgwire is not None:
+                await container.pgwire.stop()
             container.close()
 
     app = FastAPI(

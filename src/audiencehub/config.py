@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, validation_alias=AliasChoices("AUDIENCEHUB_PORT", "PORT"))
     """Port the API listens on (``PORT`` is read too, as ``make run`` passes it)."""
 
+    pg_port: int = Field(default=5433, ge=0, le=65535)
+    """Port of the Query Service's PostgreSQL protocol (psql, psycopg, pgbench); 0 turns it off."""
+
+    pg_host: str | None = None
+    """Address the PostgreSQL protocol listens on; default: the API's ``host``."""
+
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("AUDIENCEHUB_DATABASE_URL", "DATABASE_URL")
     )

@@ -14,6 +14,7 @@ from audiencehub.jobs.schedule import DailySchedule, parse_time
 from audiencehub.metadata.store import MetadataStore, Scope
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.query.duckdb import Limits
+from audiencehub.query.pgwire import PgWireServer
 from audiencehub.query.tables import profile_table_name
 from audiencehub.services.audience_creation import AudienceCreation
 from audiencehub.services.audience_portal import AudiencePortalService
@@ -75,6 +76,7 @@ class Container:
     runner: JobRunner
     home_lock: HomeLock
     schedule: DailySchedule | None = None
+    pgwire: PgWireServer | None = None  # started and stopped by the app's lifespan (it runs on its event loop)
 
     def bootstrap(self) -> ClientCredentials | None:
         s = self.settings
@@ -276,6 +278,8 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         home_lock=home_lock,
         schedule=None if at is None else DailySchedule(at, segmentation.schedule_due, "segment-schedule"),
     )
+    if settings.pg_port:
+        container.pgwire = PgWireServer(container.query, settings.pg_host or settings.host, settings.pg_port)
     return container
 
 

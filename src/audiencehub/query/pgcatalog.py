@@ -184,6 +184,7 @@ class CatalogQuery:
     names: list[str]
     parameters: int
     relations: set[str] = field(default_factory=set)
+    attrelids: set[int] | None = None  # the only tables whose columns it can read (psql's \d), None: any
 
 
 class Catalog:
@@ -219,11 +220,12 @@ class Catalog:
             return None
         names = _pg_names(tree)
         parameters = max((int(p.name) for p in tree.find_all(exp.Parameter) if p.name.isdigit()), default=0)
-        return CatalogQuery(self._rewrite_all(tree).sql(dialect="duckdb"), names, parameters, relations)
+        attrelids = _attrelids(tree)
+        return CatalogQuery(self._rewrite_all(tree).sql(dialect="duckdb"), names, parameters, relations, attrelids)
 
     def run(self, query: CatalogQuery, params: Sequence[Any] = ()) -> Result:
         db = self._database()
-        self._refresh(db, query.relations)
+        self._refresh(db, query.relations, query.attrelids)
         timer = threading.Timer(5.0, db.interrupt)  # tiny tables: only a runaway cross join takes this long
         timer.start()
         try:
@@ -281,15 +283,21 @@ class Catalog:
         self._db = db
         return db
 
-    def _refresh(self, db: duckdb.DuckDBPyConnection, relations: set[str]) -> None:
+    def _refresh(self, db: duckdb.DuckDBPyConnection, relations: set[str], attrelids: set[int] | None) -> None:
         """Fills the relations that describe the session's tables, which may have changed since last time."""
         wanted = relations & _DYNAMIC
         if not wanted:
             return
         tables = self.session.tables()
         self._oids = {name: table_oid(name) for name in tables}
-        needs_columns = wanted & {"pg_attribute", "information_schema_columns", "pg_class"}
-        columns = {name: self.session.columns(name) for name in tables} if needs_columns else {}
+        # Reading a table's columns may cost (the profile store's): only those the query can see are read.
+        if not wanted & _COLUMN_RELATIONS:
+            readable: list[str] = []
+        elif attrelids is None or "information_schema_columns" in wanted:
+            readable = tables
+        else:
+            readable = [n for n in tables if self._oids[n] in attrelids]
+        columns = {name: self._columns(name) for name in readable}
         rows: dict[str, list[dict[str, Any]]] = {
             "pg_class": [_class_row(name, oid, len(columns.get(name, []))) for name, oid in self._oids.items()],
             "pg_tables": [
@@ -320,6 +328,13 @@ class Catalog:
         for rel in wanted:
             db.execute(f'DELETE FROM "pgc_{rel}"')
             _insert(db, rel, rows[rel])
+
+    def _columns(self, table: str) -> list[Column]:
+        try:
+            return self.session.columns(table)
+        except Exception:  # one unreadable table must not hide the others from \dt
+            log.exception("columns of table %s", table)
+            return []
 
     # -- rewriting the client's query for the catalog database --
 
@@ -390,6 +405,10 @@ class Catalog:
             return exp.Anonymous(this="pgc_format_type", expressions=[args[0], exp.Null()])
         if name == "pg_size_pretty" and args:
             return exp.Anonymous(this="pgc_size_pretty", expressions=args[:1])
+        if name in ("to_regtype", "to_regclass") and args:  # a name's oid, NULL when there is none
+            table, column = ("pgc_pg_type", "typname") if name == "to_regtype" else ("pgc_pg_class", "relname")
+            where = exp.EQ(this=exp.column(column), expression=args[0].copy())
+            return exp.Subquery(this=exp.select("oid").from_(table).where(where).limit(1))
         if name == "current_setting" and args and isinstance(args[0], exp.Literal):
             key = args[0].name.lower()
             return exp.Literal.string(self.settings.values[key]) if key in GUCS else exp.Null()
@@ -424,6 +443,28 @@ class Catalog:
         return exp.Cast(this=arg, to=built)
 
 
+def _attrelids(tree: exp.Expr) -> set[int] | None:
+    """The table oids a query's reads of pg_attribute are restricted to (``attrelid = '16384'`` in an AND)."""
+    found: set[int] = set()
+    for select in tree.find_all(exp.Select):
+        if not any(t.name.lower() == "pg_attribute" for t in select.find_all(exp.Table)):
+            continue
+        where = select.args.get("where")
+        conjuncts = list(where.this.flatten()) if where is not None and isinstance(where.this, exp.And) else []
+        conjuncts = conjuncts or ([where.this] if where is not None else [])
+        oids = {
+            int(side.name)
+            for c in conjuncts
+            if isinstance(c, exp.EQ) and isinstance(c.this, exp.Column) and c.this.name.lower() == "attrelid"
+            for side in [c.expression]
+            if isinstance(side, exp.Literal) and side.name.isdigit()
+        }
+        if not oids:
+            return None
+        found |= oids
+    return found or None
+
+
 def _relation_key(name: str, schema: str) -> str | None:
     if schema in ("", "pg_catalog") and name in _RELATIONS:
         return name
@@ -439,7 +480,7 @@ def _is_system_function(f: exp.Func) -> bool:
     return name in _NULL_FUNCTIONS | _TRUE_FUNCTIONS | _FALSE_FUNCTIONS | _ZERO_FUNCTIONS or name in (
         "version", "current_database", "current_catalog", "current_schema", "current_schemas", "pg_backend_pid",
         "getdatabaseencoding", "pg_encoding_to_char", "pg_get_userbyid", "format_type", "current_setting",
-        "pg_size_pretty",
+        "pg_size_pretty", "to_regtype", "to_regclass",
     )  # fmt: skip
 
 
@@ -539,6 +580,7 @@ def _category(t: pgtypes.PgType) -> str:
 
 _DYNAMIC = {"pg_class", "pg_attribute", "pg_tables", "pg_settings", "information_schema_tables"}
 _DYNAMIC |= {"information_schema_columns"}
+_COLUMN_RELATIONS = {"pg_attribute", "information_schema_columns"}
 _NO_FLAGS = ("hasindexes", "hasrules", "hastriggers", "rowsecurity")
 
 

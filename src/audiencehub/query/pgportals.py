@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from audiencehub.query import pgtypes
+from audiencehub.query.errors import QueryError
 from audiencehub.query.pgcatalog import Catalog, CatalogQuery
 from audiencehub.query.pgstatements import Statement
 from audiencehub.query.session import QuerySession, Result
@@ -41,43 +42,43 @@ class Portal:
     exhausted: bool = False
     hold: bool = False  # survives the end of the transaction (DECLARE ... WITH HOLD)
     cursor: bool = False
+    from_session: bool = False  # its rows come from the QuerySession, which reads one result at a time
+    stale: str | None = None  # why its rows can no longer be read
 
 
 def next_rows(portal: Portal, want: int) -> tuple[bytes | memoryview, int]:
     """The next DataRow messages of a portal, at most ``want`` rows; (b"", 0) when it has no more."""
-    batch = portal.pending
-    portal.pending = None
-    while batch is None or batch.num_rows == 0:
-        if portal.exhausted or portal.result is None:
-            portal.exhausted = True
-            return b"", 0
-        batch = next(portal.result.batches, None)
-        if batch is None:
-            portal.exhausted = True
-            return b"", 0
-    if batch.num_rows > want:
-        portal.pending = batch.slice(want)
-        batch = batch.slice(0, want)
-    return pgtypes.data_rows(batch, portal.types, portal.formats), batch.num_rows
+    batch = _take(portal, want)
+    return (b"", 0) if batch is None else (pgtypes.data_rows(batch, portal.types, portal.formats), batch.num_rows)
 
 
 def skip(portal: Portal, count: int | None) -> int:
+    """Skips ``count`` rows (None: all) of a portal (MOVE); how many there were."""
     moved = 0
     while count is None or moved < count:
-        batch = portal.pending
-        portal.pending = None
+        batch = _take(portal, None if count is None else count - moved)
         if batch is None:
-            if portal.exhausted or portal.result is None:
-                break
-            batch = next(portal.result.batches, None)
-            if batch is None:
-                portal.exhausted = True
-                break
-        take = batch.num_rows if count is None else min(batch.num_rows, count - moved)
-        if take < batch.num_rows:
-            portal.pending = batch.slice(take)
-        moved += take
+            break
+        moved += batch.num_rows
     return moved
+
+
+def _take(portal: Portal, want: int | None) -> pa.RecordBatch | None:
+    if portal.stale is not None:
+        raise QueryError(portal.stale, "55000")
+    batch, portal.pending = portal.pending, None
+    while batch is None or batch.num_rows == 0:
+        if portal.exhausted or portal.result is None:
+            portal.exhausted = True
+            return None
+        batch = next(portal.result.batches, None)
+        if batch is None:
+            portal.exhausted = True
+            return None
+    if want is not None and batch.num_rows > want:
+        portal.pending = batch.slice(want)
+        batch = batch.slice(0, want)
+    return batch
 
 
 def close_result(result: Result) -> None:

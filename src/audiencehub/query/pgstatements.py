@@ -184,6 +184,10 @@ def _set(sql: str, ts: list[Token]) -> Statement:
     return Statement("set", sql, name=name, value=None if is_default else value, tag="SET")
 
 
+_SPARK_SHOW = {"tables", "table", "columns", "databases", "schemas", "views", "functions", "create", "tblproperties"}
+_SPARK_SHOW |= {"partitions", "catalogs"}
+
+
 def _show(sql: str, ts: list[Token]) -> Statement:
     words = [t.text for t in ts[1:]]
     if words[:2] == ["time", "zone"]:
@@ -192,6 +196,8 @@ def _show(sql: str, ts: list[Token]) -> Statement:
         name = "transaction_isolation"
     else:
         name = _name(ts[1:])
+    if name in _SPARK_SHOW:
+        return Statement("query", sql)  # SHOW TABLES and the like: the executor's
     return Statement("show", sql, name=name, tag="SHOW")
 
 

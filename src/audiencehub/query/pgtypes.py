@@ -17,7 +17,7 @@ import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 from uuid import UUID
 
@@ -355,22 +355,13 @@ def numeric_binary(d: Decimal) -> bytes:
     sign, digits, exp = d.as_tuple()
     assert isinstance(exp, int)
     dscale = max(0, -exp)
-    text = "".join(map(str, digits))
-    int_len = len(digits) + exp  # digits before the decimal point (may be <= 0 or > len)
-    int_part = text[:int_len] if int_len > 0 else ""
-    frac_part = (("0" * -int_len) + text if int_len < 0 else text[max(int_len, 0) :]) if exp < 0 else ""
-    if exp > 0:
-        int_part = text + "0" * exp
-    int_part = int_part.lstrip("0")
-    int_groups = (len(int_part) + 3) // 4
-    int_part = int_part.rjust(int_groups * 4, "0")
-    frac_part = frac_part.ljust((len(frac_part) + 3) // 4 * 4, "0")
-    groups = [int(int_part[i : i + 4]) for i in range(0, len(int_part), 4)]
-    groups += [int(frac_part[i : i + 4]) for i in range(0, len(frac_part), 4)]
-    weight = int_groups - 1
-    while groups and groups[0] == 0:  # leading zero groups of a value below 1
-        groups.pop(0)
-        weight -= 1
+    fraction_groups = (dscale + 3) // 4
+    n = int("".join(map(str, digits)) or "0") * 10 ** (exp + 4 * fraction_groups)  # groups aligned on the point
+    groups: list[int] = []
+    while n:
+        n, group = divmod(n, 10000)
+        groups.insert(0, group)
+    weight = len(groups) - fraction_groups - 1
     while groups and groups[-1] == 0:
         groups.pop()
     if not groups:
@@ -385,8 +376,10 @@ def numeric_from_binary(raw: bytes) -> Decimal:
     if sign in (0xD000, 0xF000):
         return Decimal("Infinity" if sign == 0xD000 else "-Infinity")
     groups = struct.unpack_from(f"!{ndigits}H", raw, 8)
-    value = sum(Decimal(g) * Decimal(10000) ** (weight - i) for i, g in enumerate(groups))
-    value = value.quantize(Decimal(1).scaleb(-dscale)) if dscale else value.to_integral_value()
+    n = int("".join(f"{g:04d}" for g in groups) or "0")
+    with localcontext() as ctx:
+        ctx.prec = 4 * (max(weight, 0) + 1) + dscale + 10
+        value = Decimal(n).scaleb(4 * (weight - ndigits + 1)).quantize(Decimal(1).scaleb(-dscale))
     return -value if sign == 0x4000 else value
 
 

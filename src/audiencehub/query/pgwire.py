@@ -232,9 +232,15 @@ class Connection:
                 continue
             try:
                 await handlers[kind](payload)
-            except QueryError as exc:
+            except Exception as exc:
+                if not isinstance(exc, QueryError):
+                    log.exception("pgwire connection %d: %r failed", self.pid, kind)
+                    exc = QueryError(f"internal error ({type(exc).__name__}); the server log has the details", "XX000")
                 self._failed(exc)
-                if kind != b"Q":
+                if kind == b"Q":
+                    self._end_implicit_transaction()
+                    self._ready()
+                else:
                     self.skip_to_sync = True  # the extended protocol ignores all until Sync after an error
             if len(self.out) >= FLUSH_BYTES:
                 await self._flush()
@@ -398,6 +404,7 @@ class Connection:
             nulls = [None] * query.parameters
             return (await self._call(lambda: catalog.run(query, nulls))).columns
         session, sql = self._session(), prepared.sql
+        self._leave_session_results()
         return await self._call(lambda: session.describe(sql))
 
     async def _columns_of_cursor(self, cursor: Portal) -> list[Column] | None:
@@ -417,6 +424,7 @@ class Connection:
             portal.result = Result(tag="FETCH", columns=columns)
         elif st.kind == "query":
             portal.result = await self._execute_query(portal.prepared, portal.prepared.sql, portal.params)
+            portal.from_session = portal.prepared.catalog is None
         if portal.result is not None and portal.result.columns is not None:
             portal.types = [pgtypes.pg_type(c.type) for c in portal.result.columns]
             portal.formats = pgtypes.result_formats(portal.format_codes, len(portal.types))
@@ -429,7 +437,18 @@ class Connection:
             assert catalog is not None
             return await self._call(lambda: catalog.run(query, params))
         session = self._session()
+        self._leave_session_results()
         return await self._call(lambda: session.execute(sql, params))
+
+    def _leave_session_results(self) -> None:
+        """The session reads one result at a time: a new statement ends the unread rest of the others."""
+        for portal in self.portals.values():
+            if portal.from_session and portal.result is not None and not portal.exhausted and portal.stale is None:
+                portal.stale = (
+                    f'{"cursor" if portal.cursor else "portal"} "{portal.name}" can no longer be read: another '
+                    "statement ran on this connection, which reads one result at a time"
+                )
+                self.pool.submit(close_result, portal.result)
 
     @contextlib.asynccontextmanager
     async def _statement(self) -> AsyncIterator[None]:
@@ -541,7 +560,7 @@ class Connection:
             raise QueryError(f'cursor "{st.name}" already exists', "42P03")
         result = await self._execute_query(portal.prepared, st.query, portal.params)
         cursor = Portal(st.name, portal.prepared, portal.params, [1 if st.binary else 0], result=result)
-        cursor.hold, cursor.cursor = st.hold, True
+        cursor.hold, cursor.cursor, cursor.from_session = st.hold, True, portal.prepared.catalog is None
         if result.columns is not None:
             cursor.types = [pgtypes.pg_type(c.type) for c in result.columns]
             cursor.formats = pgtypes.result_formats(cursor.format_codes, len(cursor.types))
