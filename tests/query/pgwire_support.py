@@ -4,11 +4,14 @@ of failed logins)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
 import subprocess
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from audiencehub.app import create_app
+from audiencehub.query.pgwire import PgWireServer
+from audiencehub.query.session import QueryBackend
 from tests.api import xdm_support as xdm
 from tests.api.support import headers_for
 from tests.conftest import test_settings
@@ -187,3 +192,20 @@ def data_row(body: bytes) -> list[str | None]:
         out.append(None if size < 0 else body[at : at + size].decode())
         at += max(size, 0)
     return out
+
+
+@contextmanager
+def serving(backend: QueryBackend) -> Iterator[int]:
+    """A PgWireServer on a free port, on its own event loop in a thread, over any backend; yields the port."""
+    loop = asyncio.new_event_loop()
+    server = PgWireServer(backend, "127.0.0.1", 0)
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, name="pgwire-test-loop", daemon=True)
+    thread.start()
+    try:
+        yield server.port
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
