@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(default=300.0, gt=0)
     """Query Service: a statement still running after this long is cancelled (SQLSTATE 57014)."""
 
+    query_native_parquet: bool = False
+    """Query Service: the engine reads datasets' Parquet files itself (allowed exactly the sandbox's committed batch
+    files) instead of through pyarrow: 2-3x faster on map columns such as segmentMembership."""
+
     debug_hold_at: str | None = None
     """Fault injection for tests: a run pauses at this checkpoint until its hold file is removed."""
 

@@ -230,6 +230,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
             memory_limit=settings.engine_memory_limit,
             threads=settings.engine_threads,
             temp_dir=str(tmp),
+            native_parquet=settings.query_native_parquet,
         ),
     )
     container = Container(

@@ -84,8 +84,10 @@ def tables(tmp_path: Path) -> FixedTables:
     return FixedTables(write_tables(tmp_path / "lake"))
 
 
-@pytest.fixture
-def session(tables: FixedTables) -> Iterator[DuckDBSession]:
-    s = DuckDBSession(tables, None, Limits(timeout_s=30, memory_limit="256MB", threads=2))
+@pytest.fixture(params=["arrow", "native"])
+def session(tables: FixedTables, request: pytest.FixtureRequest) -> Iterator[DuckDBSession]:
+    """A session over the fixed tables, reading them through pyarrow and, natively, with the engine."""
+    native = request.param == "native"
+    s = DuckDBSession(tables, None, Limits(timeout_s=30, memory_limit="256MB", threads=2, native_parquet=native))
     yield s
     s.close()

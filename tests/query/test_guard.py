@@ -8,6 +8,7 @@ import pytest
 from audiencehub.query import guard
 from audiencehub.query.duckdb import DuckDBSession, Limits, open_database
 from audiencehub.query.errors import QueryError
+from tests.query.conftest import FixedTables
 
 REFUSED = [
     ("COPY orders TO '/tmp/out.csv'", "COPY"),
@@ -149,3 +150,23 @@ def test_transaction_statements_are_no_ops(session: DuckDBSession) -> None:
     ):
         result = session.execute(sql)
         assert (result.tag, result.columns) == (tag, None)
+
+
+def test_a_native_database_reads_exactly_the_allowed_files(tables: FixedTables) -> None:
+    orders = tables.tables["orders"]
+    allowed = orders.files[0]  # type: ignore[union-attr]
+    sibling = tables.tables["segment_export_job_dataset_for_cja"].files[0]  # type: ignore[union-attr]
+    con = open_database(Limits(memory_limit="128MB", threads=1), [allowed])
+    try:
+        assert con.execute(f"SELECT count(*) FROM read_parquet('{allowed}')").fetchall() == [(3,)]
+        for sql in (
+            f"SELECT * FROM read_parquet('{sibling}')",
+            "SELECT * FROM read_csv('/etc/passwd')",
+            f"SELECT * FROM read_parquet('{allowed}/../p-1.parquet')",
+        ):
+            with pytest.raises(duckdb.PermissionException):
+                con.execute(sql).fetchall()
+        with pytest.raises(duckdb.Error, match="locked"):
+            con.execute("SET allowed_paths = ['/etc/passwd']")
+    finally:
+        con.close()

@@ -4,14 +4,17 @@ batches, and nothing of another sandbox or org."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from audiencehub.app import create_app
 from audiencehub.query.duckdb import DuckDBSession
 from audiencehub.query.errors import QueryError
 from audiencehub.services.query import QueryService
+from tests.api.support import headers_for
 from tests.api.xdm_support import (
     CATALOG,
     IDENTITY_MAP_FG,
@@ -23,6 +26,7 @@ from tests.api.xdm_support import (
     json_lines,
     schema,
 )
+from tests.conftest import test_settings
 
 PEOPLE = [
     {
@@ -177,3 +181,24 @@ def test_credentials_are_checked(
         assert password not in err.value.message
     s = svc.open(user=org, password=token(headers), database="prod:all")
     s.close()
+
+
+def test_the_engine_can_read_the_files_itself(tmp_path: Path) -> None:
+    """AUDIENCEHUB_QUERY_NATIVE_PARQUET: the same answers; a new batch (a new allowed file) shows at once."""
+    settings = test_settings(tmp_path / "native-home", query_native_parquet=True)
+    with TestClient(create_app(settings)) as client:
+        headers = headers_for(client, settings.home)
+        sid = schema(client, headers, "People", PROFILE_CLASS, IDENTITY_MAP_FG, PERSON_FG)
+        ds = dataset(client, headers, "Native People", sid)
+        assert ingest(client, headers, ds, json_lines(PEOPLE[0]))["status"] == "success"
+        s = open_session(client, headers)
+        try:
+            assert rows(s, "SELECT person.name.lastName AS last FROM native_people") == [{"last": "Lee"}]
+            assert ingest(client, headers, ds, json_lines(PEOPLE[1]))["status"] == "success"
+            got = rows(s, "SELECT person.name.firstName AS first FROM native_people ORDER BY 1")
+            assert got == [{"first": "Pat"}, {"first": "Sam"}]
+            with pytest.raises(QueryError) as err:
+                s.execute("SELECT * FROM read_parquet('x.parquet')")
+            assert err.value.sqlstate == "42501"
+        finally:
+            s.close()

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
+from audiencehub.engines.ingest_sql import ident, lit
 from audiencehub.query import dialect, guard
 from audiencehub.query.errors import QueryError
 from audiencehub.query.guard import Kind, Statement
@@ -53,10 +54,14 @@ class Limits:
     threads: int | None = None
     temp_dir: str | None = None
     batch_rows: int = BATCH_ROWS
+    native_parquet: bool = False
+    """Let the engine read the tables' Parquet files itself, allowed exactly those (``allowed_paths``), instead of
+    through ``pyarrow.dataset``: 2-3x faster on MAP columns (DuckDB checks every map it converts from Arrow), at the
+    price of a database that can open (and, were both guards bypassed, write) the sandbox's committed batch files."""
 
 
-def open_database(limits: Limits) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory database that cannot reach files, the network or its own settings."""
+def open_database(limits: Limits, allowed_paths: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory database that cannot reach files (but ``allowed_paths``), the network or its own settings."""
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -67,6 +72,9 @@ def open_database(limits: Limits) -> duckdb.DuckDBPyConnection:
             con.execute(f"SET threads = {int(limits.threads)}")
         if limits.temp_dir:
             con.execute(f"SET temp_directory = '{_setting(limits.temp_dir)}'")
+        if allowed_paths:
+            listed = ", ".join(f"'{_setting(p)}'" for p in allowed_paths)
+            con.execute(f"SET allowed_paths = [{listed}]")
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
         con.execute("SET enable_external_access = false")
@@ -89,6 +97,7 @@ class DuckDBSession:
         self._writer = writer
         self._limits = limits
         self._con = open_database(limits)
+        self._allowed: list[str] = []
         self._registered: dict[str, object] = {}
         self._known: dict[str, Table] = {}
         self._broken: dict[str, str] = {}
@@ -201,12 +210,15 @@ class DuckDBSession:
     def _refresh(self) -> None:
         """Registers the sandbox's tables as they are now: new batches and datasets show, removed ones go."""
         self._known = self._tables.load()
+        self._broken = {}
+        if self._limits.native_parquet:
+            self._refresh_views()
+            return
         for name in list(self._registered):
             table = self._known.get(name)
             if table is None or isinstance(table, ProfileTable) or table.version != self._registered[name]:
                 self._con.unregister(name)
                 del self._registered[name]
-        self._broken = {}
         for name, table in self._known.items():
             if isinstance(table, DatasetTable) and name not in self._registered:
                 try:
@@ -214,6 +226,30 @@ class DuckDBSession:
                 except (OSError, pa.ArrowException) as exc:
                     # A batch's files went missing (its dataset is being deleted?): only statements that read the
                     # table fail, and the client never sees a server path.
+                    self._broken[name] = _PATH.sub("<file>", str(exc))
+                    continue
+                self._registered[name] = table.version
+
+    def _refresh_views(self) -> None:
+        """Native mode: each dataset a view over ``read_parquet`` of its files, in a database allowed exactly the
+        files of the tables (a new one when they change: the allowed paths are locked with the settings)."""
+        files = sorted({f for t in self._known.values() if isinstance(t, DatasetTable) for f in t.files})
+        if files != self._allowed:
+            fresh = open_database(self._limits, files)
+            with self._lock:
+                old, self._con = self._con, fresh
+            old.close()
+            self._allowed, self._registered = files, {}
+        for name in list(self._registered):
+            table = self._known.get(name)
+            if not isinstance(table, DatasetTable) or table.version != self._registered[name]:
+                self._con.execute(f"DROP VIEW IF EXISTS {ident(name)}")
+                del self._registered[name]
+        for name, table in self._known.items():
+            if isinstance(table, DatasetTable) and name not in self._registered:
+                try:
+                    self._con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {_view_sql(table)}")
+                except (OSError, pa.ArrowException, duckdb.IOException) as exc:
                     self._broken[name] = _PATH.sub("<file>", str(exc))
                     continue
                 self._registered[name] = table.version
@@ -403,6 +439,23 @@ class DuckDBSession:
 
 
 # ----- results and errors -----
+
+
+def _view_sql(table: DatasetTable) -> str:
+    """The native view of a dataset: its files by name, each schema column cast to its type (NULL where no file has
+    it); a dataset whose schema is its files' own reads them as they are."""
+    if table.duck_types is None:
+        if not table.files:
+            raise OSError(f"table {table.name} has no files and no schema")
+        return f"SELECT * FROM read_parquet([{', '.join(lit(f) for f in table.files)}], union_by_name = true)"
+    present = table.file_columns() if table.files else set()
+    cols = ", ".join(
+        f"CAST({ident(n) if n in present else 'NULL'} AS {t}) AS {ident(n)}"
+        for n, t in zip(table.schema.names, table.duck_types, strict=True)
+    )
+    if not table.files:
+        return f"SELECT {cols} LIMIT 0"
+    return f"SELECT {cols} FROM read_parquet([{', '.join(lit(f) for f in table.files)}], union_by_name = true)"
 
 
 def _rows(stmt: Statement, arrays: list[pa.Array]) -> Result:

@@ -2,8 +2,9 @@
 
 - A dataset is the table named after it in lower snake case (:func:`table_name`; seed 002's "Segment Export Job
   Dataset for CJA" is ``segment_export_job_dataset_for_cja``). Its rows are its committed (``success``) batches'
-  Parquet files, nothing staged, read through ``pyarrow.dataset`` (the engine itself may not open files), with the
-  columns of the dataset's schema (batches written before the schema gained a field read NULL there; fields the
+  Parquet files, nothing staged, read through ``pyarrow.dataset`` (the engine itself may not open files; or, with
+  ``AUDIENCEHUB_QUERY_NATIVE_PARQUET``, by the engine, allowed exactly those files), with the columns of the
+  dataset's schema (batches written before the schema gained a field read NULL there; fields the
   schema no longer has are not shown). When two datasets' names give one table name, the older dataset keeps it and
   the newer ones get ``_2``, ``_3``... in creation order.
 - The profile store is the read-only table ``profile_snapshot_export_{merge policy id}`` (AEP's name for its daily
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pds
+import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from audiencehub.engines.ingest_sql import ident
@@ -92,9 +94,15 @@ class DatasetTable:
     schema: pa.Schema
     version: tuple[str, ...] = ()
     """What the table was built from (its batch ids): a session re-registers it only when this changes."""
+    duck_types: tuple[str, ...] | None = None
+    """The engine type of each column, as ingestion writes it (None: the schema is the files' own)."""
 
     def open(self) -> pds.Dataset:
         return pds.dataset(list(self.files), schema=self.schema, format="parquet")
+
+    def file_columns(self) -> set[str]:
+        """The top-level columns that at least one of the table's files has."""
+        return {name for f in self.files for name in pq.read_schema(f).names}
 
 
 @dataclass(frozen=True)
@@ -195,8 +203,10 @@ class SandboxTables:
             if p.is_file()
         )
         properties = self._schema_of(schema_id)
+        duck_types = None
         if properties:
             schema = arrow_schema(properties)
+            duck_types = tuple(duck_type(node) for node in properties.values())
         elif files:
             schema = pa.unify_schemas(
                 [pds.dataset(f, format="parquet").schema for f in files], promote_options="permissive"
@@ -205,4 +215,4 @@ class SandboxTables:
             return None
         if not len(schema):
             return None
-        return DatasetTable(name, dataset_id, files, schema, batch_ids)
+        return DatasetTable(name, dataset_id, files, schema, batch_ids, duck_types)
