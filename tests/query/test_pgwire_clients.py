@@ -16,8 +16,8 @@ def test_psql_runs_a_query_and_shows_nested_columns_as_json(pg: PgApp) -> None: 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "email|visits|address",
-        'p0@x.com|0|{"city": "Paris"}',
-        'p1@x.com|1|{"city": "Paris"}',
+        'p0@x.com|0|{"city":"Paris"}',
+        'p1@x.com|1|{"city":"Paris"}',
         "(2 rows)",
     ]
 

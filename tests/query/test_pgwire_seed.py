@@ -51,6 +51,6 @@ def test_psql_shows_the_membership_map_as_json(session: DuckDBSession) -> None:
         done = subprocess.run([*command, "-c", sql], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        '{"ups": {"s1": {"status": "realized", "lastQualificationTime": "2024-05-01T00:00:00+00:00"}, '
-        '"s2": {"status": "exited", "lastQualificationTime": "2024-05-01T00:00:00+00:00"}}}'
+        '{"ups":{"s1":{"status":"realized","lastQualificationTime":"2024-05-01T00:00:00+00:00"},'
+        '"s2":{"status":"exited","lastQualificationTime":"2024-05-01T00:00:00+00:00"}}}'
     )

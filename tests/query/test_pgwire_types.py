@@ -9,7 +9,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from audiencehub.query import pgtypes
+from audiencehub.query import pgjson, pgtypes
 from audiencehub.query.errors import QueryError
 
 UTC = dt.UTC
@@ -67,15 +67,30 @@ def test_nested_values_are_json_as_postgresql_shows_it() -> None:
     at = dt.datetime(2024, 5, 1, tzinfo=UTC)
     value = [("ups", [("s1", {"status": "realized", "lastQualificationTime": at})])]
     assert pgtypes.pg_type(membership) is pgtypes.JSON
-    assert texts([value, None], membership) == [
-        '{"ups": {"s1": {"status": "realized", "lastQualificationTime": "2024-05-01T00:00:00+00:00"}}}',
+    assert texts([value, None, []], membership) == [
+        '{"ups":{"s1":{"status":"realized","lastQualificationTime":"2024-05-01T00:00:00+00:00"}}}',
+        None,
+        "{}",
+    ]
+    floats = pa.list_(pa.float64())
+    assert texts([[1.5, float("nan"), None, float("-inf")], []], floats) == ['[1.5,"NaN",null,"-Infinity"]', "[]"]
+    person = pa.struct(
+        [("name", pa.string()), ("born", pa.date32()), ("seen", pa.timestamp("us")), ("photo", pa.binary())]
+    )
+    row = {"name": 'Zoë "Z"', "born": dt.date(1990, 1, 2), "seen": dt.datetime(2024, 1, 2, 3, 4, 5, 500000)}
+    assert texts([{**row, "photo": b"\x00\xff"}, None], person) == [
+        '{"name":"Zoë \\"Z\\"","born":"1990-01-02","seen":"2024-01-02T03:04:05.5","photo":"\\\\x00ff"}',
         None,
     ]
-    assert texts([[1.5, float("nan")], []], pa.list_(pa.float64())) == ['[1.5, "NaN"]', "[]"]
-    person = pa.struct([("name", pa.string()), ("born", pa.date32()), ("score", pa.decimal128(5, 2))])
-    assert texts([{"name": "Zoë", "born": dt.date(1990, 1, 2), "score": Decimal("1.50")}], person) == [
-        '{"name": "Zoë", "born": "1990-01-02", "score": 1.5}'
-    ]
+
+
+def test_the_python_json_path_writes_what_duckdb_writes() -> None:
+    member = pa.struct([("status", pa.string()), ("at", pa.timestamp("us", tz="UTC")), ("score", pa.float64())])
+    kind = pa.map_(pa.string(), pa.list_(member))
+    at = dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
+    values = [[("a", [{"status": "x", "at": at, "score": float("inf")}, None])], [], None]
+    column = pa.array(values, kind)
+    assert [None if v is None else pgjson.json_text(v, kind) for v in values] == pgjson.json_texts(column).to_pylist()
 
 
 def test_binary_cells() -> None:

@@ -2,16 +2,15 @@
 bound parameter values decoded from either.
 
 Cells are built column by column with Arrow compute kernels and joined into whole DataRow messages
-(:func:`data_rows`), so a batch costs a handful of kernel calls, not a Python loop per value. Only
-values PostgreSQL prints in a way Arrow does not (floats outside the common range, bytea, nested
-values as JSON, numeric in binary) go through Python, one value at a time.
+(:func:`data_rows`), so a batch costs a handful of kernel calls, not a Python loop per value; nested values
+become JSON text in DuckDB (:mod:`audiencehub.query.pgjson`). Only values PostgreSQL prints in a way
+neither does (floats outside the common range, bytea, intervals, numeric in binary) go through Python,
+one value at a time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 import struct
 import sys
 from array import array
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audiencehub.query.errors import QueryError
+from audiencehub.query.pgjson import json_texts
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,8 @@ def _text_cells(column: pa.Array, t: PgType) -> pa.Array:
             text = pc.binary_join_element_wise(text, pa.scalar("+00"), "")
     elif t is TIME:
         text = _strip_fraction(pc.cast(pc.cast(column, pa.time64("us"), safe=False), pa.string()))
+    elif t is JSON:
+        text = json_texts(column)
     else:
         return pa.array(_python_text(column, t), pa.binary())
     return pc.cast(text, pa.binary())
@@ -269,10 +271,7 @@ def _python_text(column: pa.Array, t: PgType) -> list[bytes | None]:
         return [None if v is None else _interval_text(v).encode() for v in values]
     if t is UUID_:
         return [None if v is None else str(UUID(bytes=v) if isinstance(v, bytes) else v).encode() for v in values]
-    if t is NUMERIC:  # floats or uint64 sent as numeric
-        return [None if v is None else str(v).encode() for v in values]
-    kind = column.type
-    return [None if v is None else json_text(v, kind).encode() for v in values]
+    return [None if v is None else str(v).encode() for v in values]  # numeric from floats or uint64
 
 
 def _interval_text(v: Any) -> str:
@@ -283,35 +282,6 @@ def _interval_text(v: Any) -> str:
         clock = f"{hh:02d}:{mm:02d}:{ss:09.6f}".rstrip("0").rstrip(".")
         return (f"{days} day{'s' if abs(days) != 1 else ''} " if days else "") + clock
     return str(v)
-
-
-def json_text(value: Any, t: pa.DataType) -> str:
-    """A nested value as PostgreSQL shows json: ``{"a": 1, "b": [1, 2]}``; maps become objects."""
-    return json.dumps(_jsonable(value, t), ensure_ascii=False)
-
-
-def _jsonable(v: Any, t: pa.DataType) -> Any:
-    if v is None:
-        return None
-    if isinstance(t, pa.ExtensionType):
-        t = t.storage_type
-    if pa.types.is_map(t):
-        return {str(_jsonable(k, t.key_type)): _jsonable(x, t.item_type) for k, x in v}
-    if pa.types.is_struct(t):
-        return {f.name: _jsonable(v.get(f.name), f.type) for f in t}
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return [_jsonable(x, t.value_type) for x in v]
-    if isinstance(v, float) and not math.isfinite(v):
-        return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
-    if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() and v.as_tuple().exponent == 0 else float(v)
-    if isinstance(v, dt.datetime | dt.date | dt.time):
-        return v.isoformat()
-    if isinstance(v, bytes):
-        return "\\x" + v.hex()
-    if isinstance(v, dt.timedelta):
-        return _interval_text(v)
-    return v
 
 
 def _binary_cells(column: pa.Array, t: PgType) -> pa.Array:
