@@ -96,7 +96,7 @@ class Server:
             AUDIENCEHUB_WORKERS="2",
             AUDIENCEHUB_ENGINE_THREADS="2",
             AUDIENCEHUB_JOB_HEARTBEAT_SECONDS="0.5",
-            **self.env,
+            **{"AUDIENCEHUB_PG_PORT": "0", **self.env},  # no PostgreSQL listener unless a test asks for one
         )
         with self.stdout_path().open("wb") as out, self.stderr_path().open("wb") as err:
             self.proc = subprocess.Popen(
