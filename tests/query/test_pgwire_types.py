@@ -59,6 +59,15 @@ def test_scalars_as_text() -> None:
     aware = [dt.datetime(2024, 1, 1, 12, 0, 0, 500000, tzinfo=UTC)]
     assert texts(aware, pa.timestamp("us", tz="UTC")) == ["2024-01-01 12:00:00.5+00"]
     assert texts([dt.timedelta(days=1, hours=2, microseconds=500)], pa.duration("us")) == ["1 day 02:00:00.0005"]
+    intervals = pa.array(
+        [(14, 3, 14_706_500_000_000), (-14, 0, 0), (0, 0, -3_600_000_000_000), (0, 0, 0)], pa.month_day_nano_interval()
+    )
+    assert pgtypes.encode(intervals, pgtypes.INTERVAL, binary=False).to_pylist() == [
+        b"1 year 2 mons 3 days 04:05:06.5",
+        b"-1 years -2 mons",
+        b"-01:00:00",
+        b"00:00:00",
+    ]
 
 
 def test_nested_values_are_json_as_postgresql_shows_it() -> None:

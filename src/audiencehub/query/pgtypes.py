@@ -275,13 +275,21 @@ def _python_text(column: pa.Array, t: PgType) -> list[bytes | None]:
 
 
 def _interval_text(v: Any) -> str:
+    """``1 year 2 mons 3 days 04:05:06.5``, as PostgreSQL's default IntervalStyle prints an interval."""
     if isinstance(v, dt.timedelta):
-        days, rest = v.days, v - dt.timedelta(days=v.days)
-        seconds = rest.total_seconds()
-        hh, mm, ss = int(seconds // 3600), int(seconds % 3600 // 60), seconds % 60
-        clock = f"{hh:02d}:{mm:02d}:{ss:09.6f}".rstrip("0").rstrip(".")
-        return (f"{days} day{'s' if abs(days) != 1 else ''} " if days else "") + clock
-    return str(v)
+        months, days, micros = 0, v.days, v.seconds * 1_000_000 + v.microseconds
+    else:  # pyarrow's MonthDayNano
+        months, days, micros = v.months, v.days, v.nanoseconds // 1000
+    years, months = divmod(abs(months), 12) if months >= 0 else (-(abs(months) // 12), -(abs(months) % 12))
+    parts = [
+        f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((years, "year"), (months, "mon"), (days, "day")) if n
+    ]
+    if micros or not parts:
+        sign, micros = ("-" if micros < 0 else ""), abs(micros)
+        seconds, fraction = divmod(micros, 1_000_000)
+        clock = f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        parts.append(sign + clock + (f".{fraction:06d}".rstrip("0") if fraction else ""))
+    return " ".join(parts)
 
 
 def _binary_cells(column: pa.Array, t: PgType) -> pa.Array:
