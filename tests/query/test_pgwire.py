@@ -205,3 +205,19 @@ def test_the_connection_parameters_of_the_http_api_log_in(pg: PgApp) -> None:  #
     dsn = f"host={params['host']} port={params['port']} user={params['username']} dbname={params['dbName']}"
     with psycopg.connect(dsn, password=params["token"]) as conn:
         assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (5,)
+
+
+def test_a_cursor_left_open_ends_when_another_statement_runs(pg: PgApp) -> None:  # noqa: F811
+    with pg.connect() as conn:
+        cur = conn.cursor(name="first")
+        cur.execute("SELECT id FROM range(100000) AS r(id)")
+        assert cur.fetchmany(3) == [(0,), (1,), (2,)]
+        assert conn.execute("SELECT 5").fetchone() == (5,)  # the session reads one result at a time
+        with pytest.raises(errors.ObjectNotInPrerequisiteState) as stale:
+            cur.fetchmany(3)
+        assert '"first" can no longer be read' in str(stale.value)
+        conn.rollback()
+        with conn.cursor(name="second", withhold=True) as held:  # WITH HOLD: it outlives the block
+            held.execute("SELECT id FROM range(10) AS r(id)")
+            conn.commit()
+            assert [r[0] for r in held.fetchall()] == list(range(10))

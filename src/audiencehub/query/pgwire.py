@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from audiencehub.query import pgtypes
 from audiencehub.query.errors import QueryError
 from audiencehub.query.pgcatalog import Catalog
-from audiencehub.query.pgportals import Portal, Prepared, close_all, close_result, command_tag, next_rows, skip
+from audiencehub.query.pgportals import Portal, Portals, Prepared, command_tag, next_rows, skip
 from audiencehub.query.pgstatements import GUCS, ServerSettings, Statement, classify, split
 from audiencehub.query.session import Column, QueryBackend, QuerySession, Result
 
@@ -99,7 +99,7 @@ class Connection:
         self.catalog: Catalog | None = None
         self.settings: ServerSettings | None = None
         self.statements: dict[str, Prepared] = {}
-        self.portals: dict[str, Portal] = {}
+        self.portals = Portals(self.pool)
         self.status = b"I"  # I idle, T in a transaction block, E in a failed one
         self.out = bytearray()
         self.busy = False
@@ -136,11 +136,11 @@ class Connection:
             asyncio.get_running_loop().run_in_executor(None, session.cancel)
 
     async def _close(self) -> None:
-        portals, self.portals = list(self.portals.values()), {}
+        self.portals.close_where(lambda p: True)
         try:
             if self.session is not None:
                 session, catalog = self.session, self.catalog
-                await self._call(lambda: close_all(portals, session, catalog))
+                await self._call(lambda: _close_session(session, catalog))
         except Exception:
             log.exception("closing pgwire session %d", self.pid)
         self.pool.shutdown(wait=False)
@@ -263,7 +263,7 @@ class Connection:
             try:
                 prepared = await self._prepare(text)
                 portal = Portal("", prepared, [], [])
-                self._replace_portal(portal)
+                self.portals.add(portal)
                 async with self._statement():
                     await self._run(portal, 0, describe=True)
             except QueryError as exc:
@@ -323,7 +323,7 @@ class Connection:
         params = [pgtypes.decode_param(v, t, f == 1) for v, t, f in zip(raw, prepared.param_types, fmts, strict=True)]
         if portal_name and portal_name in self.portals:
             raise QueryError(f'portal "{portal_name}" already exists', "42P03")
-        self._replace_portal(Portal(portal_name, prepared, params, result_codes))
+        self.portals.add(Portal(portal_name, prepared, params, result_codes))
         self._send(b"2", b"")  # BindComplete
 
     async def _describe(self, payload: bytes) -> None:
@@ -337,7 +337,7 @@ class Connection:
             columns = await self._statement_columns(prepared)
             self._row_description(columns, [0] * len(columns)) if columns is not None else self._send(b"n", b"")
             return
-        portal = self._portal(name)
+        portal = self.portals.get(name)
         async with self._statement():
             await self._start(portal)
         if portal.result is not None and portal.result.columns is not None:
@@ -348,7 +348,7 @@ class Connection:
     async def _execute(self, payload: bytes) -> None:
         name, at = _read_cstr(payload, 0)
         (limit,) = struct.unpack_from("!i", payload, at)
-        portal = self._portal(name)
+        portal = self.portals.get(name)
         async with self._statement():
             await self._run(portal, max(limit, 0), describe=False)
 
@@ -356,8 +356,8 @@ class Connection:
         kind, name = payload[:1], _read_cstr(payload, 1)[0]
         if kind == b"S":
             self.statements.pop(name, None)
-        elif name in self.portals:
-            await self._drop(self.portals.pop(name))
+        else:
+            self.portals.remove(name)
         self._send(b"3", b"")  # CloseComplete
 
     async def _flush_message(self, payload: bytes) -> None:
@@ -394,8 +394,8 @@ class Connection:
         if st.kind == "show":
             assert self.settings is not None
             return self.settings.show(st.name).columns
-        if st.kind == "fetch" and st.name in self.portals:
-            return await self._columns_of_cursor(self.portals[st.name])
+        if st.kind == "fetch" and st.name is not None and st.name in self.portals:
+            return await self._columns_of_cursor(self.portals.get(st.name))
         if st.kind != "query":
             return None
         if prepared.catalog is not None:
@@ -404,7 +404,7 @@ class Connection:
             nulls = [None] * query.parameters
             return (await self._call(lambda: catalog.run(query, nulls))).columns
         session, sql = self._session(), prepared.sql
-        self._leave_session_results()
+        self.portals.leave_session_results()
         return await self._call(lambda: session.describe(sql))
 
     async def _columns_of_cursor(self, cursor: Portal) -> list[Column] | None:
@@ -420,7 +420,7 @@ class Connection:
             assert self.settings is not None
             portal.result = self.settings.show(st.name)
         elif st.kind == "fetch":
-            columns = await self._columns_of_cursor(self._cursor(st.name))
+            columns = await self._columns_of_cursor(self.portals.cursor(st.name))
             portal.result = Result(tag="FETCH", columns=columns)
         elif st.kind == "query":
             portal.result = await self._execute_query(portal.prepared, portal.prepared.sql, portal.params)
@@ -437,18 +437,8 @@ class Connection:
             assert catalog is not None
             return await self._call(lambda: catalog.run(query, params))
         session = self._session()
-        self._leave_session_results()
+        self.portals.leave_session_results()
         return await self._call(lambda: session.execute(sql, params))
-
-    def _leave_session_results(self) -> None:
-        """The session reads one result at a time: a new statement ends the unread rest of the others."""
-        for portal in self.portals.values():
-            if portal.from_session and portal.result is not None and not portal.exhausted and portal.stale is None:
-                portal.stale = (
-                    f'{"cursor" if portal.cursor else "portal"} "{portal.name}" can no longer be read: another '
-                    "statement ran on this connection, which reads one result at a time"
-                )
-                self.pool.submit(close_result, portal.result)
 
     @contextlib.asynccontextmanager
     async def _statement(self) -> AsyncIterator[None]:
@@ -478,9 +468,9 @@ class Connection:
         elif st.kind in ("fetch", "move"):
             await self._fetch(portal, st, describe=describe)
         elif st.kind == "close":
-            await self._close_cursor(st.name)
+            self._close_cursor(st.name)
         elif st.kind == "discard":
-            await self._discard(portal)
+            self._discard(portal)
         elif st.kind == "deallocate":
             if st.name is None:
                 self.statements = {k: v for k, v in self.statements.items() if not k}
@@ -536,7 +526,7 @@ class Connection:
             self._notice("there is no transaction in progress", "25P01")
         tag = "ROLLBACK" if self.status == b"E" else st.tag
         self.status = b"I"
-        self._close_transaction_portals()
+        self.portals.close_where(lambda p: not p.hold)
         self._complete(tag)
 
     def _set(self, st: Statement) -> None:
@@ -564,11 +554,11 @@ class Connection:
         if result.columns is not None:
             cursor.types = [pgtypes.pg_type(c.type) for c in result.columns]
             cursor.formats = pgtypes.result_formats(cursor.format_codes, len(cursor.types))
-        self.portals[st.name] = cursor
+        self.portals.add(cursor)
         self._complete("DECLARE CURSOR")
 
     async def _fetch(self, portal: Portal, st: Statement, *, describe: bool) -> None:
-        cursor = self._cursor(st.name)
+        cursor = self.portals.cursor(st.name)
         result = cursor.result
         assert result is not None
         if result.columns is None:
@@ -589,59 +579,26 @@ class Connection:
             cursor.formats = saved
         self._complete(f"FETCH {sent}")
 
-    async def _close_cursor(self, name: str | None) -> None:
+    def _close_cursor(self, name: str | None) -> None:
         if name is None:
-            for key in [k for k, p in self.portals.items() if p.cursor]:
-                await self._drop(self.portals.pop(key))
+            self.portals.close_where(lambda p: p.cursor)
         else:
-            await self._drop(self._cursor(name, pop=True))
+            self.portals.remove(self.portals.cursor(name).name)
         self._complete("CLOSE CURSOR")
 
-    async def _discard(self, portal: Portal) -> None:
-        for key in [k for k in self.portals if self.portals[k] is not portal]:
-            await self._drop(self.portals.pop(key))
+    def _discard(self, portal: Portal) -> None:
+        self.portals.close_where(lambda p: p is not portal)
         self.statements = {}
         assert self.settings is not None
         for name in _settable():
             self.settings.set(name, None)
         self._complete(portal.prepared.statement.tag)
 
-    # -- portals --
-
-    def _portal(self, name: str) -> Portal:
-        portal = self.portals.get(name)
-        if portal is None:
-            raise QueryError(f'portal "{name}" does not exist', "34000")
-        return portal
-
-    def _cursor(self, name: str | None, *, pop: bool = False) -> Portal:
-        portal = self.portals.get(name or "")
-        if portal is None or not portal.cursor:
-            raise QueryError(f'cursor "{name}" does not exist', "34000")
-        if pop:
-            del self.portals[portal.name]
-        return portal
-
-    def _replace_portal(self, portal: Portal) -> None:
-        old = self.portals.get(portal.name)
-        self.portals[portal.name] = portal
-        if old is not None and old.result is not None:
-            self.pool.submit(close_result, old.result)
-
-    async def _drop(self, portal: Portal) -> None:
-        if portal.result is not None:
-            result = portal.result
-            await self._call(lambda: close_result(result))
-
-    def _close_transaction_portals(self) -> None:
-        for name in [k for k, p in self.portals.items() if not p.hold]:
-            portal = self.portals.pop(name)
-            if portal.result is not None:
-                self.pool.submit(close_result, portal.result)
+    # -- state --
 
     def _end_implicit_transaction(self) -> None:
-        if self.status == b"I":
-            self._close_transaction_portals()
+        if self.status == b"I":  # outside a block, each Sync or Query ends an implicit transaction: its portals go
+            self.portals.close_where(lambda p: not p.hold)
 
     def _session(self) -> QuerySession:
         assert self.session is not None
@@ -691,6 +648,12 @@ class Connection:
 
     def _notice(self, message: str, sqlstate: str) -> None:
         self._send(b"N", b"SWARNING\0VWARNING\0C" + sqlstate.encode() + b"\0M" + message.encode() + b"\0\0")
+
+
+def _close_session(session: QuerySession, catalog: Catalog | None) -> None:
+    if catalog is not None:
+        catalog.close()
+    session.close()
 
 
 def _settable() -> list[str]:
