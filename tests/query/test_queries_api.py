@@ -107,9 +107,9 @@ def test_nested_values_download_as_json(client: TestClient, headers: dict[str, s
     q = submit(client, headers, sql="SELECT identityMap FROM people_list ORDER BY _id")
     assert finished(client, headers, q["id"])["state"] == "SUCCESS"
     rows = list(csv.DictReader(io.StringIO(client.get(f"{QS}/queries/{q['id']}/results", headers=headers).text)))
-    assert json.loads(rows[0]["identityMap"])[0][0] == "Email"  # a map reads as [key, value] pairs
+    assert json.loads(rows[0]["identityMap"])["Email"][0]["id"] == "pat@example.com"
     as_json = client.get(f"{QS}/queries/{q['id']}/results", params={"format": "json"}, headers=headers).json()
-    assert as_json[0]["identityMap"][0][0] == "Email"
+    assert as_json[0]["identityMap"]["Email"][0]["id"] == "pat@example.com"
 
 
 def test_a_failing_query_says_why(client: TestClient, headers: dict[str, str], people: str) -> None:

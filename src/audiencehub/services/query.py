@@ -742,20 +742,22 @@ def describe_query(row: Row, base_url: str) -> dict[str, Any]:
 
 
 def convert_results(source: Path, target: Path, fmt: str) -> None:
-    """A results Parquet file as CSV (nested values as JSON text) or as one JSON array of row objects."""
+    """A results Parquet file as CSV (nested values as JSON text) or as one JSON array of row objects; maps are
+    JSON objects."""
     data = pq.ParquetFile(source)
     with target.open("w", encoding="utf-8", newline="") as out:
         if fmt == "csv":
             writer = csv.writer(out)
             writer.writerow(data.schema_arrow.names)
             for batch in data.iter_batches():
-                for values in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                columns = [c.to_pylist(maps_as_pydicts="lossy") for c in batch.columns]
+                for values in zip(*columns, strict=True):
                     writer.writerow([_csv_value(v) for v in values])
             return
         out.write("[")
         first = True
         for batch in data.iter_batches():
-            for record in batch.to_pylist():
+            for record in batch.to_pylist(maps_as_pydicts="lossy"):
                 out.write(("" if first else ",") + "\n" + json.dumps(record, default=_json_default, ensure_ascii=False))
                 first = False
         out.write("\n]\n")
