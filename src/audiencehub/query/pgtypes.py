@@ -281,9 +281,7 @@ def _interval_text(v: Any) -> str:
     else:  # pyarrow's MonthDayNano
         months, days, micros = v.months, v.days, v.nanoseconds // 1000
     years, months = divmod(abs(months), 12) if months >= 0 else (-(abs(months) // 12), -(abs(months) % 12))
-    parts = [
-        f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((years, "year"), (months, "mon"), (days, "day")) if n
-    ]
+    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((years, "year"), (months, "mon"), (days, "day")) if n]
     if micros or not parts:
         sign, micros = ("-" if micros < 0 else ""), abs(micros)
         seconds, fraction = divmod(micros, 1_000_000)
