@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/profile_access.py --profiles 1000000
 	$(BIN)/python benchmarks/streaming.py
 	$(BIN)/python benchmarks/segment.py --profiles 1000000
+	$(BIN)/python benchmarks/export_query.py --profiles 1000000
+	$(BIN)/python benchmarks/pgwire.py --rows 1000000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

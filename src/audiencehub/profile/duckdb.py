@@ -723,8 +723,7 @@ class DuckDBProfileStore(ProfileStore):
                 "FROM fragment_memberships"
             )
             typed = (
-                "SELECT CAST(NULL AS UUID) AS pid, '' AS ns, '' AS seg, '' AS status, "
-                "CAST(NULL AS TIMESTAMPTZ) AS qat"
+                "SELECT CAST(NULL AS UUID) AS pid, '' AS ns, '' AS seg, '' AS status, CAST(NULL AS TIMESTAMPTZ) AS qat"
             )
             parts = [
                 "ids AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT "
