@@ -160,7 +160,9 @@ class Files:
 
 def seed_query(files: list[Path], threads: int | None, memory: str, work: Path) -> tuple[float, int]:
     sql = SEED_SQL.format(person=f"{TENANT}.identification.core.email", table=TABLE, **_ids())
-    session = DuckDBSession(Files(files), None, Limits(memory_limit=memory, threads=threads, temp_dir=str(work)))
+    # As the server runs it by default (AUDIENCEHUB_QUERY_NATIVE_PARQUET): the engine reads the batch files itself.
+    limits = Limits(memory_limit=memory, threads=threads, temp_dir=str(work), native_parquet=True)
+    session = DuckDBSession(Files(files), None, limits)
     try:
         t0 = time.perf_counter()
         result = session.execute(sql)
