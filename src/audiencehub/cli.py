@@ -196,25 +196,10 @@ def _send(
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     with httpx.Client(timeout=httpx.Timeout(60.0, write=None, read=600.0)) as http:
-        tok = http.post(
-            f"{base}/ims/token/v3",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "scope": "openid",
-            },
+        headers = _api_headers(
+            http, base, client_id=client_id, client_secret=client_secret, org_id=org_id, sandbox=sandbox
         )
-        if tok.status_code != 200:
-            typer.echo(f"error: token request failed ({tok.status_code}): {tok.text}", err=True)
-            raise typer.Exit(1)
-        headers = {
-            "Authorization": f"Bearer {tok.json()['access_token']}",
-            "x-api-key": client_id,
-            "x-gw-ims-org-id": org_id,
-            "x-sandbox-name": sandbox,
-            "Content-Type": "application/octet-stream",
-        }
+        headers["Content-Type"] = "application/octet-stream"
         size = file.stat().st_size
         with Progress(
             "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn()

@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import or_, select
 
 from audiencehub.domain.audiences import DEFAULT_NAMESPACE
 from audiencehub.domain.segments import SEGMENT_NAMESPACE
@@ -37,6 +36,7 @@ from audiencehub.query.tables import assign_names
 from audiencehub.services.auth import Principal
 from audiencehub.services.batch_ingestion import BatchIngestionService
 from audiencehub.services.catalog import CatalogService
+from audiencehub.services.external_audiences import find_active
 from audiencehub.services.lake import Lake
 from audiencehub.services.schemas import SchemaService
 
@@ -209,19 +209,7 @@ class CjaService:
             found = get_row(conn, t.segment_definitions, scope, id=audience_id)
             if found is not None:
                 return Audience(audience_id, SEGMENT_NAMESPACE, str(found["name"]))
-            c = t.audiences.c
-            row = (
-                conn.execute(
-                    select(t.audiences).where(
-                        c.org_id == scope.org_id,
-                        c.sandbox == scope.sandbox,
-                        c.state == "ACTIVE",
-                        or_(c.id == audience_id, c.custom_audience_id == audience_id),
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = find_active(conn, scope, audience_id)
         if row is not None:
             namespace = (row["spec"] or {}).get("namespace", DEFAULT_NAMESPACE)
             return Audience(str(row["id"]), namespace, str(row["name"]))

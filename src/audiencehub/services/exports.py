@@ -38,6 +38,7 @@ from audiencehub.profile.base import ProfileStore
 from audiencehub.profile.exports import ExportField, ExportOutput, ExportSpec, MemberFilter
 from audiencehub.services.auth import Principal
 from audiencehub.services.catalog import KIND_XDM, CatalogService, created_ms
+from audiencehub.services.external_audiences import find_active
 from audiencehub.services.lake import Lake
 from audiencehub.services.merge_policies import MergePolicyService
 
@@ -352,19 +353,7 @@ class ExportService:
         with self._store.read() as conn:
             if ns == SEGMENT_NAMESPACE and get_row(conn, t.segment_definitions, scope, id=segment_id) is not None:
                 return SEGMENT_NAMESPACE, segment_id
-            c = t.audiences.c
-            found = (
-                conn.execute(
-                    select(t.audiences).where(
-                        c.org_id == scope.org_id,
-                        c.sandbox == scope.sandbox,
-                        c.state == "ACTIVE",
-                        or_(c.id == segment_id, c.custom_audience_id == segment_id),
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            found = find_active(conn, scope, segment_id)
         if found is not None:
             own = (found["spec"] or {}).get("namespace", DEFAULT_NAMESPACE)
             if ns in (own, SEGMENT_NAMESPACE):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, or_, select
 
 from audiencehub.domain.audiences import (
     DEFAULT_NAMESPACE,
@@ -54,6 +54,24 @@ CREATING, ACTIVE, DELETING = "CREATING", "ACTIVE", "DELETING"
 JOB_CREATE = "audience.create"
 JOB_RUN = "audience.run"
 MAX_PAGE = 100
+
+
+def find_active(conn: Connection, scope: Scope, ref: str) -> Row | None:
+    """The sandbox's active external audience whose id or ``customAudienceId`` is ``ref``."""
+    c = t.audiences.c
+    row = (
+        conn.execute(
+            select(t.audiences).where(
+                c.org_id == scope.org_id,
+                c.sandbox == scope.sandbox,
+                c.state == "ACTIVE",
+                or_(c.id == ref, c.custom_audience_id == ref),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row is not None else None
 
 
 def page(items: list[dict[str, Any]], total: int, limit: int, start: int, key: str) -> dict[str, Any]:
