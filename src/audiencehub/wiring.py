@@ -33,7 +33,8 @@ from audiencehub.services.lake import Lake
 from audiencehub.services.landing_zone import LandingZoneService
 from audiencehub.services.merge_policies import MergePolicyService
 from audiencehub.services.profile_access import ProfileAccessService
-from audiencehub.services.query import JOB_QUERY, QueryRuns, QueryService
+from audiencehub.services.query import QueryService
+from audiencehub.services.query_runs import JOB_QUERY, QueryRuns
 from audiencehub.services.schemas import SchemaService
 from audiencehub.services.segmentation import JOB_SEGMENT, SegmentationService
 from audiencehub.services.streaming import StreamingService

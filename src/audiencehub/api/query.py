@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from audiencehub.api.deps import Caller, Services, read_json
 from audiencehub.api.routing import route
 from audiencehub.errors import BadRequest
-from audiencehub.services.query import DEFAULT_LIMIT
+from audiencehub.services.query_runs import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/data/foundation/query", tags=["Query Service"])
 Q = "/queries"
