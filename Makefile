@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export AUDIENCEHUB_HOME ?= ./var
 
-.PHONY: run test lint typecheck venv bench clean
+.PHONY: run test lint typecheck venv bench clean pgclients
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The Query Service's tests drive the real PostgreSQL clients (Debian: psql in postgresql-client, pgbench in postgresql).
+pgclients:
+	@command -v psql >/dev/null && command -v pgbench >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client postgresql >/dev/null)
+
+test: lint typecheck pgclients
 	$(BIN)/pytest
 
 bench: $(STAMP)
