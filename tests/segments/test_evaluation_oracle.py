@@ -300,6 +300,66 @@ def test_a_plan_that_fails_leaves_every_membership_table_as_it_was(
     evaluate_and_check(store, world, later, "failing-job", [segments[:3], segments[3:]], {})
 
 
+def test_writes_go_on_while_a_job_evaluates_and_readers_see_its_results_only_once_published(
+    store: DuckDBProfileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's result tables are built without the sandbox's write lock: a write (here an external audience's
+    registration, as a run does) completes while the job is held between its two plans, and readers see none of the
+    job until it publishes."""
+    import threading
+
+    rng = random.Random(11)
+    now = STARTS[0]
+    world = World(rng, now, profiles=20)
+    world.load(store._connection(SCOPE))
+    gen = Gen(rng, world)
+    segments: list[Segment] = []
+    for _ in range(4):
+        sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        world.defined.add(sid)
+        segments.append((sid, gen.profile(2), None))
+    built, release = threading.Event(), threading.Event()
+    build = profile_segments.build
+
+    def held_build(cur: duckdb.DuckDBPyConnection, have: Any, plan: Any, n: int, *args: Any) -> Any:
+        counts = build(cur, have, plan, n, *args)
+        if n == 0:
+            built.set()
+            assert release.wait(timeout=60), "the test never released the job"
+        return counts
+
+    monkeypatch.setattr(profile_segments, "build", held_build)
+    plans = [compile_plan(world, now, segments[:2]), compile_plan(world, now, segments[2:])]
+    failure: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            store.evaluate(SCOPE, "held-job", plans, {})
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    try:
+        assert built.wait(timeout=60), "the job never built its first plan"
+        writer = threading.Thread(target=store.set_audience, args=(SCOPE, "an-audience", "Email", 30))
+        writer.start()
+        writer.join(timeout=30)
+        assert not writer.is_alive(), "a write waited for the segment job"
+        cur = cursor(store)
+        registered = {str(r[0]) for r in cur.execute("SELECT audience_id FROM audiences").fetchall()}
+        assert "an-audience" in registered
+        assert not registered & {sid for sid, _, _ in segments}, "readers saw the job before it published"
+        assert store.evaluation(SCOPE, "held-job") is None
+    finally:
+        release.set()
+        worker.join(timeout=120)
+    assert not failure, failure
+    assert store.evaluation(SCOPE, "held-job") is not None
+    registered = {str(r[0]) for r in cursor(store).execute("SELECT audience_id FROM audiences").fetchall()}
+    assert {sid for sid, _, _ in segments} <= registered
+
+
 @pytest.mark.parametrize("direction", ["before", "after"])
 def test_occurs_not_equal_is_the_negation_of_occurs_equal(store: DuckDBProfileStore, direction: str) -> None:
     now = STARTS[0]
