@@ -275,7 +275,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         ),
         ingestion=ingestion,
         query=query,
-        query_runs=QueryRuns(store, lake, query, runner.wake),
+        query_runs=QueryRuns(store, lake, query, engine, runner.wake),
         runner=runner,
         home_lock=home_lock,
         schedule=None if at is None else DailySchedule(at, segmentation.schedule_due, "segment-schedule"),

@@ -17,8 +17,9 @@ from audiencehub.errors import AudiencehubError
 Progress = Callable[[float], None]
 """Called from time to time with the percentage done of the statement that runs."""
 
-Format = Literal["parquet", "csv", "json"]
-"""``json``: the JSON texts of a single-column SELECT, one per line (JSON lines)."""
+Format = Literal["parquet", "csv", "json", "json_array"]
+"""``json``: the JSON texts of a single-column SELECT, one per line (JSON lines); ``json_array``: one JSON array of
+the rows as objects, nested values (structs, maps, lists) as JSON."""
 
 
 class EngineError(Exception):

@@ -124,6 +124,7 @@ class DuckDBSession(EngineSession):
             "csv": "FORMAT csv, HEADER true",
             # One JSON text per line, as selected: CSV without quoting, header or a delimiter that can occur.
             "json": "FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01'",
+            "json_array": "FORMAT json, ARRAY true",
         }[fmt]
         rows = self._run(f"COPY ({select_sql}) TO {lit(str(dest))} ({options})")
         return int(rows[0][0]) if rows else 0

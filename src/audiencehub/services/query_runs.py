@@ -5,10 +5,7 @@ Parquet, CSV or JSON."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import decimal
-import json
 import logging
 import os
 import re
@@ -27,6 +24,8 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
+from audiencehub.engines.base import Engine
+from audiencehub.engines.ingest_sql import ident, lit
 from audiencehub.errors import BadRequest, Duplicate, NotFound
 from audiencehub.metadata import jobs
 from audiencehub.metadata import tables as t
@@ -149,10 +148,13 @@ def effective_sql(body: dict[str, Any]) -> tuple[str, Kind]:
 class QueryRuns:
     """The HTTP API's queries: stored, run as jobs, cancelled, listed, their results kept for download."""
 
-    def __init__(self, store: MetadataStore, lake: Lake, service: QueryService, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, store: MetadataStore, lake: Lake, service: QueryService, engine: Engine, wake: Callable[[], None]
+    ) -> None:
         self._store = store
         self._lake = lake
         self._service = service
+        self._engine = engine
         self._wake = wake
         self._running: dict[str, DuckDBSession] = {}
         self._lock = threading.Lock()
@@ -306,7 +308,7 @@ class QueryRuns:
         if not target.is_file():
             partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
             try:
-                convert_results(source, partial, fmt)
+                convert_results(self._engine, source, partial, fmt)
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)
@@ -501,47 +503,14 @@ def describe_query(row: Row, base_url: str) -> dict[str, Any]:
     return body
 
 
-def convert_results(source: Path, target: Path, fmt: str) -> None:
-    """A results Parquet file as CSV (nested values as JSON text) or as one JSON array of row objects; maps are
-    JSON objects."""
-    data = pq.ParquetFile(source)
-    with target.open("w", encoding="utf-8", newline="") as out:
-        if fmt == "csv":
-            writer = csv.writer(out)
-            writer.writerow(data.schema_arrow.names)
-            for batch in data.iter_batches():
-                columns = [c.to_pylist(maps_as_pydicts="lossy") for c in batch.columns]
-                for values in zip(*columns, strict=True):
-                    writer.writerow([_csv_value(v) for v in values])
-            return
-        out.write("[")
-        first = True
-        for batch in data.iter_batches():
-            for record in batch.to_pylist(maps_as_pydicts="lossy"):
-                out.write(("" if first else ",") + "\n" + json.dumps(record, default=_json_default, ensure_ascii=False))
-                first = False
-        out.write("\n]\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, default=_json_default, ensure_ascii=False)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return _json_default(value)
-    return value
+def convert_results(engine: Engine, source: Path, target: Path, fmt: str) -> None:
+    """A results Parquet file as CSV (nested values as JSON text) or as one JSON array of row objects (maps as JSON
+    objects), written by the engine in bulk."""
+    columns = []
+    for f in pq.read_schema(source):
+        col = ident(f.name)
+        nested = pa.types.is_nested(f.type) or pa.types.is_map(f.type)
+        columns.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}" if nested and fmt == "csv" else col)
+    select = f"SELECT {', '.join(columns)} FROM read_parquet({lit(str(source))})"
+    with engine.session() as session:
+        session.copy(select, target, "csv" if fmt == "csv" else "json_array")
