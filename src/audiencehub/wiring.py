@@ -36,7 +36,8 @@ from audiencehub.services.profile_access import ProfileAccessService
 from audiencehub.services.query import QueryService
 from audiencehub.services.query_runs import JOB_QUERY, QueryRuns
 from audiencehub.services.schemas import SchemaService
-from audiencehub.services.segmentation import JOB_SEGMENT, SegmentationService
+from audiencehub.services.segment_jobs import JOB_SEGMENT, SegmentJobs
+from audiencehub.services.segmentation import SegmentationService
 from audiencehub.services.streaming import StreamingService
 from audiencehub.services.tenancy import ClientCredentials, TenancyService
 from audiencehub.sources.base import Source
@@ -68,6 +69,7 @@ class Container:
     profile_access: ProfileAccessService
     streaming: StreamingService
     segmentation: SegmentationService
+    segment_jobs: SegmentJobs
     audience_portal: AudiencePortalService
     exports: ExportService
     cja: CjaService
@@ -152,7 +154,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         lake,
         source_for,
         Hold(home / "holds", settings.debug_hold_at),
-        on_commit=lambda scope, audience_id, run_id: segmentation.audience_changed(scope, audience_id, run_id),
+        on_commit=lambda scope, audience_id, run_id: segment_jobs.audience_changed(scope, audience_id, run_id),
     )
     creation = AudienceCreation(store, profiles)
     runner = JobRunner(
@@ -173,8 +175,8 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
             # A segment job commits once, with a marker in the profile store: after a crash it runs again, or
             # rolls forward when the store has it.
             JOB_SEGMENT: Handler(
-                execute=lambda ref, scope: segmentation.execute(ref, scope),
-                recover=lambda ref, scope: segmentation.recover(ref, scope),
+                execute=lambda ref, scope: segment_jobs.execute(ref, scope),
+                recover=lambda ref, scope: segment_jobs.recover(ref, scope),
                 retryable=True,
             ),
             # A query that was running when the server stopped fails: a CTAS or INSERT is never run twice.
@@ -208,9 +210,10 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         namespace_rules=lambda scope: {ns.code: ns.rule for ns in namespaces.list(scope)},
         max_upload_bytes=settings.max_upload_bytes,
         wake=runner.wake,
-        on_profile_change=lambda scope, dataset_id: segmentation.profiles_changed(scope, dataset_id),
+        on_profile_change=lambda scope, dataset_id: segment_jobs.profiles_changed(scope, dataset_id),
     )
-    segmentation = SegmentationService(store, profiles, merge_policies, schemas.resolve, wake=runner.wake)
+    segmentation = SegmentationService(store, profiles, merge_policies, schemas.resolve)
+    segment_jobs = SegmentJobs(store, profiles, segmentation, merge_policies, wake=runner.wake)
     exports = ExportService(store, profiles, lake, catalog, merge_policies, schemas.resolve, wake=runner.wake)
     audiences = ExternalAudienceService(
         store, profiles, lake, connections, namespaces, wake=runner.wake, users_of=segmentation.users_of
@@ -260,6 +263,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
             flush_records=settings.streaming_flush_records,
         ),
         segmentation=segmentation,
+        segment_jobs=segment_jobs,
         audience_portal=AudiencePortalService(store, profiles),
         exports=exports,
         cja=CjaService(
@@ -278,7 +282,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         query_runs=QueryRuns(store, lake, query, engine, runner.wake),
         runner=runner,
         home_lock=home_lock,
-        schedule=None if at is None else DailySchedule(at, segmentation.schedule_due, "segment-schedule"),
+        schedule=None if at is None else DailySchedule(at, segment_jobs.schedule_due, "segment-schedule"),
     )
     if settings.pg_port:
         container.pgwire = PgWireServer(container.query, settings.pg_host or settings.host, settings.pg_port)

@@ -139,7 +139,7 @@ def test_members_of_an_audience_past_its_ttl_exit_the_segments_that_read_it(
 
     # The daily job 31 days later: the audience's memberships have passed their ttl.
     services = client.app.state.container  # type: ignore[attr-defined]
-    services.segmentation.clock = lambda: time.time() + 31 * 86400
+    services.segment_jobs.clock = lambda: time.time() + 31 * 86400
     later = evaluate(client, headers, segment_id)
     assert later["metrics"]["segmentedProfileByStatusCounter"][segment_id] == {
         "realized": 0,

@@ -33,10 +33,10 @@ def services(client: TestClient) -> Any:
 
 def held_job(client: TestClient, headers: dict[str, str]) -> tuple[Any, Scope, str]:
     """A segment job of every definition, queued but kept from the workers (as when every worker is busy)."""
-    svc = services(client).segmentation
+    svc = services(client).segment_jobs
     scope = Scope(headers["x-gw-ims-org-id"], headers["x-sandbox-name"])
     with svc._store.tx() as conn:
-        job_id = svc._enqueue(conn, scope, svc._all(conn, scope), "api", {})
+        job_id = svc._enqueue(conn, scope, services(client).segmentation.definitions(conn, scope), "api", {})
         conn.execute(tables.jobs.update().where(tables.jobs.c.ref_id == job_id).values(status="SUCCEEDED"))
     return svc, scope, job_id
 
@@ -61,7 +61,7 @@ def test_the_daily_job_evaluates_every_batch_segment_of_each_sandbox(
     batch = define(client, headers, "Batch", "true")
     define(client, headers, "Edge only", "true", evaluationInfo={"batch": {"enabled": False}})
     in_dev = define(client, dev_headers, "Dev batch", "true")
-    job_ids = services(client).segmentation.schedule_due()
+    job_ids = services(client).segment_jobs.schedule_due()
     assert len(job_ids) == 2
     prod = [j for j in client.get(JOBS, headers=headers).json()["children"] if j["source"] == "scheduler"]
     dev = [j for j in client.get(JOBS, headers=dev_headers).json()["children"] if j["source"] == "scheduler"]

@@ -108,7 +108,7 @@ _JOB_BODY = {
 @route(jobs, "POST", "", operation_id="createSegmentJob", openapi_extra=_body(_JOB_BODY))
 async def create_job(request: Request, caller: Caller, services: Services) -> dict[str, Any]:
     data = await read_json(request, "a JSON array of segment ids")
-    body: dict[str, Any] = await run_in_threadpool(services.segmentation.create_job, caller.scope, data)
+    body: dict[str, Any] = await run_in_threadpool(services.segment_jobs.create_job, caller.scope, data)
     return body
 
 
@@ -121,15 +121,15 @@ def list_jobs(
     status: str | None = None,
     sort: str | None = None,
 ) -> dict[str, Any]:
-    return services.segmentation.list_jobs(caller.scope, start=start, limit=limit, status=status, sort=sort)
+    return services.segment_jobs.list_jobs(caller.scope, start=start, limit=limit, status=status, sort=sort)
 
 
 @route(jobs, "GET", "/{job_id}", operation_id="retrieveSegmentJob")
 def get_job(job_id: str, caller: Caller, services: Services) -> dict[str, Any]:
-    return services.segmentation.get_job(caller.scope, job_id)
+    return services.segment_jobs.get_job(caller.scope, job_id)
 
 
 @route(jobs, "DELETE", "/{job_id}", operation_id="deleteSegmentJob")
 async def cancel_job(job_id: str, caller: Caller, services: Services) -> Response:
-    await run_in_threadpool(services.segmentation.cancel_job, caller.scope, job_id)
+    await run_in_threadpool(services.segment_jobs.cancel_job, caller.scope, job_id)
     return Response(status_code=204)
