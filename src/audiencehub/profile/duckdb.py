@@ -712,68 +712,7 @@ class DuckDBProfileStore(ProfileStore):
         try:
             cur.execute("SET TimeZone = 'UTC'")
             audiences, fragments = self._table_lists(scope, cur)
-            rank = {d: n for n, d in enumerate(precedence or [])}
-            members = [
-                f"SELECT {PROFILE_ID} AS pid, {lit(ns)} AS ns, {lit(a)} AS seg, {STATUS} AS status, "
-                f"{QUALIFIED_AT} AS qat FROM ({effective(tbl, ttl)})"
-                for a, ns, ttl, tbl in audiences
-            ]
-            members.append(
-                "SELECT profile_id, ns, segment_id, coalesce(status, 'realized'), qualified_at "
-                "FROM fragment_memberships"
-            )
-            typed = (
-                "SELECT CAST(NULL AS UUID) AS pid, '' AS ns, '' AS seg, '' AS status, CAST(NULL AS TIMESTAMPTZ) AS qat"
-            )
-            parts = [
-                "ids AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT "
-                "profile_id AS pid, ns, list({'id': id, 'authenticatedState': CAST(NULL AS VARCHAR), 'primary': "
-                "CAST(NULL AS BOOLEAN)} ORDER BY id) AS v FROM identities GROUP BY ALL) GROUP BY pid)",
-                f"mem AS ({typed} WHERE false UNION ALL " + " UNION ALL ".join(members) + ")",
-                "ms AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT pid, "
-                "ns, map_from_entries(list({'key': seg, 'value': {'status': status, 'lastQualificationTime': qat}} "
-                "ORDER BY seg)) AS v FROM (SELECT * FROM mem WHERE pid IS NOT NULL QUALIFY row_number() OVER "
-                "(PARTITION BY pid, ns, seg ORDER BY qat DESC) = 1) GROUP BY ALL) GROUP BY pid)",
-            ]
-            tables = [(d, tbl) for d, k, tbl in fragments if k == "profile"]
-            leaves: list[str] = []
-            for _, tbl in tables:
-                for (name,) in cur.execute(
-                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name <> 'temp' "
-                    "ORDER BY column_index",
-                    [tbl],
-                ).fetchall():
-                    if not str(name).startswith(INTERNAL) and name not in leaves:
-                        leaves.append(str(name))
-            select = "SELECT ids.m AS identityMap, ms.m AS segmentMembership"
-            joins = " FROM ids LEFT JOIN ms USING (pid)"
-            if tables and leaves:
-                scans = " UNION ALL BY NAME ".join(
-                    f"SELECT *, {-rank.get(d, len(rank)) if precedence else 0} AS {INTERNAL}rank FROM {ident(tbl)}"
-                    for d, tbl in tables
-                )
-                key = f"{{'r': {INTERNAL}rank, 't': {TS}, 'b': {BATCH}, 's': {SEQ}}}"
-                merged = ", ".join(
-                    f"arg_max({ident(n)}, {key}) FILTER (WHERE {ident(n)} IS NOT NULL) AS {ident(n)}" for n in leaves
-                )
-                parts.append(f"attrs AS (SELECT {PROFILE_ID} AS pid, {merged} FROM ({scans}) GROUP BY 1)")
-                tree: dict[str, Any] = {}
-                for n in leaves:
-                    node = tree
-                    steps = n.split(".")
-                    for step in steps[:-1]:
-                        node = node.setdefault(step, {})
-                    node[steps[-1]] = n
-
-                def nest(node: dict[str, Any] | str) -> str:
-                    if isinstance(node, str):
-                        return f"attrs.{ident(node)}"
-                    return "{" + ", ".join(f"{lit(k)}: {nest(v)}" for k, v in node.items()) + "}"
-
-                select = "SELECT " + "".join(f"{nest(v)} AS {ident(k)}, " for k, v in tree.items())
-                select += "ids.m AS identityMap, ms.m AS segmentMembership"
-                joins += " LEFT JOIN attrs USING (pid)"
-            reader = cur.sql("WITH " + ", ".join(parts) + " " + select + joins).to_arrow_reader(batch_rows)
+            reader = cur.sql(exports.snapshot_sql(cur, audiences, fragments, precedence)).to_arrow_reader(batch_rows)
         except BaseException:
             cur.close()
             raise

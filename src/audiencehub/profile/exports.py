@@ -7,7 +7,8 @@ them), with their membership in every audience and segment of the sandbox (one j
 own memberships as a list), and with their identities when ``identityMap`` is asked. The engine nests the leaves
 into structs, builds ``segmentMembership`` (namespace → audience id → status and qualification time) and writes
 Parquet: nothing is looked at row by row in Python. An export too large for the memory limit runs in slices of the
-profile ids, one file each (the merge's states cannot spill to disk).
+profile ids, one file each (the merge's states cannot spill to disk). :func:`snapshot_sql` is every profile in the
+same shape, streamed to the Query Service's profile table.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from audiencehub.engines.ingest_sql import ident, lit
+from audiencehub.engines.ingest_sql import INTERNAL, ident, lit
 from audiencehub.profile import segments
-from audiencehub.profile.columns import PROFILE_ID, QUALIFIED_AT, SEQ, STATUS, TS, effective
+from audiencehub.profile.columns import BATCH, PROFILE_ID, QUALIFIED_AT, SEQ, STATUS, TS, effective
 
 MEMBERSHIP = "STRUCT(status VARCHAR, lastQualificationTime TIMESTAMPTZ)"
 MEMBERSHIP_TYPE = f"MAP(VARCHAR, MAP(VARCHAR, {MEMBERSHIP}))"
@@ -372,3 +374,74 @@ def export(cur: duckdb.DuckDBPyConnection, spec: ExportSpec, outputs: list[Expor
             found = cur.execute(f"COPY ({sql}) TO {lit(str(part))} ({options})").fetchone()
             counts[k] += int(found[0]) if found else 0
     return counts
+
+
+def snapshot_sql(
+    cur: duckdb.DuckDBPyConnection,
+    audiences: list[tuple[str, str, int, str]],
+    fragments: list[tuple[str, str, str]],
+    precedence: list[str] | None,
+) -> str:
+    """Every merged profile of the sandbox as one row (the Query Service's profile table): the merged attributes
+    nested under their top-level fields, ``identityMap`` (namespace → [{id, authenticatedState, primary}]) and
+    ``segmentMembership`` (namespace → audience id → {status, lastQualificationTime}) from every membership relation
+    (``audiences``: id, namespace, ttl, table) and records' own memberships; merged as a profile lookup merges one."""
+    rank = {d: n for n, d in enumerate(precedence or [])}
+    members = [
+        f"SELECT {PROFILE_ID} AS pid, {lit(ns)} AS ns, {lit(a)} AS seg, {STATUS} AS status, "
+        f"{QUALIFIED_AT} AS qat FROM ({effective(tbl, ttl)})"
+        for a, ns, ttl, tbl in audiences
+    ]
+    members.append(
+        "SELECT profile_id, ns, segment_id, coalesce(status, 'realized'), qualified_at FROM fragment_memberships"
+    )
+    typed = "SELECT CAST(NULL AS UUID) AS pid, '' AS ns, '' AS seg, '' AS status, CAST(NULL AS TIMESTAMPTZ) AS qat"
+    parts = [
+        "ids AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT "
+        "profile_id AS pid, ns, list({'id': id, 'authenticatedState': CAST(NULL AS VARCHAR), 'primary': "
+        "CAST(NULL AS BOOLEAN)} ORDER BY id) AS v FROM identities GROUP BY ALL) GROUP BY pid)",
+        f"mem AS ({typed} WHERE false UNION ALL " + " UNION ALL ".join(members) + ")",
+        "ms AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT pid, "
+        "ns, map_from_entries(list({'key': seg, 'value': {'status': status, 'lastQualificationTime': qat}} "
+        "ORDER BY seg)) AS v FROM (SELECT * FROM mem WHERE pid IS NOT NULL QUALIFY row_number() OVER "
+        "(PARTITION BY pid, ns, seg ORDER BY qat DESC) = 1) GROUP BY ALL) GROUP BY pid)",
+    ]
+    tables = [(d, tbl) for d, k, tbl in fragments if k == "profile"]
+    leaves: list[str] = []
+    for _, tbl in tables:
+        for (name,) in cur.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name <> 'temp' "
+            "ORDER BY column_index",
+            [tbl],
+        ).fetchall():
+            if not str(name).startswith(INTERNAL) and name not in leaves:
+                leaves.append(str(name))
+    select = "SELECT ids.m AS identityMap, ms.m AS segmentMembership"
+    joins = " FROM ids LEFT JOIN ms USING (pid)"
+    if tables and leaves:
+        scans = " UNION ALL BY NAME ".join(
+            f"SELECT *, {-rank.get(d, len(rank)) if precedence else 0} AS {INTERNAL}rank FROM {ident(tbl)}"
+            for d, tbl in tables
+        )
+        key = f"{{'r': {INTERNAL}rank, 't': {TS}, 'b': {BATCH}, 's': {SEQ}}}"
+        merged = ", ".join(
+            f"arg_max({ident(n)}, {key}) FILTER (WHERE {ident(n)} IS NOT NULL) AS {ident(n)}" for n in leaves
+        )
+        parts.append(f"attrs AS (SELECT {PROFILE_ID} AS pid, {merged} FROM ({scans}) GROUP BY 1)")
+        tree: dict[str, Any] = {}
+        for n in leaves:
+            node = tree
+            steps = n.split(".")
+            for step in steps[:-1]:
+                node = node.setdefault(step, {})
+            node[steps[-1]] = n
+
+        def nest(node: dict[str, Any] | str) -> str:
+            if isinstance(node, str):
+                return f"attrs.{ident(node)}"
+            return "{" + ", ".join(f"{lit(k)}: {nest(v)}" for k, v in node.items()) + "}"
+
+        select = "SELECT " + "".join(f"{nest(v)} AS {ident(k)}, " for k, v in tree.items())
+        select += "ids.m AS identityMap, ms.m AS segmentMembership"
+        joins += " LEFT JOIN attrs USING (pid)"
+    return "WITH " + ", ".join(parts) + " " + select + joins
