@@ -427,15 +427,27 @@ def publish(cur: duckdb.DuckDBPyConnection, have: Tables, stamps: Stamps, ttl_da
         if name in base_tables:  # written by an earlier version of the store, as a table of its own
             cur.execute(f"DROP TABLE {ident(name)}")
         cur.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {view(st)}")
+    if have.fresh:  # one statement per registry, however many segments
+        ids = list(have.fresh)
         cur.execute(
-            "INSERT INTO audiences VALUES (?, ?, ?, ?) ON CONFLICT (audience_id) DO UPDATE SET "
-            "namespace = excluded.namespace, ttl_days = excluded.ttl_days, tbl = excluded.tbl",
-            [segment_id, SEGMENT_NAMESPACE, ttl_days.get(segment_id, NO_TTL), name],
+            "INSERT INTO audiences SELECT unnest($ids), $ns, unnest($ttl), unnest($tbl) ON CONFLICT (audience_id) "
+            "DO UPDATE SET namespace = excluded.namespace, ttl_days = excluded.ttl_days, tbl = excluded.tbl",
+            {
+                "ids": ids,
+                "ns": SEGMENT_NAMESPACE,
+                "ttl": [ttl_days.get(i, NO_TTL) for i in ids],
+                "tbl": [table_for(i) for i in ids],
+            },
         )
         cur.execute(
-            "INSERT INTO segment_results VALUES (?, ?, ?, ?) ON CONFLICT (segment_id) DO UPDATE SET "
-            "tbl = excluded.tbl, col = excluded.col, stamp = excluded.stamp",
-            [segment_id, st.tbl, st.col, st.stamp],
+            "INSERT INTO segment_results SELECT unnest($ids), unnest($tbl), unnest($col), unnest($stamp) "
+            "ON CONFLICT (segment_id) DO UPDATE SET tbl = excluded.tbl, col = excluded.col, stamp = excluded.stamp",
+            {
+                "ids": ids,
+                "tbl": [have.fresh[i].tbl for i in ids],
+                "col": [have.fresh[i].col for i in ids],
+                "stamp": [have.fresh[i].stamp for i in ids],
+            },
         )
     collect(cur)
 
