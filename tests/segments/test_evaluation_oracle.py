@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,6 +253,20 @@ def snapshot(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return {name: sorted(map(repr, cur.execute(f'SELECT * FROM "{name}"').fetchall())) for name in names}
 
 
+def loaded_world(store: DuckDBProfileStore, seed: int, now: dt.datetime, count: int) -> tuple[World, list[Segment]]:
+    """A small random sandbox loaded in the store, and ``count`` random segment definitions over it."""
+    rng = random.Random(seed)
+    world = World(rng, now, profiles=20)
+    world.load(store._connection(SCOPE))
+    gen = Gen(rng, world)
+    segments: list[Segment] = []
+    for _ in range(count):
+        sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        world.defined.add(sid)
+        segments.append((sid, gen.profile(2), None))
+    return world, segments
+
+
 @pytest.mark.parametrize("fails_in", ["query", "write"])
 @pytest.mark.parametrize("evaluated_before", [False, True])
 def test_a_plan_that_fails_leaves_every_membership_table_as_it_was(
@@ -259,16 +274,8 @@ def test_a_plan_that_fails_leaves_every_membership_table_as_it_was(
 ) -> None:
     """A job fails in its second plan, after the first plan's segments were written: the query of the plan fails,
     or the store fails right after it replaced a segment's table. Nothing of the job stays."""
-    rng = random.Random(7)
     now = STARTS[2]
-    world = World(rng, now, profiles=20)
-    world.load(store._connection(SCOPE))
-    gen = Gen(rng, world)
-    segments: list[Segment] = []
-    for _ in range(6):
-        sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        world.defined.add(sid)
-        segments.append((sid, gen.profile(2), None))
+    world, segments = loaded_world(store, 7, now, 6)
     if evaluated_before:
         evaluate_and_check(store, world, now, "before", [segments[:3], segments[3:]], {})
         world.mutate(now + dt.timedelta(days=2))
@@ -306,18 +313,8 @@ def test_writes_go_on_while_a_job_evaluates_and_readers_see_its_results_only_onc
     """The job's result tables are built without the sandbox's write lock: a write (here an external audience's
     registration, as a run does) completes while the job is held between its two plans, and readers see none of the
     job until it publishes."""
-    import threading
-
-    rng = random.Random(11)
     now = STARTS[0]
-    world = World(rng, now, profiles=20)
-    world.load(store._connection(SCOPE))
-    gen = Gen(rng, world)
-    segments: list[Segment] = []
-    for _ in range(4):
-        sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        world.defined.add(sid)
-        segments.append((sid, gen.profile(2), None))
+    world, segments = loaded_world(store, 11, now, 4)
     built, release = threading.Event(), threading.Event()
     build = profile_segments.build
 
