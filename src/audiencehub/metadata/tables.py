@@ -416,3 +416,17 @@ queries = Table(
     Column("ended_ms", BigInteger),
     Index("ix_queries_scope", "org_id", "sandbox", "created_ms"),
 )
+
+profile_versions = Table(
+    "profile_versions",
+    metadata,
+    # The lake profile store's committed versions: a writer inserts version n + 1 of its sandbox, so two writers
+    # from the same base cannot both commit (the unique constraint is the compare-and-swap).
+    Column("id", String(36), primary_key=True),
+    *_scope(),
+    Column("version", BigInteger, nullable=False),
+    Column("manifest", JSON, nullable=False),  # {"tables": {name: [files under _profile/]}, "audiences": {...}}
+    Column("created_ms", BigInteger, nullable=False),
+    Column("superseded_ms", BigInteger),  # when version n + 1 committed; its files go after a grace period
+    UniqueConstraint("org_id", "sandbox", "version", name="uq_profile_version"),
+)
