@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from audiencehub.app import create_app
 from audiencehub.config import Settings
+from tests.pgserver import PostgresServer
 from tests.servers.fixtures import *  # noqa: F403 (real servers: moto, the GCS emulator, SFTP, a fault proxy)
 
 T = TypeVar("T")
@@ -44,6 +45,22 @@ def test_settings(home: Path, **overrides: Any) -> Settings:
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a builder, not a test
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (tests/pgserver.py); fails, never skips, without its binaries."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh empty database on :func:`postgres_server` as a plain ``postgresql://`` URL; dropped after the test."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
 
 
 @pytest.fixture
