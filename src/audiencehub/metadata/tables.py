@@ -269,6 +269,33 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),
+    # The claim reads the oldest QUEUED job: cheap however many finished jobs the table keeps.
+    Index("ix_jobs_claim", "status", "created_at"),
+)
+
+# Job worker processes and the server's embedded pool (jobs/runner.py): each heartbeats its row, so that peers
+# recover the jobs of one that died; ``home`` is set when the process holds that home's lock (the server).
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("home", Text),
+    Column("threads", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+# One row per daily schedule slot (jobs/schedule.py): the key makes each day's action run once across processes.
+schedule_slots = Table(
+    "schedule_slots",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("slot", String(32), primary_key=True),  # the due time, ISO 8601 UTC
+    Column("worker_id", String(64), nullable=False),
+    Column("claimed_at", Float, nullable=False),
+    Column("done_at", Float),
 )
 
 merge_policies = Table(
