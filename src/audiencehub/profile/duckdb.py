@@ -30,6 +30,7 @@ from audiencehub.domain.audiences import FieldType
 from audiencehub.domain.segments import SEGMENT_NAMESPACE, Plan, SegmentCounts
 from audiencehub.engines.duckdb import connect
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
+from audiencehub.errors import AudiencehubError
 from audiencehub.metadata.store import Scope
 from audiencehub.profile import exports, segments
 from audiencehub.profile.base import (
@@ -63,6 +64,7 @@ from audiencehub.profile.columns import (
     TS,
     XFILE,
     XRN,
+    dataset_rank,
     effective,
     fragment_table_for,
     table_for,
@@ -172,8 +174,17 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+class ProfileStoreElsewhere(AudiencehubError):
+    """The sandbox's profile file is held by another process: DuckDB lets one process open a file."""
+
+
 class DuckDBProfileStore(ProfileStore):
-    def __init__(self, lake_root: Path, *, memory_limit: str, threads: int | None, temp_dir: Path) -> None:
+    def __init__(
+        self, lake_root: Path, *, memory_limit: str, threads: int | None, temp_dir: Path, owner: bool = True
+    ) -> None:
+        """``owner=False`` in an ``audiencehub worker`` process: the files belong to the server, which holds the
+        home's lock; opening one here would fail, or lock the server out of it for as long as this process lives."""
+        self._owner = owner
         self._lake = lake_root
         self._memory_limit = memory_limit
         self._threads = threads
@@ -195,10 +206,21 @@ class DuckDBProfileStore(ProfileStore):
             con = self._cons.get(scope)
             if con is None:
                 path = self.path(scope)
+                if not self._owner:
+                    raise ProfileStoreElsewhere(
+                        f"the profile store of sandbox {scope.sandbox!r} is the embedded DuckDB file {path}, which only "
+                        "the audiencehub server holding the home's lock may open: run this job in the server "
+                        "(AUDIENCEHUB_WORKERS >= 1) or put the profile store in the lake"
+                    )
                 path.parent.mkdir(parents=True, exist_ok=True)
-                con = connect(
-                    str(path), threads=self._threads, memory_limit=self._memory_limit, temp_dir=self._temp_dir
-                )
+                try:
+                    con = connect(
+                        str(path), threads=self._threads, memory_limit=self._memory_limit, temp_dir=self._temp_dir
+                    )
+                except duckdb.IOException as exc:
+                    if "lock" not in str(exc):
+                        raise
+                    raise ProfileStoreElsewhere(f"the profile store of sandbox {scope.sandbox!r}: {exc}") from None
                 con.execute(SCHEMA)
                 self._cons[scope] = con
                 self._write_locks[scope] = threading.Lock()
@@ -607,11 +629,11 @@ class DuckDBProfileStore(ProfileStore):
                 memberships += self._fragment_memberships(cur, profile.profile_id, precedence)
                 if not rows and not memberships:
                     return None  # every fragment and membership of it was deleted: no profile is left
-        rank = {d: n for n, d in enumerate(precedence or [])}
-        # Oldest first, so that each later row overwrites: by time, or by dataset precedence then time.
+        # Oldest first, so that each later row overwrites: the order of columns.merge_key, which every other reader
+        # of merged values uses.
         rows.sort(
             key=lambda dr: (
-                -rank.get(dr[0], len(rank)) if precedence else 0,
+                dataset_rank(dr[0], precedence),
                 dr[1][TS],
                 dr[1][BATCH],
                 dr[1][SEQ],

@@ -23,14 +23,26 @@ import duckdb
 
 from audiencehub.engines.ingest_sql import INTERNAL, ident, lit
 from audiencehub.profile import segments
-from audiencehub.profile.columns import BATCH, PROFILE_ID, QUALIFIED_AT, SEQ, STATUS, TS, effective
+from audiencehub.profile.columns import (
+    BATCH,
+    MERGE_KEY,
+    PROFILE_ID,
+    QUALIFIED_AT,
+    RANK,
+    SEQ,
+    STATUS,
+    TS,
+    batch_order,
+    dataset_rank,
+    effective,
+    merge_key,
+)
 
 MEMBERSHIP = "STRUCT(status VARCHAR, lastQualificationTime TIMESTAMPTZ)"
 MEMBERSHIP_TYPE = f"MAP(VARCHAR, MAP(VARCHAR, {MEMBERSHIP}))"
 IDENTITY = 'STRUCT(id VARCHAR, authenticatedState VARCHAR, "primary" BOOLEAN)'
 IDENTITY_MAP_TYPE = f"MAP(VARCHAR, {IDENTITY}[])"
 RECORDS = "__ah_records"
-KEY = "__ah_key"
 PROFILE_BYTES, COLUMN_BYTES = 120, 60
 """Measured (DuckDB 2.0): a profile's merge states and join entries take about this much memory, plus this per
 exported leaf, membership table or identity namespace."""
@@ -210,31 +222,35 @@ class _Plan:
         """Each profile's merged leaves (``__ah_v{n}``): one ``arg_max`` per leaf over the fragment tables that have
         it, keyed by dataset rank, then time and the record's place in its batch (``arg_max`` skips NULL values)."""
         spec = self.spec
-        order = spec.precedence or ()
-        rank = {d: len(order) - n for n, d in enumerate(order)}
-        parts = []
+        parts, tables = [], []
         for dataset_id, kind, tbl, cols in self.store.fragments:
             values = [f"{ident(f.name)} AS __ah_v{n}" for n, f in enumerate(spec.fields) if f.name in cols]
             if kind != "profile" or not values:
                 continue
-            # NOTE: one HUGEINT key (rank, microsecond, row in batch) compares far faster than a struct; two batches
-            # received in the same microsecond are told apart by row number only.
-            key = (
-                f"((CAST({rank.get(dataset_id, 0)} AS HUGEINT) << 112) | "
-                f"(CAST(epoch_us({TS}) AS HUGEINT) << 48) | CAST({SEQ} AS HUGEINT))"
+            rank = dataset_rank(dataset_id, spec.precedence)
+            parts.append(
+                f"SELECT {PROFILE_ID}, {BATCH}, {TS}, {SEQ}, {rank} AS {RANK}, {', '.join(values)} "
+                f"FROM {ident(tbl)} WHERE {bounds}"
             )
-            parts.append(f"SELECT {PROFILE_ID}, {key} AS {KEY}, {', '.join(values)} FROM {ident(tbl)} WHERE {bounds}")
+            tables.append(tbl)
         if not parts:
             return None
         merged = ", ".join(
-            f"CAST(arg_max(__ah_v{n}, {KEY}) AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(spec.fields)
+            f"CAST(arg_max(__ah_v{n}, {MERGE_KEY}) AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(spec.fields)
         )
         shape = ", ".join(
-            [f"CAST(NULL AS UUID) AS {PROFILE_ID}", f"CAST(NULL AS HUGEINT) AS {KEY}"]
+            [
+                f"CAST(NULL AS UUID) AS {PROFILE_ID}",
+                f"CAST(NULL AS VARCHAR) AS {BATCH}",
+                f"CAST(NULL AS TIMESTAMPTZ) AS {TS}",
+                f"CAST(NULL AS BIGINT) AS {SEQ}",
+                f"CAST(NULL AS INTEGER) AS {RANK}",
+            ]
             + [f"CAST(NULL AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(spec.fields)]
         )
         union = " UNION ALL BY NAME ".join(f"({p})" for p in [f"SELECT {shape} WHERE false", *parts])
-        return f"SELECT {PROFILE_ID}, {merged} FROM ({union}) GROUP BY {PROFILE_ID}"
+        keyed = f"SELECT *, {merge_key()} AS {MERGE_KEY} FROM ({union}) JOIN ({batch_order(tables)}) USING ({BATCH})"
+        return f"SELECT {PROFILE_ID}, {merged} FROM ({keyed}) GROUP BY {PROFILE_ID}"
 
     def _joined(self, bounds: str) -> tuple[list[str], list[str]]:
         """The relations joined to the chosen profiles, and the columns they bring."""
@@ -386,7 +402,6 @@ def snapshot_sql(
     nested under their top-level fields, ``identityMap`` (namespace → [{id, authenticatedState, primary}]) and
     ``segmentMembership`` (namespace → audience id → {status, lastQualificationTime}) from every membership relation
     (``audiences``: id, namespace, ttl, table) and records' own memberships; merged as a profile lookup merges one."""
-    rank = {d: n for n, d in enumerate(precedence or [])}
     members = [
         f"SELECT {PROFILE_ID} AS pid, {lit(ns)} AS ns, {lit(a)} AS seg, {STATUS} AS status, "
         f"{QUALIFIED_AT} AS qat FROM ({effective(tbl, ttl)})"
@@ -420,14 +435,16 @@ def snapshot_sql(
     joins = " FROM ids LEFT JOIN ms USING (pid)"
     if tables and leaves:
         scans = " UNION ALL BY NAME ".join(
-            f"SELECT *, {-rank.get(d, len(rank)) if precedence else 0} AS {INTERNAL}rank FROM {ident(tbl)}"
-            for d, tbl in tables
+            f"SELECT *, {dataset_rank(d, precedence)} AS {RANK} FROM {ident(tbl)}" for d, tbl in tables
         )
-        key = f"{{'r': {INTERNAL}rank, 't': {TS}, 'b': {BATCH}, 's': {SEQ}}}"
+        keyed = (
+            f"SELECT *, {merge_key()} AS {MERGE_KEY} FROM ({scans}) "
+            f"JOIN ({batch_order(t for _, t in tables)}) USING ({BATCH})"
+        )
         merged = ", ".join(
-            f"arg_max({ident(n)}, {key}) FILTER (WHERE {ident(n)} IS NOT NULL) AS {ident(n)}" for n in leaves
+            f"arg_max({ident(n)}, {MERGE_KEY}) FILTER (WHERE {ident(n)} IS NOT NULL) AS {ident(n)}" for n in leaves
         )
-        parts.append(f"attrs AS (SELECT {PROFILE_ID} AS pid, {merged} FROM ({scans}) GROUP BY 1)")
+        parts.append(f"attrs AS (SELECT {PROFILE_ID} AS pid, {merged} FROM ({keyed}) GROUP BY 1)")
         tree: dict[str, Any] = {}
         for n in leaves:
             node = tree

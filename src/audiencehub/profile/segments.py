@@ -30,13 +30,18 @@ from audiencehub.domain.segments import (
 from audiencehub.engines.ingest_sql import ident, lit
 from audiencehub.profile.columns import (
     BATCH,
+    MERGE_KEY,
     PROFILE_ID,
     QUALIFIED_AT,
+    RANK,
     RUN_ID,
     SEQ,
     STATUS,
     TS,
+    batch_order,
+    dataset_rank,
     effective,
+    merge_key,
     table_for,
 )
 
@@ -104,9 +109,7 @@ def _attributes(have: Tables, attrs: dict[str, Attribute]) -> list[str]:
         by_policy[a.precedence][alias] = a
     out = []
     for precedence, named in by_policy.items():
-        order = precedence or ()
-        rank = {d: len(order) - n for n, d in enumerate(order)}
-        parts = []
+        parts, tables = [], []
         for dataset_id, kind, tbl, cols in have.fragments:
             if kind != "profile" or not any(a.leaf in cols for a in named.values()):
                 continue
@@ -114,16 +117,21 @@ def _attributes(have: Tables, attrs: dict[str, Attribute]) -> list[str]:
                 f", {ident(a.leaf) if a.leaf in cols else f'CAST(NULL AS {a.sql_type})'} AS {ident(alias)}"
                 for alias, a in named.items()
             )
-            key = f"{{'r': {rank.get(dataset_id, 0)}, 't': {TS}, 'b': {BATCH}, 's': {SEQ}}}"
-            parts.append(f"SELECT {PROFILE_ID}, {key} AS __ah_key{values} FROM {ident(tbl)}")
+            rank = dataset_rank(dataset_id, precedence)
+            parts.append(f"SELECT {PROFILE_ID}, {BATCH}, {TS}, {SEQ}, {rank} AS {RANK}{values} FROM {ident(tbl)}")
+            tables.append(tbl)
         if not parts:
             out.append(_empty([(alias, a.sql_type) for alias, a in named.items()]))
             continue
         aggs = "".join(
-            f", arg_max({ident(alias)}, __ah_key) FILTER (WHERE {ident(alias)} IS NOT NULL) AS {ident(alias)}"
+            f", arg_max({ident(alias)}, {MERGE_KEY}) FILTER (WHERE {ident(alias)} IS NOT NULL) AS {ident(alias)}"
             for alias in named
         )
-        out.append(f"SELECT {PROFILE_ID}{aggs} FROM ({' UNION ALL '.join(parts)}) GROUP BY {PROFILE_ID}")
+        keyed = (
+            f"SELECT *, {merge_key()} AS {MERGE_KEY} FROM ({' UNION ALL '.join(parts)}) "
+            f"JOIN ({batch_order(tables)}) USING ({BATCH})"
+        )
+        out.append(f"SELECT {PROFILE_ID}{aggs} FROM ({keyed}) GROUP BY {PROFILE_ID}")
     return out
 
 
