@@ -67,6 +67,36 @@ def serve(
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
 
 
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(help="Job threads (AUDIENCEHUB_WORKERS; default 2).")] = None,
+) -> None:
+    """Run jobs from the metadata store until SIGTERM or SIGINT, beside `serve` (which may run none of its own:
+    AUDIENCEHUB_WORKERS=0). Same settings as the server; on a signal, running jobs get AUDIENCEHUB_WORKER_GRACE_SECONDS
+    to finish, and whatever still runs then is recovered by another worker once its heartbeat is stale."""
+    from audiencehub.jobs.worker import run_until_signalled
+    from audiencehub.wiring import build
+
+    settings = Settings() if threads is None else Settings(workers=threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers < 1:
+        _fail(
+            ValueError(
+                f"a worker needs at least one job thread: AUDIENCEHUB_WORKERS or --threads is {settings.workers}"
+            )
+        )
+    container = build(settings, worker_process=True)
+    logging.getLogger("audiencehub").info(
+        "audiencehub worker %s (pid %d) running jobs of %s", container.runner.worker_id, os.getpid(), settings.home
+    )
+    try:
+        left = run_until_signalled(container.runner, container.schedule, grace_s=settings.worker_grace_seconds)
+    finally:
+        container.close()
+    if left:
+        raise typer.Exit(1)  # jobs were cut off: say so to the supervisor
+
+
 def _schemas():  # type: ignore[no-untyped-def]
     from audiencehub.metadata.store import MetadataStore
     from audiencehub.services.schemas import SchemaService

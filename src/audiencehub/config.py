@@ -45,8 +45,16 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=86400, ge=60)
     """Lifetime of access tokens issued by ``/ims/token/v3``."""
 
-    workers: int = Field(default=2, ge=1, le=64)
-    """Job threads inside the server process (audience creation, ingestion runs)."""
+    workers: int = Field(default=2, ge=0, le=64)
+    """Job threads in the server process, and in each ``audiencehub worker`` process; 0 in the server: it runs no
+    jobs, they wait for worker processes."""
+
+    job_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often an idle job thread looks for jobs that another process enqueued (its own process wakes it at once)."""
+
+    worker_grace_seconds: float = Field(default=30.0, ge=0)
+    """On SIGTERM or SIGINT, how long ``audiencehub worker`` lets running jobs finish; those still running then are
+    left to recovery by another worker's heartbeat sweep."""
 
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
     """How often a running job proves it is alive."""

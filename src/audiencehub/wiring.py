@@ -77,7 +77,7 @@ class Container:
     query: QueryService
     query_runs: QueryRuns
     runner: JobRunner
-    home_lock: HomeLock
+    home_lock: HomeLock | None  # None in an ``audiencehub worker`` process: the server holds the home
     schedule: DailySchedule | None = None
     pgwire: PgWireServer | None = None  # started and stopped by the app's lifespan (it runs on its event loop)
 
@@ -99,23 +99,27 @@ class Container:
             self.profiles.close()
             self.store.dispose()
         finally:
-            self.home_lock.release()
+            if self.home_lock is not None:
+                self.home_lock.release()
 
 
-def build(settings: Settings) -> Container:
+def build(settings: Settings, *, worker_process: bool = False) -> Container:
     """The services over ``settings.home``; the container holds the home's lock until ``close()``.
 
-    :class:`~audiencehub.services.home.HomeInUse` when another process (a server) holds it.
+    :class:`~audiencehub.services.home.HomeInUse` when another process (a server) holds it. With
+    ``worker_process`` (``audiencehub worker``), no lock: it shares the home and the metadata store with the server
+    and other workers, and leaves the embedded profile store's files to the server.
     """
-    home_lock = lock_home(settings.home)
+    home_lock = None if worker_process else lock_home(settings.home)
     try:
         return _build(settings, home_lock)
     except BaseException:
-        home_lock.release()
+        if home_lock is not None:
+            home_lock.release()
         raise
 
 
-def _build(settings: Settings, home_lock: HomeLock) -> Container:
+def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     store = MetadataStore(settings.metadata_url)
@@ -129,6 +133,7 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         memory_limit=settings.engine_memory_limit,
         threads=settings.engine_threads,
         temp_dir=tmp,
+        owner=home_lock is not None,
     )
     landing = LandingZoneService(home / "landing", settings.max_upload_bytes)
 
@@ -195,6 +200,8 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         workers=settings.workers,
         heartbeat_s=settings.job_heartbeat_seconds,
         stale_after_s=settings.job_stale_after_seconds,
+        poll_s=settings.job_poll_seconds,
+        home=home if home_lock is not None else None,
     )
     namespaces = NamespaceService(store)
     merge_policies = MergePolicyService(store)
@@ -282,7 +289,17 @@ def _build(settings: Settings, home_lock: HomeLock) -> Container:
         query_runs=QueryRuns(store, lake, query, engine, runner.wake),
         runner=runner,
         home_lock=home_lock,
-        schedule=None if at is None else DailySchedule(at, segment_jobs.schedule_due, "segment-schedule"),
+        # Every process with job threads runs the schedule; its slots in the metadata store make each day's run one.
+        schedule=None
+        if at is None or settings.workers == 0
+        else DailySchedule(
+            at,
+            segment_jobs.schedule_due,
+            "segment-schedule",
+            store=store,
+            worker_id=runner.worker_id,
+            stale_after_s=settings.job_stale_after_seconds,
+        ),
     )
     if settings.pg_port:
         container.pgwire = PgWireServer(container.query, settings.pg_host or settings.host, settings.pg_port)

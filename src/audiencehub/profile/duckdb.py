@@ -208,8 +208,8 @@ class DuckDBProfileStore(ProfileStore):
                 path = self.path(scope)
                 if not self._owner:
                     raise ProfileStoreElsewhere(
-                        f"the profile store of sandbox {scope.sandbox!r} is the embedded DuckDB file {path}, which only "
-                        "the audiencehub server holding the home's lock may open: run this job in the server "
+                        f"the profile store of sandbox {scope.sandbox!r} is the embedded DuckDB file {path}, which "
+                        "only the audiencehub server holding the home's lock may open: run this job in the server "
                         "(AUDIENCEHUB_WORKERS >= 1) or put the profile store in the lake"
                     )
                 path.parent.mkdir(parents=True, exist_ok=True)
