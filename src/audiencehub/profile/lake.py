@@ -1,0 +1,555 @@
+"""The scale-out profile store: Parquet tables in the lake, written by an engine session, committed as versions
+through the metadata store.
+
+Layout: ``lake/{org}/{sandbox}/_profile/v{n}-{token}/{table}-{k}.parquet``; a version's manifest (table → files,
+the audiences' namespace, ttl and columns) is a row of ``profile_versions``. A write reads the current version's
+tables, writes the tables it changes into a new version folder (the others carry over by reference), then inserts
+version n + 1: the unique (sandbox, version) is the compare-and-swap, and a writer that lost the race raises
+:class:`TransientError` (the job runner retries it). Nothing is visible before that commit; a crash leaves only an
+unreferenced folder, removed with superseded versions after the grace period (readers in flight keep their files).
+
+Reads run in DuckDB, in memory, over the current manifest's files: any process can read. Identities are stored
+twice, sorted by (ns, id) and by profile, and membership tables by profile, so point lookups prune row groups.
+
+This slice holds the external-audience path; fragments, entities, segment evaluation, snapshots and exports are
+not supported yet (:data:`NOT_SUPPORTED`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import duckdb
+from sqlalchemy import delete, func, insert, select, update
+
+from audiencehub.domain.segments import Plan, SegmentCounts
+from audiencehub.engines.base import Engine, EngineSession
+from audiencehub.engines.duckdb import connect
+from audiencehub.engines.ingest_sql import path_list
+from audiencehub.errors import TransientError, Unprocessable
+from audiencehub.metadata import tables as t
+from audiencehub.metadata.store import IntegrityError, MetadataStore, Scope
+from audiencehub.profile import lake_sql as q
+from audiencehub.profile.base import (
+    ApplyResult,
+    AudienceRows,
+    Entity,
+    FragmentBatch,
+    FragmentResult,
+    Membership,
+    Profile,
+    ProfileStore,
+)
+from audiencehub.profile.columns import MEMBER_COLUMNS, PROFILE_ID, QUALIFIED_AT, STATUS, table_for
+from audiencehub.profile.exports import ExportOutput, ExportSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+R = TypeVar("R")
+GRACE_S = 3600.0
+"""How long a superseded version (and a folder no version names) stays: readers in flight still use its files."""
+COMPACT_AT = 8
+"""An append-only table with more files than this is rewritten as one sorted file."""
+NOT_SUPPORTED = ("apply_fragments", "entity", "evaluate", "snapshot", "export")
+
+
+def _not_supported(operation: str) -> Unprocessable:
+    return Unprocessable(f"{operation} is not supported by the lake profile store yet (AUDIENCEHUB_PROFILE_STORE=lake)")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+@dataclass
+class Manifest:
+    version: int
+    tables: dict[str, list[str]] = field(default_factory=dict)
+    """Table → its files, relative to the sandbox's ``_profile`` folder."""
+    audiences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Audience id → {namespace, ttl_days, table, columns: [[name, SQL type], ...]}."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tables": self.tables, "audiences": self.audiences}
+
+    def copy(self) -> Manifest:
+        return Manifest(
+            self.version, {k: list(v) for k, v in self.tables.items()}, json.loads(json.dumps(self.audiences))
+        )
+
+    def members(self, audience_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The audiences (by id) that hold a membership table."""
+        return sorted(
+            (a, v)
+            for a, v in self.audiences.items()
+            if v["table"] in self.tables and (audience_id is None or a == audience_id)
+        )
+
+
+class _Work:
+    """One write: the base version, the version it builds and the engine session that builds it."""
+
+    def __init__(self, root: Path, base: Manifest, session: EngineSession, folder: Path, scratch: Path) -> None:
+        self.root = root
+        self.base = base
+        self.new = base.copy()
+        self.session = session
+        self.folder = folder
+        self.scratch = scratch
+        self.changed = False
+        self._n = 0
+
+    def files(self, table: str) -> list[Path]:
+        return [self.root / f for f in self.new.tables.get(table, [])]
+
+    def rel(self, table: str, columns: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
+        return q.relation(self.files(table), columns)
+
+    def temp(self, name: str, sql: str) -> tuple[Path, int]:
+        """A scratch table (never part of a version)."""
+        path = self.scratch / f"{name}.parquet"
+        return path, self.session.copy(sql, path)
+
+    def query(self, sql: str) -> int:
+        rows = self.session.query(sql)
+        return int(rows[0][0] or 0) if rows else 0
+
+    def _write(self, table: str, sql: str) -> tuple[str, int]:
+        self._n += 1
+        rel = f"{self.folder.name}/{table}-{self._n}.parquet"
+        rows = self.session.copy(sql, self.root / rel)
+        self.changed = True
+        return rel, rows
+
+    def put(self, table: str, sql: str) -> int:
+        """Replaces the table with the rows of ``sql``."""
+        rel, rows = self._write(table, sql)
+        self.new.tables[table] = [rel]
+        return rows
+
+    def append(self, table: str, sql: str) -> tuple[Path | None, int]:
+        """Adds the rows of ``sql`` to the table as a file of their own (none when there are none)."""
+        rel, rows = self._write(table, sql)
+        if not rows:
+            (self.root / rel).unlink(missing_ok=True)
+            return None, 0
+        self.new.tables.setdefault(table, []).append(rel)
+        return self.root / rel, rows
+
+    def drop(self, table: str) -> None:
+        if self.new.tables.pop(table, None) is not None:
+            self.changed = True
+
+
+class LakeProfileStore(ProfileStore):
+    def __init__(
+        self,
+        lake_root: Path,
+        engine: Engine,
+        metadata: MetadataStore,
+        *,
+        memory_limit: str,
+        threads: int | None,
+        temp_dir: Path,
+        grace_s: float = GRACE_S,
+    ) -> None:
+        self._lake = lake_root
+        self._engine = engine
+        self._meta = metadata
+        self._memory_limit = memory_limit
+        self._threads = threads
+        self._temp_dir = temp_dir
+        self._grace_s = grace_s
+        self._guard = threading.Lock()
+        self._locks: dict[Scope, threading.Lock] = {}
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def root(self, scope: Scope) -> Path:
+        return self._lake / scope.org_id / scope.sandbox / "_profile"
+
+    # ----- versions -----
+
+    def manifest(self, scope: Scope) -> Manifest:
+        """The sandbox's current version (version 0, empty, before the first write)."""
+        v = t.profile_versions.c
+        with self._meta.read() as conn:
+            row = conn.execute(
+                select(v.version, v.manifest)
+                .where(v.org_id == scope.org_id, v.sandbox == scope.sandbox)
+                .order_by(v.version.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return Manifest(0)
+        return Manifest(int(row[0]), dict(row[1]["tables"]), dict(row[1]["audiences"]))
+
+    def _commit(self, scope: Scope, base: int, manifest: Manifest) -> None:
+        """Makes ``manifest`` version ``base + 1``; raises TransientError when another writer committed first."""
+        v = t.profile_versions.c
+        ms = int(time.time() * 1000)
+        lost = TransientError(
+            f"the profile store of sandbox {scope.sandbox} changed while this write ran (version {base}): retry it"
+        )
+        try:
+            with self._meta.tx() as conn:
+                current = conn.execute(
+                    select(func.max(v.version)).where(v.org_id == scope.org_id, v.sandbox == scope.sandbox)
+                ).scalar()
+                if int(current or 0) != base:
+                    raise lost
+                conn.execute(
+                    insert(t.profile_versions).values(
+                        id=str(uuid.uuid4()),
+                        org_id=scope.org_id,
+                        sandbox=scope.sandbox,
+                        version=base + 1,
+                        manifest=manifest.to_json(),
+                        created_ms=ms,
+                        superseded_ms=None,
+                    )
+                )
+                conn.execute(
+                    update(t.profile_versions)
+                    .where(v.org_id == scope.org_id, v.sandbox == scope.sandbox, v.version == base)
+                    .values(superseded_ms=ms)
+                )
+        except IntegrityError as exc:
+            raise lost from exc
+        manifest.version = base + 1
+
+    def collect(self, scope: Scope) -> None:
+        """Forgets versions superseded longer than the grace period ago and deletes the folders no version names
+        (theirs, and those a failed write left) once they are that old."""
+        v = t.profile_versions.c
+        now = time.time()
+        cutoff_ms = int((now - self._grace_s) * 1000)
+        where = (v.org_id == scope.org_id, v.sandbox == scope.sandbox)
+        with self._meta.tx() as conn:
+            conn.execute(delete(t.profile_versions).where(*where, v.superseded_ms < cutoff_ms))
+            manifests = [m for (m,) in conn.execute(select(v.manifest).where(*where))]
+        named = {f.split("/", 1)[0] for m in manifests for files in m["tables"].values() for f in files}
+        root = self.root(scope)
+        if not root.is_dir():
+            return
+        for child in [*root.iterdir(), *((root / "_tmp").iterdir() if (root / "_tmp").is_dir() else [])]:
+            if child.name in named or child.name == "_tmp" or not child.is_dir():
+                continue
+            try:
+                old = child.stat().st_mtime < now - self._grace_s
+            except FileNotFoundError:
+                continue
+            if old:
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _lock(self, scope: Scope) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(scope, threading.Lock())
+
+    def _write(self, scope: Scope, work: Callable[[_Work], R]) -> R:
+        """Runs ``work`` on a new version built from the current one and commits it if it changed anything.
+
+        Writers of one process take turns; writers of several processes race, and the loser raises TransientError.
+        """
+        root = self.root(scope)
+        with self._lock(scope):
+            base = self.manifest(scope)
+            token = uuid.uuid4().hex[:12]
+            folder = root / f"v{base.version + 1:08d}-{token}"
+            scratch = root / "_tmp" / token
+            try:
+                with self._engine.session() as session:
+                    w = _Work(root, base, session, folder, scratch)
+                    out = work(w)
+                if w.changed:
+                    self._commit(scope, base.version, w.new)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self.collect(scope)
+        return out
+
+    # ----- reads -----
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._guard:
+            if self._con is None:
+                self._con = connect(threads=self._threads, memory_limit=self._memory_limit, temp_dir=self._temp_dir)
+                # Files never change once written (a version writes new ones): their metadata can stay cached.
+                self._con.execute("SET parquet_metadata_cache = true")
+            cur = self._con.cursor()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            yield cur
+        finally:
+            cur.close()
+
+    def _files(self, scope: Scope, m: Manifest, table: str) -> list[Path]:
+        root = self.root(scope)
+        return [root / f for f in m.tables.get(table, [])]
+
+    def _applied(self, scope: Scope, m: Manifest, run_id: str) -> ApplyResult | None:
+        files = self._files(scope, m, q.APPLIED_RUNS)
+        if not files:
+            return None
+        with self._cursor() as cur:
+            row = cur.execute(
+                f"SELECT result FROM read_parquet({path_list(files)}) WHERE run_id = ? LIMIT 1", [run_id]
+            ).fetchone()
+        return ApplyResult(**json.loads(row[0])) if row else None
+
+    def applied(self, scope: Scope, run_id: str) -> ApplyResult | None:
+        return self._applied(scope, self.manifest(scope), run_id)
+
+    def _members_of(self, scope: Scope, m: Manifest, audience_id: str, now: float) -> str:
+        aud = m.audiences[audience_id]
+        payload = [c for c, _ in aud["columns"] if c not in MEMBER_COLUMNS]
+        cutoff = q.timestamp(now - int(aud["ttl_days"]) * 86400)
+        members = q.relation(self._files(scope, m, aud["table"]), [tuple(c) for c in aud["columns"]])
+        return q.effective_sql(members, payload, cutoff, int(aud["ttl_days"]))
+
+    def _profiles(
+        self, cur: duckdb.DuckDBPyConnection, scope: Scope, m: Manifest, profile_ids: list[str]
+    ) -> list[Profile]:
+        if not profile_ids:
+            return []
+        out = {pid: Profile(pid, [], []) for pid in profile_ids}
+        # One profile (a lookup) compares with = so that the row groups' statistics prune.
+        wanted = "= ?" if len(profile_ids) == 1 else "IN (SELECT unnest(?))"
+        param: object = profile_ids[0] if len(profile_ids) == 1 else profile_ids
+        by_profile = self._files(scope, m, q.IDENTITIES_BY_PROFILE)
+        if by_profile:
+            for pid, ns, value in cur.execute(
+                f"SELECT profile_id, ns, id FROM read_parquet({path_list(by_profile)}) WHERE profile_id {wanted} "
+                "ORDER BY ns, id",
+                [param],
+            ).fetchall():
+                out[pid].identities.append((ns, value))
+        now = time.time()
+        for audience_id, aud in m.members():
+            result = cur.execute(
+                f"SELECT * FROM ({self._members_of(scope, m, audience_id, now)}) x WHERE {PROFILE_ID} {wanted}",
+                [param],
+            )
+            names = [d[0] for d in result.description]
+            for values in result.fetchall():
+                row = dict(zip(names, values, strict=True))
+                payload = {k: _json_value(v) for k, v in row.items() if k not in MEMBER_COLUMNS}
+                out[row[PROFILE_ID]].memberships.append(
+                    Membership(aud["namespace"], audience_id, row[STATUS], int(row[QUALIFIED_AT].timestamp()), payload)
+                )
+        for profile in out.values():
+            profile.memberships.sort(key=lambda ms: ms.audience_id)
+        return [out[pid] for pid in profile_ids]
+
+    def lookup(self, scope: Scope, namespace: str, identity: str) -> Profile | None:
+        m = self.manifest(scope)
+        files = self._files(scope, m, q.IDENTITIES)
+        if not files:
+            return None
+        with self._cursor() as cur:
+            row = cur.execute(
+                f"SELECT profile_id FROM read_parquet({path_list(files)}) WHERE ns = ? AND id = ? LIMIT 1",
+                [namespace, identity],
+            ).fetchone()
+            return self._profiles(cur, scope, m, [row[0]])[0] if row else None
+
+    def members(self, scope: Scope, audience_id: str, *, limit: int, offset: int) -> tuple[list[Profile], int]:
+        m = self.manifest(scope)
+        found = m.members(audience_id)
+        if not found:
+            return [], 0
+        files = path_list(self._files(scope, m, found[0][1]["table"]))
+        with self._cursor() as cur:
+            total = cur.execute(f"SELECT count(*) FROM read_parquet({files})").fetchone()
+            ids = cur.execute(
+                f"SELECT {PROFILE_ID} FROM read_parquet({files}) ORDER BY {PROFILE_ID} LIMIT ? OFFSET ?",
+                [limit, offset],
+            ).fetchall()
+            profiles = self._profiles(cur, scope, m, [r[0] for r in ids])
+        return profiles, int(total[0]) if total else 0
+
+    def counts(self, scope: Scope, audience_id: str) -> dict[str, int]:
+        counts = {"realized": 0, "exited": 0}
+        m = self.manifest(scope)
+        with self._cursor() as cur:
+            for aid, _ in m.members(audience_id):
+                for status, n in cur.execute(
+                    f"SELECT {STATUS}, count(*) FROM ({self._members_of(scope, m, aid, time.time())}) x "
+                    f"GROUP BY {STATUS}"
+                ).fetchall():
+                    counts[str(status)] = int(n)
+        return counts
+
+    def count_profiles(self, scope: Scope) -> int:
+        files = self._files(scope, self.manifest(scope), q.IDENTITIES)
+        if not files:
+            return 0
+        with self._cursor() as cur:
+            row = cur.execute(f"SELECT count(DISTINCT profile_id) FROM read_parquet({path_list(files)})").fetchone()
+        return int(row[0]) if row else 0
+
+    def record_segments(self, scope: Scope, segment_id: str) -> list[str]:
+        return []  # only records' own memberships (fragments) name segments, and this store holds no fragments yet
+
+    def close(self) -> None:
+        with self._guard:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    # ----- writes -----
+
+    def set_audience(self, scope: Scope, audience_id: str, namespace: str, ttl_days: int) -> None:
+        def work(w: _Work) -> None:
+            aud = w.new.audiences.setdefault(audience_id, {"table": table_for(audience_id), "columns": []})
+            aud.update(namespace=namespace, ttl_days=int(ttl_days))
+            w.changed = True
+
+        self._write(scope, work)
+
+    def remove_audience(self, scope: Scope, audience_id: str) -> None:
+        def work(w: _Work) -> None:
+            aud = w.new.audiences.pop(audience_id, None)
+            w.changed = aud is not None
+            w.drop(table_for(audience_id))
+
+        self._write(scope, work)
+
+    def apply_audience(self, scope: Scope, rows: AudienceRows) -> ApplyResult:
+        done = self.applied(scope, rows.run_id)
+        if done is not None:
+            return done
+        return self._write(scope, lambda w: self._apply(scope, w, rows))
+
+    def _apply(self, scope: Scope, w: _Work, rows: AudienceRows) -> ApplyResult:
+        done = self._applied(scope, w.base, rows.run_id)  # committed by another process since the first look
+        if done is not None:
+            return done
+        now = time.time()
+        at = q.timestamp(rows.qualified_at)
+        # The run's ttl is recorded only for an audience the store does not know (set_audience's stays).
+        aud = w.new.audiences.setdefault(
+            rows.audience_id,
+            {"namespace": rows.namespace, "ttl_days": rows.ttl_days, "table": table_for(rows.audience_id)},
+        )
+        tbl = aud["table"]
+        if tbl not in w.new.tables or not aud.get("columns"):
+            aud["columns"] = [list(c) for c in q.member_columns(rows.payload)]
+        columns = [(str(c), str(ty)) for c, ty in aud["columns"]]
+        payload = [name for name, _ in rows.payload]
+        cutoff = q.timestamp(now - int(aud["ttl_days"]) * 86400)
+        source, _ = w.temp("source", q.source_sql(rows))
+        resolved, _ = w.temp("resolved", q.resolved_sql(rows, source, w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)))
+        added, inserted = w.append(q.IDENTITIES, q.new_identities_sql(rows, resolved))
+        if added is not None:
+            w.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")
+        stats = w.session.query(q.resolved_counts_sql(resolved))[0]
+        n_rows, n_realized, n_new = (int(v or 0) for v in stats)
+        n_created = inserted if len(rows.identities) == 1 else n_new
+        members = w.rel(tbl, columns)
+        exited = w.query(q.exits_sql(resolved, members, cutoff))
+        replaced = w.query(q.replaced_sql(resolved, members, cutoff)) if rows.replace else 0
+        w.put(
+            tbl,
+            q.members_sql(resolved, members, payload, cutoff, at=at, run_id=rows.run_id, replace=rows.replace),
+        )
+        result = ApplyResult(
+            profilesCreated=n_created,
+            profilesUpdated=n_rows - n_created,
+            membersRealized=n_realized,
+            membersExited=exited + replaced,
+        )
+        if len(rows.identities) > 1:
+            self._link(w, rows, resolved)
+        self._compact(w)
+        w.append(q.APPLIED_RUNS, q.applied_sql(rows.run_id, rows.audience_id, at, json.dumps(result.to_dict())))
+        return result
+
+    @staticmethod
+    def _link(w: _Work, rows: AudienceRows, resolved: Path) -> None:
+        """Identities in one row link: a row whose identities belonged to two profiles merges them (in every
+        membership table), as the embedded store's stitch does."""
+        rid, _ = w.temp("rid", q.rid_sql(rows, resolved))
+        identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
+        if not w.query(q.tangled_sql(rid, identities)):
+            return  # every row's identities are one profile's already
+        edges, _ = w.temp("edges", q.edges_sql(rid, identities))
+        labels, _ = w.temp("labels0", q.labels_sql(edges))
+        step = 0
+        while True:
+            step += 1
+            after, _ = w.temp(f"labels{step}", q.propagate_sql(labels, edges))
+            changed = w.query(q.changed_sql(labels, after))
+            labels = after
+            if not changed:
+                break
+        remap, moved = w.temp("remap", q.remap_sql(labels))
+        if not moved:
+            return
+        w.put(q.IDENTITIES, q.remapped_identities_sql(identities, remap, by_profile=False))
+        w.put(q.IDENTITIES_BY_PROFILE, q.remapped_identities_sql(identities, remap, by_profile=True))
+        for _, aud in w.new.members():
+            columns = [(str(c), str(ty)) for c, ty in aud["columns"]]
+            members = w.rel(aud["table"], columns)
+            hit = w.query(
+                f"SELECT count(*) FROM {members} x JOIN read_parquet({path_list([remap])}) r ON r.old = x.{PROFILE_ID}"
+            )
+            if hit:
+                w.put(aud["table"], q.remapped_members_sql(members, [c for c, _ in columns], remap))
+
+    @staticmethod
+    def _compact(w: _Work) -> None:
+        """Rewrites an identity table of many small files as one sorted file (lookups read fewer footers)."""
+        for table, order in ((q.IDENTITIES, "ns, id"), (q.IDENTITIES_BY_PROFILE, "profile_id, ns, id")):
+            if len(w.new.tables.get(table, [])) > COMPACT_AT:
+                w.put(table, f"SELECT * FROM {w.rel(table, q.IDENTITY_COLUMNS)} c ORDER BY {order}")
+
+    # ----- not in this slice -----
+
+    def apply_fragments(self, scope: Scope, batch: FragmentBatch) -> FragmentResult:
+        raise _not_supported("apply_fragments (profile-enabled datasets)")
+
+    def batch_applied(self, scope: Scope, batch_id: str) -> bool:
+        return False  # apply_fragments never commits here
+
+    def entity(
+        self, scope: Scope, namespace: str, identity: str, *, kind: str = "profile", precedence: list[str] | None = None
+    ) -> Entity | None:
+        raise _not_supported("entity (the Profile Access API)")
+
+    def remove_dataset(self, scope: Scope, dataset_id: str) -> None:
+        return None  # no dataset contributes fragments here: nothing to drop
+
+    def evaluate(
+        self, scope: Scope, job_id: str, plans: list[Plan], ttl_days: dict[str, int]
+    ) -> dict[str, SegmentCounts]:
+        raise _not_supported("evaluate (segment jobs)")
+
+    def evaluation(self, scope: Scope, job_id: str) -> dict[str, SegmentCounts] | None:
+        return None  # evaluate never commits here
+
+    def snapshot(
+        self, scope: Scope, *, precedence: list[str] | None = None, batch_rows: int = 65_536
+    ) -> pa.RecordBatchReader:
+        raise _not_supported("snapshot (the Query Service's profile table)")
+
+    def export(self, scope: Scope, spec: ExportSpec, outputs: list[ExportOutput]) -> list[int]:
+        raise _not_supported("export (export jobs)")

@@ -1,0 +1,292 @@
+"""The SQL of the lake profile store: portable SELECTs (DuckDB dialect that sqlglot writes as Spark SQL) over
+``read_parquet([...])`` of a version's files, run by an engine session (writes) or by DuckDB (reads).
+
+Nothing here is DuckDB-only: no QUALIFY, EXCLUDE/REPLACE, DISTINCT ON, UPDATE or DELETE; profile ids are
+text (``uuid()``), timestamps are literals computed by the caller. Tables and their columns:
+- ``identities`` (and the same rows sorted by profile: ``identities_by_profile``): ns, id, profile_id;
+- ``m_{audience id hex}``: the embedded store's membership table (``profile/columns.MEMBER_COLUMNS`` then the
+  payload under the field names), profile id as text;
+- ``applied_runs``: run_id, audience_id, applied_at, result (the ApplyResult as JSON).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+from audiencehub.domain.audiences import FieldType
+from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
+from audiencehub.profile.base import AudienceRows
+from audiencehub.profile.columns import DELETE, FILE, ID, NEW, NS, PROFILE_ID, QUALIFIED_AT, RN, RUN_ID, STATUS
+
+IDENTITIES = "identities"
+IDENTITIES_BY_PROFILE = "identities_by_profile"
+APPLIED_RUNS = "applied_runs"
+IDENTITY_COLUMNS = (("ns", "VARCHAR"), ("id", "VARCHAR"), ("profile_id", "VARCHAR"))
+APPLIED_COLUMNS = (
+    ("run_id", "VARCHAR"),
+    ("audience_id", "VARCHAR"),
+    ("applied_at", "TIMESTAMPTZ"),
+    ("result", "VARCHAR"),
+)
+MEMBER_TYPES = ((PROFILE_ID, "VARCHAR"), (STATUS, "VARCHAR"), (QUALIFIED_AT, "TIMESTAMPTZ"), (RUN_ID, "VARCHAR"))
+LAST = INTERNAL + "last"
+
+
+def _i(n: int) -> str:
+    """The column of ``resolved`` that holds identity column ``n`` as text (as the embedded store names it)."""
+    return f"{INTERNAL}i{n}"
+
+
+def _u(n: int) -> str:
+    return f"{INTERNAL}u{n}"
+
+
+def timestamp(epoch: float) -> str:
+    """A TIMESTAMPTZ literal."""
+    at = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(sep=" ")
+    return f"CAST({lit(at)} AS TIMESTAMPTZ)"
+
+
+def relation(files: Sequence[Path], columns: Sequence[tuple[str, str]]) -> str:
+    """The table stored in ``files``; with none, an empty relation with these (name, SQL type) columns."""
+    if files:
+        return f"(SELECT * FROM read_parquet({path_list(files)}))"
+    cols = ", ".join(f"CAST(NULL AS {t}) AS {ident(c)}" for c, t in columns)
+    return f"(SELECT {cols} WHERE 1 = 0)"
+
+
+def member_columns(payload: Sequence[tuple[str, FieldType]]) -> list[tuple[str, str]]:
+    return [*MEMBER_TYPES, *((name, SQL_TYPE[ftype]) for name, ftype in payload)]
+
+
+def _delete_expr(column: str, ftype: FieldType) -> str:
+    # NOTE: the embedded store's rule (profile/duckdb._delete_expr), written portably.
+    col = ident(field_column(column))
+    if ftype in (FieldType.NUMBER, FieldType.LONG, FieldType.INTEGER):
+        return f"coalesce({col} = 1, false)"
+    if ftype is FieldType.BOOLEAN:
+        return f"coalesce({col}, false)"
+    return f"coalesce(lower(trim(CAST({col} AS VARCHAR))) IN ('1', 'true', 'yes', 'y'), false)"
+
+
+def source_sql(rows: AudienceRows) -> str:
+    """The run's accepted rows, the last one per first non-empty identity, with their place (file, row number)."""
+    cols = [ident(field_column(i.column)) for i in rows.identities]
+    ns = (
+        "CASE "
+        + " ".join(f"WHEN {c} IS NOT NULL THEN {lit(i.namespace)}" for c, i in zip(cols, rows.identities, strict=True))
+        + " END"
+    )
+    pid = "coalesce(" + ", ".join(f"CAST({c} AS VARCHAR)" for c in cols) + ")"
+    delete = _delete_expr(*rows.delete_column) if rows.delete_column else "false"
+    extra = "".join(f", CAST({c} AS VARCHAR) AS {_i(n)}" for n, c in enumerate(cols))
+    payload = "".join(f", {ident(field_column(name))} AS {ident(name)}" for name, _ in rows.payload)
+    parts = [
+        f"SELECT {ns} AS {NS}, {pid} AS {ID}, {delete} AS {DELETE}{extra}{payload}, {n} AS {FILE}, "
+        f"file_row_number AS {RN} FROM read_parquet({path_list([path])}, file_row_number = true) "
+        f"WHERE {CHECK} IS NULL"
+        for n, path in enumerate(rows.files)
+    ]
+    names = ", ".join(
+        [NS, ID, DELETE, *(_i(n) for n in range(len(cols))), *(ident(name) for name, _ in rows.payload), FILE, RN]
+    )
+    return (
+        f"SELECT {names} FROM (SELECT *, row_number() OVER (PARTITION BY {NS}, {ID} ORDER BY {FILE} DESC, {RN} DESC) "
+        f"AS {LAST} FROM ({' UNION ALL '.join(parts)}) u) d WHERE {LAST} = 1"
+    )
+
+
+def resolved_sql(rows: AudienceRows, source: Path, identities: str) -> str:
+    """Each row with the profile of the first of its identities that is known, or a fresh one; a delete row whose
+    identities are all unknown is left out (as the embedded store's ``resolved``)."""
+    ids = rows.identities
+    joins = " ".join(
+        f"LEFT JOIN {identities} j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{_i(n)}"
+        for n, col in enumerate(ids)
+    )
+    found = ", ".join(f"j{n}.profile_id" for n in range(len(ids)))
+    unknown = "".join(f", j{n}.profile_id IS NULL AS {_u(n)}" for n in range(len(ids)))
+    return (
+        f"SELECT r.*{unknown}, coalesce({found}) IS NULL AS {NEW}, "
+        f"coalesce({found}, CAST(uuid() AS VARCHAR)) AS {PROFILE_ID} "
+        f"FROM read_parquet({path_list([source])}) r {joins} WHERE NOT (r.{DELETE} AND coalesce({found}) IS NULL)"
+    )
+
+
+def new_identities_sql(rows: AudienceRows, resolved: Path) -> str:
+    """The identities the store has not seen, each joined to the profile of the first row (in place) that has it;
+    sorted for point lookups."""
+    parts = []
+    for n, col in enumerate(rows.identities):
+        parts.append(
+            f"SELECT ns, id, profile_id FROM (SELECT {lit(col.namespace)} AS ns, {_i(n)} AS id, {PROFILE_ID} AS "
+            f"profile_id, row_number() OVER (PARTITION BY {_i(n)} ORDER BY {FILE}, {RN}) AS {LAST} "
+            f"FROM read_parquet({path_list([resolved])}) WHERE {_i(n)} IS NOT NULL AND {_u(n)} AND NOT {DELETE}) "
+            f"x{n} WHERE {LAST} = 1"
+        )
+    return f"SELECT ns, id, profile_id FROM ({' UNION ALL '.join(parts)}) n ORDER BY ns, id"
+
+
+def resolved_counts_sql(resolved: Path) -> str:
+    """(rows, rows that are not deletes, rows of a new profile)."""
+    return (
+        f"SELECT count(*), coalesce(sum(CASE WHEN NOT {DELETE} THEN 1 ELSE 0 END), 0), "
+        f"coalesce(sum(CASE WHEN {NEW} THEN 1 ELSE 0 END), 0) FROM read_parquet({path_list([resolved])})"
+    )
+
+
+def status_sql(cutoff: str, alias: str = "") -> str:
+    """A membership's status as read now: realized or existing past the ttl (``cutoff``: now - ttl) reads exited."""
+    status, at = alias + STATUS, alias + QUALIFIED_AT
+    return f"CASE WHEN {status} IN ('realized', 'existing') AND {at} < {cutoff} THEN 'exited' ELSE {status} END"
+
+
+def effective_sql(members: str, payload: Sequence[str], cutoff: str, ttl_days: int) -> str:
+    """The membership table as read now (the embedded store's ``columns.effective``)."""
+    expired = f"({STATUS} IN ('realized', 'existing') AND {QUALIFIED_AT} < {cutoff})"
+    cols = "".join(f", {ident(p)}" for p in payload)
+    return (
+        f"SELECT {PROFILE_ID}, CASE WHEN {expired} THEN 'exited' ELSE {STATUS} END AS {STATUS}, "
+        f"CASE WHEN {expired} THEN {QUALIFIED_AT} + INTERVAL {int(ttl_days)} DAY ELSE {QUALIFIED_AT} END "
+        f"AS {QUALIFIED_AT}, {RUN_ID}{cols} FROM {members} e"
+    )
+
+
+def exits_sql(resolved: Path, members: str, cutoff: str) -> str:
+    """How many delete rows exit a member that is realized now."""
+    return (
+        f"SELECT count(*) FROM read_parquet({path_list([resolved])}) r JOIN {members} p "
+        f"ON p.{PROFILE_ID} = r.{PROFILE_ID} WHERE r.{DELETE} AND {status_sql(cutoff, 'p.')} = 'realized'"
+    )
+
+
+def replaced_sql(resolved: Path, members: str, cutoff: str) -> str:
+    """How many members of a full run's audience exit because the run does not name them."""
+    return (
+        f"SELECT count(*) FROM {members} o WHERE {status_sql(cutoff, 'o.')} = 'realized' AND NOT EXISTS "
+        f"(SELECT 1 FROM read_parquet({path_list([resolved])}) r WHERE r.{PROFILE_ID} = o.{PROFILE_ID})"
+    )
+
+
+def members_sql(
+    resolved: Path, members: str, payload: Sequence[str], cutoff: str, *, at: str, run_id: str, replace: bool
+) -> str:
+    """The audience's membership table after the run: its rows' members (re)qualified or exited, the others kept
+    (a full run exits those realized now), sorted by profile for point lookups."""
+    res = f"read_parquet({path_list([resolved])})"
+    cols = "".join(f", o.{ident(p)}" for p in payload)
+    new_cols = "".join(f", r.{ident(p)}" for p in payload)
+    if replace:
+        gone = f"{status_sql(cutoff, 'o.')} = 'realized'"
+        kept = (
+            f"SELECT o.{PROFILE_ID}, CASE WHEN {gone} THEN 'exited' ELSE o.{STATUS} END AS {STATUS}, "
+            f"CASE WHEN {gone} THEN {at} ELSE o.{QUALIFIED_AT} END AS {QUALIFIED_AT}, "
+            f"CASE WHEN {gone} THEN {lit(run_id)} ELSE o.{RUN_ID} END AS {RUN_ID}{cols}"
+        )
+    else:
+        kept = f"SELECT o.{PROFILE_ID}, o.{STATUS}, o.{QUALIFIED_AT}, o.{RUN_ID}{cols}"
+    return (
+        f"SELECT * FROM ({kept} FROM {members} o WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {res} r WHERE r.{PROFILE_ID} = o.{PROFILE_ID}) "
+        f"UNION ALL SELECT r.{PROFILE_ID}, CASE WHEN r.{DELETE} THEN 'exited' ELSE 'realized' END AS {STATUS}, "
+        f"{at} AS {QUALIFIED_AT}, {lit(run_id)} AS {RUN_ID}{new_cols} FROM {res} r WHERE NOT r.{DELETE} OR EXISTS "
+        f"(SELECT 1 FROM {members} o WHERE o.{PROFILE_ID} = r.{PROFILE_ID})) t ORDER BY {PROFILE_ID}"
+    )
+
+
+def applied_sql(run_id: str, audience_id: str, at: str, result: str) -> str:
+    return (
+        f"SELECT {lit(run_id)} AS run_id, {lit(audience_id)} AS audience_id, {at} AS applied_at, "
+        f"{lit(result)} AS result"
+    )
+
+
+# ----- identities in one row link (the embedded store's profile/graph.stitch over a run's rows) -----
+
+
+def rid_sql(rows: AudienceRows, resolved: Path) -> str:
+    """The identities of each row that is not a delete: (row node, ns, id)."""
+    node = f"'r:' || CAST({FILE} AS VARCHAR) || ':' || CAST({RN} AS VARCHAR)"
+    parts = [
+        f"SELECT {node} AS r, {lit(col.namespace)} AS ns, {_i(n)} AS id FROM read_parquet({path_list([resolved])}) "
+        f"WHERE NOT {DELETE} AND {_i(n)} IS NOT NULL"
+        for n, col in enumerate(rows.identities)
+    ]
+    return f"SELECT DISTINCT r, ns, id FROM ({' UNION ALL '.join(parts)}) x"
+
+
+def tangled_sql(rid: Path, identities: str) -> str:
+    """How many rows link two profiles plus how many identities are in two rows: 0 means nothing to merge."""
+    rids = f"read_parquet({path_list([rid])})"
+    known = f"SELECT DISTINCT x.r, i.profile_id FROM {rids} x JOIN {identities} i ON i.ns = x.ns AND i.id = x.id"
+    return (
+        f"SELECT (SELECT count(*) FROM (SELECT r FROM ({known}) k GROUP BY r HAVING count(*) > 1) a) + "
+        f"(SELECT count(*) FROM (SELECT ns, id FROM {rids} y GROUP BY ns, id HAVING count(*) > 1) b)"
+    )
+
+
+def edges_sql(rid: Path, identities: str) -> str:
+    """The graph: a row links its identities, a known identity links its profile (both ways)."""
+    rids = f"read_parquet({path_list([rid])})"
+    node_i = "'i:' || x.ns || chr(1) || x.id"
+    owned = f"FROM {rids} x JOIN {identities} i ON i.ns = x.ns AND i.id = x.id"
+    return (
+        f"SELECT x.r AS a, {node_i} AS b FROM {rids} x UNION ALL SELECT {node_i} AS a, x.r AS b FROM {rids} x "
+        f"UNION ALL SELECT DISTINCT {node_i} AS a, 'p:' || i.profile_id AS b {owned} "
+        f"UNION ALL SELECT DISTINCT 'p:' || i.profile_id AS a, {node_i} AS b {owned}"
+    )
+
+
+def labels_sql(edges: Path) -> str:
+    return f"SELECT DISTINCT a AS node, a AS lab FROM read_parquet({path_list([edges])})"
+
+
+def propagate_sql(labels: Path, edges: Path) -> str:
+    """Each node takes the smallest label among its own and its neighbours'."""
+    lab = f"read_parquet({path_list([labels])})"
+    return (
+        f"SELECT l.node, least(l.lab, min(m.lab)) AS lab FROM {lab} l JOIN read_parquet({path_list([edges])}) e "
+        f"ON e.a = l.node JOIN {lab} m ON m.node = e.b GROUP BY l.node, l.lab"
+    )
+
+
+def changed_sql(before: Path, after: Path) -> str:
+    return (
+        f"SELECT count(*) FROM read_parquet({path_list([before])}) l JOIN read_parquet({path_list([after])}) n "
+        "ON n.node = l.node WHERE n.lab <> l.lab"
+    )
+
+
+def remap_sql(labels: Path) -> str:
+    """(old, new): every profile of a component moves to the component's smallest profile id."""
+    lab = f"read_parquet({path_list([labels])})"
+    return (
+        f"SELECT substr(l.node, 3) AS old, c.keeper AS new FROM {lab} l JOIN (SELECT lab, "
+        f"min(CASE WHEN node LIKE 'p:%' THEN substr(node, 3) END) AS keeper FROM {lab} g GROUP BY lab) c "
+        "ON c.lab = l.lab WHERE l.node LIKE 'p:%' AND substr(l.node, 3) <> c.keeper"
+    )
+
+
+def remapped_identities_sql(identities: str, remap: Path, *, by_profile: bool) -> str:
+    order = "profile_id, ns, id" if by_profile else "ns, id"
+    return (
+        f"SELECT i.ns, i.id, coalesce(m.new, i.profile_id) AS profile_id FROM {identities} i "
+        f"LEFT JOIN read_parquet({path_list([remap])}) m ON m.old = i.profile_id ORDER BY {order}"
+    )
+
+
+def remapped_members_sql(members: str, columns: Sequence[str], remap: Path) -> str:
+    """The membership table with merged profiles moved: a member under two of them keeps its newest row."""
+    rem = f"read_parquet({path_list([remap])})"
+    others = [c for c in columns if c != PROFILE_ID]
+    moved = ", ".join(f"t.{ident(c)}" for c in others)
+    names = ", ".join(ident(c) for c in columns)
+    return (
+        f"SELECT {names} FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{PROFILE_ID} ORDER BY "
+        f"x.{QUALIFIED_AT} DESC, x.{STATUS}, x.{RUN_ID}) AS {LAST}, k.new AS {INTERNAL}merged FROM "
+        f"(SELECT coalesce(m.new, t.{PROFILE_ID}) AS {PROFILE_ID}, {moved} FROM {members} t LEFT JOIN {rem} m "
+        f"ON m.old = t.{PROFILE_ID}) x LEFT JOIN (SELECT DISTINCT new FROM {rem} d) k ON k.new = x.{PROFILE_ID}) y "
+        f"WHERE {INTERNAL}merged IS NULL OR {LAST} = 1 ORDER BY {PROFILE_ID}"
+    )
