@@ -222,12 +222,16 @@ def play(store: ProfileStore, steps: list[tuple[str, Any]]) -> State:
 # ----- the parity tests -----
 
 
-@pytest.fixture
-def metadata(tmp_path: Path) -> Iterator[MetadataStore]:
+def metadata_store(tmp_path: Path) -> Iterator[MetadataStore]:
     store = MetadataStore(f"sqlite:///{tmp_path / 'metadata.db'}")
     store.create_all()
     yield store
     store.dispose()
+
+
+@pytest.fixture
+def metadata(tmp_path: Path) -> Iterator[MetadataStore]:
+    yield from metadata_store(tmp_path)
 
 
 def lake_store(tmp_path: Path, engine: Engine, metadata: MetadataStore, **kw: Any) -> LakeProfileStore:

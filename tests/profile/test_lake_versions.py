@@ -1,0 +1,224 @@
+"""The lake profile store's versions: a failed write changes nothing, racing writers from one base cannot both commit,
+superseded versions and a crashed writer's files go after the grace period; and its SQL is portable."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlglot
+from sqlglot.errors import ErrorLevel
+
+from audiencehub.engines.base import Engine, EngineSession, Format, Progress
+from audiencehub.engines.duckdb import DuckDBEngine
+from audiencehub.errors import TransientError, Unprocessable
+from audiencehub.metadata.store import MetadataStore
+from audiencehub.profile.duckdb import DuckDBProfileStore
+from audiencehub.profile.lake import NOT_SUPPORTED, Manifest
+from tests.profile.test_lake_parity import (
+    A1,
+    SCOPE,
+    duckdb_engine,
+    lake_store,
+    metadata_store,
+    play,
+    run,
+    script,
+    snapshot,
+    view,
+)
+
+
+@pytest.fixture
+def metadata(tmp_path: Path) -> Iterator[MetadataStore]:
+    yield from metadata_store(tmp_path)
+
+
+def _two_runs(tmp: Path) -> tuple[Any, Any]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    first = run(tmp, "ra", [[("a@x.com", "C-1", "gold", 1, None), ("b@x.com", None, "gold", 2, None)]])
+    second = run(tmp, "rb", [[("c@x.com", "C-1", "silver", 3, None), ("d@x.com", None, "gold", 4, None)]])
+    return first, second
+
+
+def test_a_write_that_fails_before_its_commit_leaves_the_previous_version(
+    tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _two_runs(tmp_path / "files")
+    store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
+    store.apply_audience(SCOPE, first)
+    before = snapshot(store, [])
+    folders = sorted(p.name for p in store.root(SCOPE).iterdir())
+
+    def crash(*_: Any) -> None:
+        raise RuntimeError("the worker died before its commit")
+
+    monkeypatch.setattr(store, "_commit", crash)
+    with pytest.raises(RuntimeError):
+        store.apply_audience(SCOPE, second)
+    assert store.manifest(SCOPE).version == 1
+    assert snapshot(store, []) == before
+    assert store.applied(SCOPE, "rb") is None
+    assert sorted(p.name for p in store.root(SCOPE).iterdir()) == folders  # its version folder went with it
+    monkeypatch.undo()
+    assert store.apply_audience(SCOPE, second).membersRealized == 2  # the retry applies it
+    store.close()
+
+
+def test_of_two_writers_from_one_base_one_commits_and_the_other_retries(
+    tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _two_runs(tmp_path / "files")
+    # Two stores over one lake and one catalog: two worker processes.
+    a = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
+    b = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
+    ready, go = threading.Event(), threading.Event()
+    commit = a._commit
+
+    def held(*args: Any) -> None:
+        ready.set()  # a has built its version from version 0 ...
+        assert go.wait(30)
+        commit(*args)  # ... and commits it after b committed version 1
+
+    monkeypatch.setattr(a, "_commit", held)
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            a.apply_audience(SCOPE, first)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert ready.wait(30)
+    b.apply_audience(SCOPE, second)
+    go.set()
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], TransientError)
+    assert "retry" in str(outcome[0])
+    assert a.applied(SCOPE, "ra") is None and a.manifest(SCOPE).version == 1
+    monkeypatch.undo()
+    a.apply_audience(SCOPE, first)  # the job runner's retry, from version 1
+    assert a.manifest(SCOPE).version == 2
+    profile = a.lookup(SCOPE, "CRMID", "C-1")
+    assert profile is not None and ("Email", "c@x.com") in profile.identities  # b's run kept C-1 first
+    members, total = a.members(SCOPE, A1, limit=10, offset=0)
+    emails = {i for p in members for ns, i in p.identities if ns == "Email"}
+    assert total == 3 and emails == {"a@x.com", "b@x.com", "c@x.com", "d@x.com"}  # a's row joined c's profile
+    a.close()
+    b.close()
+
+
+def test_superseded_versions_and_a_crashed_writers_folder_go_after_the_grace_period(
+    tmp_path: Path, metadata: MetadataStore
+) -> None:
+    first, second = _two_runs(tmp_path / "files")
+    store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata, grace_s=0)
+    store.apply_audience(SCOPE, first)
+    leftover = store.root(SCOPE) / "v00000002-deadbeef0000"  # a writer killed before its commit
+    leftover.mkdir()
+    (leftover / "identities-1.parquet").write_bytes(b"partial")
+    store.apply_audience(SCOPE, second)
+    m = store.manifest(SCOPE)
+    named = {f.split("/")[0] for files in m.tables.values() for f in files}
+    on_disk = {p.name for p in store.root(SCOPE).iterdir() if p.name != "_tmp"}
+    assert on_disk == named and not leftover.exists()
+    assert store.lookup(SCOPE, "Email", "a@x.com") is not None  # carried-over files stayed
+    store.close()
+
+
+def test_operations_outside_the_slice_say_so(tmp_path: Path, metadata: MetadataStore) -> None:
+    store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
+    calls = {
+        "apply_fragments": lambda: store.apply_fragments(SCOPE, None),  # type: ignore[arg-type]
+        "entity": lambda: store.entity(SCOPE, "Email", "a@x.com"),
+        "evaluate": lambda: store.evaluate(SCOPE, "job", [], {}),
+        "snapshot": lambda: store.snapshot(SCOPE),
+        "export": lambda: store.export(SCOPE, None, []),  # type: ignore[arg-type]
+    }
+    assert set(calls) == set(NOT_SUPPORTED)
+    for name, call in calls.items():
+        with pytest.raises(Unprocessable, match=f"{name}.*not supported by the lake profile store yet"):
+            call()
+    store.close()
+
+
+class _Recording(Engine):
+    """DuckDB, keeping every statement it ran."""
+
+    name = "duckdb"
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.statements: list[str] = []
+
+    @contextmanager
+    def session(self, *, progress: Progress | None = None) -> Iterator[EngineSession]:
+        outer = self
+
+        class Session(EngineSession):
+            def __init__(self, s: EngineSession) -> None:
+                self.s = s
+
+            def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
+                outer.statements.append(select_sql)
+                return self.s.copy(select_sql, dest, fmt)
+
+            def query(self, sql: str) -> list[tuple[Any, ...]]:
+                outer.statements.append(sql)
+                return self.s.query(sql)
+
+        with self.inner.session(progress=progress) as s:
+            yield Session(s)
+
+
+READ_PARQUET = re.compile(r"read_parquet\(\[[^\]]*\](?:, file_row_number = true)?\)")
+DUCKDB_ONLY = re.compile(
+    r"\b(QUALIFY|EXCLUDE|REPLACE|DISTINCT ON|UPDATE|DELETE|INSERT|gen_random_uuid|to_days)\b", re.I
+)
+
+
+def test_every_statement_of_a_write_is_portable_to_spark(tmp_path: Path, metadata: MetadataStore) -> None:
+    engine = _Recording(duckdb_engine(tmp_path))
+    store = lake_store(tmp_path, engine, metadata)
+    play(store, script(tmp_path / "files"))
+    store.close()
+    assert len(engine.statements) > 20
+    for sql in engine.statements:
+        plain = READ_PARQUET.sub("some_table", sql)
+        assert not DUCKDB_ONLY.search(plain), sql
+        spark = sqlglot.transpile(plain, read="duckdb", write="spark", unsupported_level=ErrorLevel.RAISE)[0]
+        assert "some_table" in spark or "read_parquet" not in sql
+
+
+def test_many_rows_sharing_a_new_secondary_identity_merge_as_in_the_embedded_store(
+    tmp_path: Path, metadata: MetadataStore
+) -> None:
+    rows = [("first@x.com", "C-1", "t", 1, None)] + [(f"u{i:04d}@x.com", "C-1", "t", 1, None) for i in range(500)]
+    files = tmp_path / "files"
+    files.mkdir()
+    audience_rows = run(files, "big", [rows, [("later@x.com", "C-1", "t", 1, None)]])
+    embedded = DuckDBProfileStore(tmp_path / "emb", memory_limit="512MB", threads=2, temp_dir=tmp_path / "etmp")
+    lake = lake_store(tmp_path, DuckDBEngine(threads=2, memory_limit="512MB", temp_dir=tmp_path / "t2"), metadata)
+    try:
+        assert lake.apply_audience(SCOPE, audience_rows) == embedded.apply_audience(SCOPE, audience_rows)
+        for identity in [
+            ("CRMID", "C-1"),
+            ("Email", "first@x.com"),
+            ("Email", "u0499@x.com"),
+            ("Email", "later@x.com"),
+        ]:
+            assert view(lake.lookup(SCOPE, *identity)) == view(embedded.lookup(SCOPE, *identity))
+        assert lake.count_profiles(SCOPE) == embedded.count_profiles(SCOPE) == 1
+        assert lake.counts(SCOPE, A1) == embedded.counts(SCOPE, A1)
+        assert isinstance(lake.manifest(SCOPE), Manifest)
+    finally:
+        lake.close()
+        embedded.close()
