@@ -5,17 +5,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export AUDIENCEHUB_HOME ?= ./var
 
-.PHONY: run test lint typecheck venv bench clean pgclients
+.PHONY: run test lint typecheck venv bench clean pgclients jdk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) jdk
 	$(BIN)/audiencehub serve  # host and port from AUDIENCEHUB_HOST, AUDIENCEHUB_PORT or PORT
 
 lint: $(STAMP)
@@ -30,11 +30,17 @@ pgclients:
 	@command -v psql >/dev/null && command -v pgbench >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client postgresql >/dev/null)
 
-test: lint typecheck pgclients
+# The Spark engine (AUDIENCEHUB_ENGINE=spark, and the parity tests in make test) runs on Java 17 (Debian's JRE).
+jdk:
+	@command -v java >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null)
+
+test: lint typecheck pgclients jdk
 	$(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --rows 1000000
+	$(BIN)/python benchmarks/ingest.py --rows 1000000 --engine spark
 	$(BIN)/python benchmarks/sources.py --mib 256
 	$(BIN)/python benchmarks/profile_access.py --profiles 1000000
 	$(BIN)/python benchmarks/streaming.py

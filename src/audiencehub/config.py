@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,19 @@ class Settings(BaseSettings):
 
     engine_memory_limit: str = "1GB"
     """DuckDB memory limit per job; larger work spills to $AUDIENCEHUB_HOME/tmp."""
+
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    """Where data jobs (ingestion runs, batch ingestion, CJA transforms, query result files) run: ``duckdb``
+    (embedded) or ``spark`` (``pip install 'audiencehub[spark]'``, Java 17+)."""
+
+    spark_master: str = "local[*]"
+    """Spark's master URL when ``engine`` is ``spark``: ``local[N]``, ``spark://host:7077``, ``k8s://https://...``."""
+
+    spark_conf: str | None = None
+    """Extra Spark settings, ``key=value`` pairs separated by commas (``spark.executor.memory=4g,...``)."""
+
+    spark_ui: bool = True
+    """Spark's web UI (port 4040); tests turn it off."""
 
     source_retry_attempts: int = Field(default=5, ge=1, le=20)
     """Tries of one read from S3, GCS or SFTP in a row that make no progress before a run fails."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from audiencehub.config import Settings
 from audiencehub.domain.audiences import CloudType, SourceSpec
 from audiencehub.domain.connections import GCS_XML_ENDPOINT
+from audiencehub.engines.base import Engine
 from audiencehub.engines.duckdb import DuckDBEngine
 from audiencehub.jobs.runner import Handler, JobRunner
 from audiencehub.jobs.schedule import DailySchedule, parse_time
@@ -119,6 +121,15 @@ def build(settings: Settings, *, worker_process: bool = False) -> Container:
         raise
 
 
+def _engine(settings: Settings, tmp: Path) -> Engine:
+    """The data engine ``settings.engine`` names; Spark's module (and pyspark) load only when chosen."""
+    if settings.engine == "spark":
+        from audiencehub.engines.spark import SparkEngine, parse_conf
+
+        return SparkEngine(master=settings.spark_master, conf=parse_conf(settings.spark_conf), ui=settings.spark_ui)
+    return DuckDBEngine(threads=settings.engine_threads, memory_limit=settings.engine_memory_limit, temp_dir=tmp)
+
+
 def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
@@ -127,7 +138,7 @@ def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
     keyring = Keyring(home / "secrets.key")
     lake = Lake(home / "lake")
     tmp = home / "tmp"
-    engine = DuckDBEngine(threads=settings.engine_threads, memory_limit=settings.engine_memory_limit, temp_dir=tmp)
+    engine = _engine(settings, tmp)
     profiles = DuckDBProfileStore(
         home / "lake",
         memory_limit=settings.engine_memory_limit,

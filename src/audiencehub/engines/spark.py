@@ -1,0 +1,451 @@
+"""The scale-out engine: Apache Spark (``pip install 'audiencehub[spark]'``), ``local[*]`` or a cluster.
+
+Jobs hand the same DuckDB-dialect SELECTs as to DuckDB; ``engines/spark_sql.py`` translates them and
+turns file-reading table functions into temporary views read by Spark's DataFrameReader under
+DuckDB's options. One SparkSession serves the process; every engine session is a ``newSession()``
+of it (its own temporary views and SQL settings, the same cluster). pyspark is imported only here,
+only when a Spark engine is built.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audiencehub.engines.base import Engine, EngineError, EngineInputError, EngineSession, Format, Progress
+from audiencehub.engines.spark_sql import Scan, UnsupportedSql, to_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column as SparkColumn
+    from pyspark.sql import DataFrame, SparkSession
+
+INSTALL_HINT = "the Spark engine needs pyspark: pip install 'audiencehub[spark]'"
+PROGRESS_INTERVAL_S = 0.5
+MESSAGE_MAX = 500
+CORRUPT = "__ah_corrupt"
+ROW = "__ah_row"
+# Where a reader failed on a file: Spark's error classes and the text of the codecs' exceptions.
+_INPUT_MARKERS = ("FAILED_READ_FILE", "Not in GZIP format", "Unexpected end of", "MALFORMED_RECORD_IN_PARSING")
+_PATH = re.compile(r"(?:file:)?(/[^\s\"'`),\]]+)")
+_CSV_FIELD = r'(?:"(?:[^"]|"")*"|[^",\r\n][^,\r\n]*|)'
+CSV_RECORD = f"^{_CSV_FIELD}(?:,{_CSV_FIELD})*$"
+"""A well-quoted CSV record: a field is quoted (quotes inside doubled) or does not start with a quote."""
+ENCODING_MESSAGE = "Invalid unicode (byte sequence mismatch) detected. This file is not utf-8 encoded."
+UNQUOTED_MESSAGE = "Value with unterminated quote found."
+
+_lock = threading.Lock()
+_shared: SparkSession | None = None
+
+
+def _pyspark() -> Any:
+    try:
+        import pyspark.sql
+    except ImportError as exc:  # pragma: no cover - the extra is installed where tests run
+        raise EngineError(INSTALL_HINT) from exc
+    return pyspark.sql
+
+
+def spark_session(master: str, conf: dict[str, str], *, ui: bool = True) -> SparkSession:
+    """The process's SparkSession, built on first use (``master``: ``local[*]``, ``spark://...``, ``k8s://...``).
+
+    Later calls return the same session whatever they pass: Spark allows one SparkContext per process.
+    """
+    global _shared
+    with _lock:
+        if _shared is not None:
+            return _shared
+        sql = _pyspark()
+        builder = sql.SparkSession.builder.master(master).appName("audiencehub")
+        settings = {
+            "spark.ui.enabled": "true" if ui else "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.session.timeZone": "UTC",
+            # DuckDB writes TIMESTAMPTZ as adjusted-to-UTC microseconds; Spark's default is the legacy INT96.
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+            # The malformed-record checks need every column of a CSV record parsed, whatever the query reads.
+            "spark.sql.csv.parser.columnPruning.enabled": "false",
+            "spark.sql.shuffle.partitions": "8",
+            "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+            "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+            **conf,
+        }
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        _shared = builder.getOrCreate()
+        _shared.sparkContext.setLogLevel("ERROR")
+        return _shared
+
+
+def parse_conf(pairs: str | None) -> dict[str, str]:
+    """``AUDIENCEHUB_SPARK_CONF``: ``key=value`` pairs separated by commas or new lines."""
+    out: dict[str, str] = {}
+    for item in re.split(r"[,\n]", pairs or ""):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"AUDIENCEHUB_SPARK_CONF: {item.strip()!r} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _clean(text: str, paths: Sequence[str]) -> str:
+    """Spark's message for users, on one line: files by base name, no stack, plan or statement."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    for path in sorted(paths, key=len, reverse=True):
+        first = first.replace(path, Path(path).name)
+    first = _PATH.sub(lambda m: Path(m.group(1)).name, first)
+    first = re.sub(r"\s*SQLSTATE: \w+", "", first)
+    first = first.split(" == SQL")[0].split("; line ")[0]
+    return first if len(first) <= MESSAGE_MAX else first[: MESSAGE_MAX - 3] + "..."
+
+
+class SparkJobSession(EngineSession):
+    """One job's session: temporary views for its input files, its own SQL settings."""
+
+    def __init__(self, spark: SparkSession, progress: Progress | None) -> None:
+        self._spark = spark
+        self._progress = progress
+        self._inputs: list[str] = []
+        self._views = 0
+        self._group = f"audiencehub-{uuid.uuid4().hex}"
+
+    # -- reading files -------------------------------------------------------------------------
+
+    def _register(self, scan: Scan) -> str:
+        self._views += 1
+        view = f"__ah_scan_{self._views}"
+        self._inputs.extend(scan.paths)
+        if scan.kind == "csv":
+            frame = self._csv(scan)
+        elif scan.kind == "parquet":
+            frame = self._parquet(scan)
+        elif scan.kind == "json_objects":
+            frame = self._json_objects(scan)
+        else:  # pragma: no cover - spark_sql only describes these
+            raise UnsupportedSql(f"read_{scan.kind}")
+        frame.createOrReplaceTempView(view)
+        return view
+
+    def _parquet(self, scan: Scan) -> DataFrame:
+        functions = _pyspark().functions
+        frame = self._spark.read.parquet(*scan.paths)
+        if scan.options.get("file_row_number"):
+            frame = frame.withColumn("file_row_number", functions.col("_metadata.row_index"))
+        return frame
+
+    def _readable(self, path: str, gzip: bool) -> str:
+        """A path Spark decompresses when ``gzip`` (Spark tells compression by the name, DuckDB by the option)."""
+        if not gzip or path.endswith(".gz"):
+            return path
+        folder = Path(path).parent / f".spark-{self._group}"
+        folder.mkdir(exist_ok=True)
+        link = folder / (Path(path).name + ".gz")
+        if not link.exists():
+            link.symlink_to(path)
+        return str(link)
+
+    def _csv(self, scan: Scan) -> DataFrame:
+        """DuckDB's ``read_csv`` with the given columns, one DataFrame partition per file, in file order.
+
+        Malformed records (wrong number of columns, a quote left open, invalid UTF-8) are left out and,
+        with ``store_rejects``, described in the view named by ``rejects_table`` as DuckDB describes them.
+        """
+        sql = _pyspark()
+        f, types = sql.functions, sql.types
+        opts = scan.options
+        columns = list(opts.get("columns", {}))
+        if not columns or opts.get("auto_detect", True):
+            raise UnsupportedSql("read_csv needs auto_detect = false and its columns")
+        schema = types.StructType(
+            [types.StructField(c, types.StringType()) for c in columns]
+            + [types.StructField(CORRUPT, types.StringType())]
+        )
+        gzip = str(opts.get("compression", "auto")) == "gzip"
+        frames = []
+        for n, path in enumerate(scan.paths):
+            reader = self._spark.read.schema(schema).options(
+                header=bool(opts.get("header", False)),
+                sep=str(opts.get("delim", opts.get("sep", ","))),
+                quote=str(opts.get("quote", '"')),
+                escape=str(opts.get("escape", '"')),
+                # One partition per file keeps the records in file order and numbered; quoted values may span lines.
+                multiLine=True,
+                mode="PERMISSIVE",
+                columnNameOfCorruptRecord=CORRUPT,
+                encoding="UTF-8",
+            )
+            frame = reader.csv(self._readable(path, gzip))
+            row = f.monotonically_increasing_id() - f.shiftleft(f.spark_partition_id().cast("long"), 33)
+            frames.append(frame.withColumn(ROW, row).withColumn("__ah_file_index", f.lit(n)))
+        frame = frames[0]
+        for other in frames[1:]:
+            frame = frame.unionByName(other)
+        width = len(columns)
+        fields = [f.col(c) for c in columns]
+        frame = frame.withColumn("__ah_problem", _csv_problem(f, fields, width))
+        good = frame.where(f.col("__ah_problem").isNull()).select(*columns)
+        if opts.get("store_rejects") and opts.get("rejects_table"):
+            _rejects(f, frame, width, bool(opts.get("header"))).createOrReplaceTempView(str(opts["rejects_table"]))
+        return good
+
+    def _json_objects(self, scan: Scan) -> DataFrame:
+        """DuckDB's ``read_json_objects``: one JSON text per object (``json``), invalid ones NULL."""
+        f = _pyspark().functions
+        opts = scan.options
+        gzip = str(opts.get("compression", "auto")) == "gzip"
+        fmt = str(opts.get("format", "newline_delimited"))
+        frames = []
+        for path in scan.paths:
+            readable = self._readable(path, gzip)
+            if fmt == "newline_delimited":
+                lines = self._spark.read.text(readable).where(f.trim(f.col("value")) != "")
+                frames.append(lines.select(f.col("value").alias("json")))
+            else:
+                raise UnsupportedSql(f"read_json_objects format {fmt!r}")
+        frame = frames[0]
+        for other in frames[1:]:
+            frame = frame.unionByName(other)
+        return frame
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _frame(self, sql: str) -> DataFrame:
+        try:
+            return self._spark.sql(to_spark(sql, self._register))
+        except UnsupportedSql as exc:
+            raise EngineError(f"the Spark engine cannot run this statement: {exc}") from exc
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> Exception:
+        text = str(exc)
+        reason = _clean(text, self._inputs)
+        if any(marker in text for marker in _INPUT_MARKERS):
+            named = [p for p in self._inputs if p in text or Path(p).name in text]
+            path = Path(named[0]) if named else Path(self._inputs[0]) if len(self._inputs) == 1 else None
+            return EngineInputError(reason, path)
+        return EngineError(f"{type(exc).__name__}: {reason}")
+
+    @contextmanager
+    def _watch(self) -> Iterator[None]:
+        context = self._spark.sparkContext
+        context.setJobGroup(self._group, "audiencehub job", interruptOnCancel=True)
+        if self._progress is None:
+            yield
+            return
+        done = threading.Event()
+        tracker = context.statusTracker()
+
+        def poll() -> None:
+            while not done.wait(PROGRESS_INTERVAL_S):
+                total = finished = 0
+                for job in tracker.getJobIdsForGroup(self._group):
+                    info = tracker.getJobInfo(job)
+                    for stage in info.stageIds if info else []:
+                        s = tracker.getStageInfo(stage)
+                        if s is not None:
+                            total += s.numTasks
+                            finished += s.numCompletedTasks
+                if total and self._progress is not None:
+                    self._progress(100.0 * finished / total)
+
+        watcher = threading.Thread(target=poll, name="spark-progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
+
+    def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
+        """Writes the result to the single file ``dest`` and returns its row count.
+
+        The query's last stage runs as one task (``coalesce(1)``) so that one part file, in the query's
+        order, comes out; it is written to a folder next to ``dest`` and moved onto ``dest``. Nothing is
+        collected to the driver. The count is observed while writing (the query runs once).
+        ``json_array`` writes JSON lines and then adds the brackets and commas in one streaming pass.
+        """
+        sql = _pyspark()
+        f = sql.functions
+        frame = self._frame(select_sql)
+        observation = sql.Observation(f"rows-{uuid.uuid4().hex}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        folder = dest.parent / f".{dest.name}.spark-{uuid.uuid4().hex}"
+        try:
+            with self._watch():
+                observed = frame.observe(observation, f.count(f.lit(1)).alias("n"))
+                if fmt == "parquet":
+                    observed.coalesce(1).write.option("compression", "zstd").parquet(str(folder))
+                elif fmt == "csv":
+                    observed.coalesce(1).write.options(header=True, escape='"', emptyValue='""').csv(str(folder))
+                elif fmt == "json":
+                    (name,) = observed.columns
+                    observed.coalesce(1).select(f.coalesce(f.col(name).cast("string"), f.lit(""))).write.text(
+                        str(folder)
+                    )
+                else:
+                    row = f.to_json(f.struct(*[f.col(c) for c in frame.columns]))
+                    observed.select(row).coalesce(1).write.text(str(folder))
+            count = int(observation.get.get("n", 0))
+            parts = sorted(p for p in folder.iterdir() if p.name.startswith("part-"))
+            if len(parts) > 1:
+                raise EngineError(f"the Spark engine wrote {len(parts)} files where one was expected")
+            if fmt == "json_array":
+                _json_array(parts[0] if parts else None, dest)
+            elif parts:
+                os.replace(parts[0], dest)
+            else:
+                _empty(dest, fmt, frame.columns)
+            return count
+        except (EngineError, EngineInputError):
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        frame = self._frame(sql)
+        try:
+            with self._watch():
+                return [tuple(r) for r in frame.collect()]
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        for path in {str(Path(p).parent / f".spark-{self._group}") for p in self._inputs}:
+            shutil.rmtree(path, ignore_errors=True)
+        self._spark.sparkContext.cancelJobGroup(self._group)
+
+
+def _csv_problem(f: Any, fields: list[SparkColumn], width: int) -> SparkColumn:
+    """Why a CSV record is malformed, NULL when it is not: a struct of ``error_type``, ``csv_line``, the
+    first and last ``column_idx`` DuckDB reports (one row per missing or extra column) and, when single,
+    ``column_name`` and ``error_message``."""
+    corrupt = f.col(CORRUPT)
+    # Fields counted outside quotes; a record that breaks the quoting grammar left a quote open.
+    found = f.size(f.split(f.regexp_replace(corrupt, '"(?:[^"]|"")*"', ""), ",", -1))
+    broken = ~corrupt.rlike(CSV_RECORD)
+    before_broken = f.size(f.split(f.regexp_extract(corrupt, f"^((?:{_CSV_FIELD}),)*", 0), ",", -1)) - f.lit(1)
+    opened = f.coalesce(*[f.when(c.startswith('"'), f.lit(i)) for i, c in enumerate(fields)])
+    invalid = f.coalesce(*[f.when(f.instr(c, "\ufffd") > 0, f.lit(i)) for i, c in enumerate(fields)])
+    quoted = [
+        f.when(
+            c.rlike("[,\r\n]") & ~c.startswith('"'),
+            f.concat(f.lit('"'), f.replace(c, f.lit('"'), f.lit('""')), f.lit('"')),
+        ).otherwise(f.coalesce(c, f.lit("")))
+        for c in fields
+    ]
+    rebuilt = f.concat_ws(",", *quoted)
+    null = f.lit(None).cast("string")
+
+    def problem(kind: str, first: SparkColumn, last: SparkColumn, line: SparkColumn, message: SparkColumn) -> Any:
+        return f.struct(
+            f.lit(kind).alias("error_type"),
+            first.alias("first_idx"),
+            last.alias("last_idx"),
+            line.alias("csv_line"),
+            message.alias("error_message"),
+        )
+
+    return (
+        f.when(
+            corrupt.isNotNull() & broken,
+            problem("UNQUOTED VALUE", before_broken + 1, before_broken + 1, corrupt, f.lit(UNQUOTED_MESSAGE)),
+        )
+        .when(
+            corrupt.isNotNull() & (found > width), problem("TOO MANY COLUMNS", f.lit(width + 1), found, corrupt, null)
+        )
+        .when(corrupt.isNotNull(), problem("MISSING COLUMNS", found, f.lit(width - 1), corrupt, null))
+        .when(opened.isNotNull(), problem("UNQUOTED VALUE", opened + 1, opened + 1, rebuilt, f.lit(UNQUOTED_MESSAGE)))
+        .when(
+            invalid.isNotNull(),
+            problem(
+                "INVALID ENCODING",
+                invalid + 1,
+                invalid + 1,
+                f.replace(rebuilt, f.lit("\ufffd"), f.lit("?")),
+                f.lit(ENCODING_MESSAGE),
+            ),
+        )
+    )
+
+
+def _rejects(f: Any, frame: DataFrame, width: int, header: bool) -> DataFrame:
+    """DuckDB's rejects table of the malformed records of ``frame``: one row per missing or extra column."""
+    p = f.col("__ah_problem")
+    k = f.explode(f.sequence(p.first_idx, p.last_idx)).alias("k")
+    rows = frame.where(p.isNotNull()).select(f.col(ROW), p.alias("p"), k)
+    kind = f.col("p.error_type")
+    counted = kind.isin("MISSING COLUMNS", "TOO MANY COLUMNS")
+    return rows.select(
+        (f.col(ROW) + (2 if header else 1)).alias("line"),
+        f.col("k").cast("long").alias("column_idx"),
+        f.when(kind == "TOO MANY COLUMNS", f.lit(None).cast("string"))
+        .when(counted, f.concat(f.lit("c"), f.col("k").cast("string")))
+        .otherwise(f.concat(f.lit("c"), (f.col("k") - 1).cast("string")))
+        .alias("column_name"),
+        kind.alias("error_type"),
+        f.col("p.csv_line").alias("csv_line"),
+        f.when(counted, f.concat(f.lit(f"Expected Number of Columns: {width} Found: "), f.col("k").cast("string")))
+        .otherwise(f.col("p.error_message"))
+        .alias("error_message"),
+    )
+
+
+def _json_array(lines: Path | None, dest: Path) -> None:
+    """``[`` + the JSON lines joined by commas + ``]``, streamed from ``lines`` to ``dest``."""
+    with dest.open("w", encoding="utf-8") as out:
+        out.write("[")
+        first = True
+        if lines is not None:
+            with lines.open(encoding="utf-8") as src:
+                for line in src:
+                    text = line.rstrip("\n")
+                    if not text:
+                        continue
+                    out.write(("" if first else ",\n") + text)
+                    first = False
+        out.write("]\n")
+
+
+def _empty(dest: Path, fmt: str, columns: Sequence[str]) -> None:
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({c: pa.array([], pa.null()) for c in columns}), dest)
+    elif fmt == "csv":
+        dest.write_text(",".join(columns) + "\n", encoding="utf-8")
+    else:
+        dest.write_text("", encoding="utf-8")
+
+
+class SparkEngine(Engine):
+    name = "spark"
+
+    def __init__(self, *, master: str = "local[*]", conf: dict[str, str] | None = None, ui: bool = True) -> None:
+        self._master = master
+        self._conf = dict(conf or {})
+        self._ui = ui
+
+    @property
+    def spark(self) -> SparkSession:
+        """The process's SparkSession (started on first use: some seconds)."""
+        return spark_session(self._master, self._conf, ui=self._ui)
+
+    @contextmanager
+    def session(self, *, progress: Progress | None = None) -> Iterator[EngineSession]:
+        session = SparkJobSession(self.spark.newSession(), progress)
+        try:
+            yield session
+        finally:
+            session.close()
