@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     engine_memory_limit: str = "1GB"
     """DuckDB memory limit per job; larger work spills to $AUDIENCEHUB_HOME/tmp."""
 
+    profile_store: Literal["duckdb", "lake"] = "duckdb"
+    """The profile store: ``duckdb`` (embedded, one DuckDB file per sandbox that the server process owns) or ``lake``
+    (versions of Parquet tables under ``lake/{org}/{sandbox}/_profile/``, written by ``engine`` and committed through
+    the metadata store, so that worker processes share it; external audiences only for now)."""
+
     engine: Literal["duckdb", "spark"] = "duckdb"
     """Where data jobs (ingestion runs, batch ingestion, CJA transforms, query result files) run: ``duckdb``
     (embedded) or ``spark`` (``pip install 'audiencehub[spark]'``, Java 17+)."""

@@ -14,6 +14,7 @@ from audiencehub.engines.duckdb import DuckDBEngine
 from audiencehub.jobs.runner import Handler, JobRunner
 from audiencehub.jobs.schedule import DailySchedule, parse_time
 from audiencehub.metadata.store import MetadataStore, Scope
+from audiencehub.profile.base import ProfileStore
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.query.duckdb import Limits
 from audiencehub.query.pgwire import PgWireServer
@@ -62,7 +63,7 @@ class Container:
     connections: ConnectionService
     merge_policies: MergePolicyService
     lake: Lake
-    profiles: DuckDBProfileStore
+    profiles: ProfileStore
     audiences: ExternalAudienceService
     namespaces: NamespaceService
     schemas: SchemaService
@@ -130,6 +131,29 @@ def _engine(settings: Settings, tmp: Path) -> Engine:
     return DuckDBEngine(threads=settings.engine_threads, memory_limit=settings.engine_memory_limit, temp_dir=tmp)
 
 
+def _profile_store(settings: Settings, engine: Engine, store: MetadataStore, tmp: Path, *, owner: bool) -> ProfileStore:
+    """The profile store ``settings.profile_store`` names: the embedded DuckDB files (the server's), or versions of
+    Parquet tables in the lake that the engine writes and every process can share."""
+    if settings.profile_store == "lake":
+        from audiencehub.profile.lake import LakeProfileStore
+
+        return LakeProfileStore(
+            settings.home / "lake",
+            engine,
+            store,
+            memory_limit=settings.engine_memory_limit,
+            threads=settings.engine_threads,
+            temp_dir=tmp,
+        )
+    return DuckDBProfileStore(
+        settings.home / "lake",
+        memory_limit=settings.engine_memory_limit,
+        threads=settings.engine_threads,
+        temp_dir=tmp,
+        owner=owner,
+    )
+
+
 def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
@@ -139,13 +163,7 @@ def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
     lake = Lake(home / "lake")
     tmp = home / "tmp"
     engine = _engine(settings, tmp)
-    profiles = DuckDBProfileStore(
-        home / "lake",
-        memory_limit=settings.engine_memory_limit,
-        threads=settings.engine_threads,
-        temp_dir=tmp,
-        owner=home_lock is not None,
-    )
+    profiles = _profile_store(settings, engine, store, tmp, owner=home_lock is not None)
     landing = LandingZoneService(home / "landing", settings.max_upload_bytes)
 
     policy = RetryPolicy(attempts=settings.source_retry_attempts, base_delay=settings.source_retry_delay_seconds)
