@@ -40,9 +40,6 @@ def test_the_lake_store_on_spark_matches_the_embedded_store(
     for identity, profile in expected.lookups.items():
         assert got.lookups[identity] == profile, identity
     assert got.members == expected.members
-    assert (
-        got.counts
-        == expected.counts
-        == {A1: {"realized": 2, "exited": 4}, **{k: v for k, v in got.counts.items() if k != A1}}
-    )
+    assert got.counts == expected.counts
+    assert got.counts[A1] == {"realized": 2, "exited": 4}
     assert (got.profiles, got.applied) == (expected.profiles, expected.applied)
