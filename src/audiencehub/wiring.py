@@ -231,6 +231,7 @@ def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
         stale_after_s=settings.job_stale_after_seconds,
         poll_s=settings.job_poll_seconds,
         home=home if home_lock is not None else None,
+        hold=Hold(home / "holds", settings.debug_hold_at),
     )
     namespaces = NamespaceService(store)
     merge_policies = MergePolicyService(store)

@@ -59,9 +59,12 @@ class JobRunner:
         stale_after_s: float,
         poll_s: float = 1.0,
         home: Path | None = None,
+        hold: Callable[[str, str], None] | None = None,
     ) -> None:
         """``workers`` threads (0: this process runs no jobs); ``poll_s``: how often an idle thread looks at the
-        job table for jobs that other processes enqueued; ``home``: the home whose lock this process holds."""
+        job table for jobs that other processes enqueued; ``home``: the home whose lock this process holds;
+        ``hold``: test fault injection, called with (job id, ``job.{kind}.claimed`` or ``job.{kind}.executed``)."""
+        self._hold = hold or (lambda job_id, checkpoint: None)
         self._store = store
         self._handlers = handlers
         self._workers = workers
@@ -191,7 +194,9 @@ class JobRunner:
             self._running.add(job["id"])
         status, error = jobs.SUCCEEDED, None
         try:
+            self._hold(job["id"], f"job.{job['kind']}.claimed")
             handler.execute(job["ref_id"], scope)
+            self._hold(job["id"], f"job.{job['kind']}.executed")
         except TransientError as exc:
             if handler.retryable and job["attempts"] < MAX_ATTEMPTS:
                 log.warning("job %s (%s) hit a transient error, retrying: %s", job["id"], job["kind"], exc.detail)
