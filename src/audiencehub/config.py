@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("AUDIENCEHUB_DATABASE_URL", "DATABASE_URL")
     )
-    """Metadata store URL; default ``sqlite:///$AUDIENCEHUB_HOME/metadata.db``."""
+    """Metadata store URL; default ``sqlite:///$AUDIENCEHUB_HOME/metadata.db``. ``postgresql://user:pw@host:5432/db``
+    puts it on PostgreSQL (driver psycopg 3); every process migrates it to the newest schema on start."""
 
     bootstrap_org_id: str | None = None
     """Org created on first start (with sandbox ``prod``), instead of generated dev credentials."""

@@ -106,6 +106,13 @@ class Container:
                 self.home_lock.release()
 
 
+def open_store(settings: Settings) -> MetadataStore:
+    """The metadata store of ``settings``, migrated to the newest schema (every entry point opens it this way)."""
+    store = MetadataStore(settings.metadata_url)
+    store.migrate()
+    return store
+
+
 def build(settings: Settings, *, worker_process: bool = False) -> Container:
     """The services over ``settings.home``; the container holds the home's lock until ``close()``.
 
@@ -157,8 +164,7 @@ def _profile_store(settings: Settings, engine: Engine, store: MetadataStore, tmp
 def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
-    store = MetadataStore(settings.metadata_url)
-    store.create_all()
+    store = open_store(settings)
     keyring = Keyring(home / "secrets.key")
     lake = Lake(home / "lake")
     tmp = home / "tmp"
