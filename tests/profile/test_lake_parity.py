@@ -42,6 +42,9 @@ def validated(path: Path, rows: list[tuple[Any, ...]]) -> Path:
             for f, v in zip(FIELDS, row, strict=True)
         )
         selects.append(f"SELECT {cols}, CAST(NULL AS INTEGER) AS {CHECK}, CAST(NULL AS VARCHAR) AS {VALUE}")
+    if not selects:  # no accepted row: the columns only
+        cols = ", ".join(f"CAST(NULL AS {TYPES[f]}) AS {ident(field_column(f))}" for f in FIELDS)
+        selects.append(f"SELECT {cols}, CAST(NULL AS INTEGER) AS {CHECK}, CAST(NULL AS VARCHAR) AS {VALUE} LIMIT 0")
     con = duckdb.connect()
     try:
         con.execute(f"COPY ({' UNION ALL '.join(selects)}) TO {lit(str(path))} (FORMAT parquet)")
@@ -144,6 +147,9 @@ def script(tmp: Path) -> list[tuple[str, Any]]:
         ("apply", r5),
         ("remove_audience", A2),
         ("apply", run(tmp, "r6", [[("k@x.com", None, "t", 4, None)]], audience=A2, crm=False, at=NOW)),
+        ("apply", run(tmp, "r7", [[]], crm=False, at=NOW)),  # no accepted row: nothing changes
+        ("remove_audience", A2),
+        ("apply", run(tmp, "r8", [[]], audience=A2, crm=False, replace=True, at=NOW)),  # a new, empty audience
     ]
 
 
@@ -201,7 +207,7 @@ def snapshot(store: ProfileStore, results: list[ApplyResult | None]) -> State:
         members=members,
         counts={a: store.counts(SCOPE, a) for a in (A1, A2)},
         profiles=store.count_profiles(SCOPE),
-        applied={r: store.applied(SCOPE, r) for r in ("r1", "r2", "r3", "r4", "r5", "r6", "nope")},
+        applied={r: store.applied(SCOPE, r) for r in ("r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "nope")},
     )
 
 

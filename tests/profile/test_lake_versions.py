@@ -18,6 +18,7 @@ from audiencehub.engines.base import Engine, EngineSession, Format, Progress
 from audiencehub.engines.duckdb import DuckDBEngine
 from audiencehub.errors import TransientError, Unprocessable
 from audiencehub.metadata.store import MetadataStore
+from audiencehub.profile import lake
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.profile.lake import NOT_SUPPORTED, Manifest
 from tests.profile.test_lake_parity import (
@@ -221,4 +222,28 @@ def test_many_rows_sharing_a_new_secondary_identity_merge_as_in_the_embedded_sto
         assert isinstance(lake.manifest(SCOPE), Manifest)
     finally:
         lake.close()
+        embedded.close()
+
+
+def test_many_small_runs_compact_into_one_file_per_table_and_still_match(
+    tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lake, "COMPACT_AT", 2)
+    files = tmp_path / "files"
+    files.mkdir()
+    runs = [run(files, f"s{n}", [[(f"p{n}@x.com", f"C-{n % 2}", "t", n, None)]]) for n in range(5)]
+    embedded = DuckDBProfileStore(tmp_path / "emb", memory_limit="512MB", threads=2, temp_dir=tmp_path / "etmp")
+    store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
+    try:
+        for rows in runs:
+            assert store.apply_audience(SCOPE, rows) == embedded.apply_audience(SCOPE, rows)
+        tables = store.manifest(SCOPE).tables
+        assert all(len(tables[t]) <= 2 for t in ("identities", "identities_by_profile", "applied_runs"))
+        for n in range(5):
+            identity = ("Email", f"p{n}@x.com")
+            assert view(store.lookup(SCOPE, *identity)) == view(embedded.lookup(SCOPE, *identity))
+            assert store.applied(SCOPE, f"s{n}") == embedded.applied(SCOPE, f"s{n}")
+        assert store.count_profiles(SCOPE) == embedded.count_profiles(SCOPE) == 2
+    finally:
+        store.close()
         embedded.close()

@@ -137,9 +137,12 @@ class _Work:
         return rel, rows
 
     def put(self, table: str, sql: str) -> int:
-        """Replaces the table with the rows of ``sql``."""
+        """Replaces the table with the rows of ``sql``: no file when there are none (an engine may write an empty
+        result without its column types; readers use the manifest's)."""
         rel, rows = self._write(table, sql)
-        self.new.tables[table] = [rel]
+        if not rows:
+            (self.root / rel).unlink(missing_ok=True)
+        self.new.tables[table] = [rel] if rows else []
         return rows
 
     def append(self, table: str, sql: str) -> tuple[Path | None, int]:
@@ -376,7 +379,10 @@ class LakeProfileStore(ProfileStore):
         found = m.members(audience_id)
         if not found:
             return [], 0
-        files = path_list(self._files(scope, m, found[0][1]["table"]))
+        paths = self._files(scope, m, found[0][1]["table"])
+        if not paths:
+            return [], 0
+        files = path_list(paths)
         with self._cursor() as cur:
             total = cur.execute(f"SELECT count(*) FROM read_parquet({files})").fetchone()
             ids = cur.execute(
@@ -461,12 +467,10 @@ class LakeProfileStore(ProfileStore):
         added, inserted = w.append(q.IDENTITIES, q.new_identities_sql(rows, resolved))
         if added is not None:
             w.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")
-        stats = w.session.query(q.resolved_counts_sql(resolved))[0]
-        n_rows, n_realized, n_new = (int(v or 0) for v in stats)
-        n_created = inserted if len(rows.identities) == 1 else n_new
         members = w.rel(tbl, columns)
-        exited = w.query(q.exits_sql(resolved, members, cutoff))
-        replaced = w.query(q.replaced_sql(resolved, members, cutoff)) if rows.replace else 0
+        counted = w.session.query(q.counts_sql(resolved, members, cutoff, replace=rows.replace))[0]
+        n_rows, n_realized, n_new, exited, replaced = (int(v or 0) for v in counted)
+        n_created = inserted if len(rows.identities) == 1 else n_new
         w.put(
             tbl,
             q.members_sql(resolved, members, payload, cutoff, at=at, run_id=rows.run_id, replace=rows.replace),
@@ -479,8 +483,8 @@ class LakeProfileStore(ProfileStore):
         )
         if len(rows.identities) > 1:
             self._link(w, rows, resolved)
-        self._compact(w)
         w.append(q.APPLIED_RUNS, q.applied_sql(rows.run_id, rows.audience_id, at, json.dumps(result.to_dict())))
+        self._compact(w)
         return result
 
     @staticmethod
@@ -517,10 +521,14 @@ class LakeProfileStore(ProfileStore):
 
     @staticmethod
     def _compact(w: _Work) -> None:
-        """Rewrites an identity table of many small files as one sorted file (lookups read fewer footers)."""
-        for table, order in ((q.IDENTITIES, "ns, id"), (q.IDENTITIES_BY_PROFILE, "profile_id, ns, id")):
+        """Rewrites an append-only table of many small files as one sorted file (lookups read fewer footers)."""
+        for table, columns, order in (
+            (q.IDENTITIES, q.IDENTITY_COLUMNS, "ns, id"),
+            (q.IDENTITIES_BY_PROFILE, q.IDENTITY_COLUMNS, "profile_id, ns, id"),
+            (q.APPLIED_RUNS, q.APPLIED_COLUMNS, "run_id"),
+        ):
             if len(w.new.tables.get(table, [])) > COMPACT_AT:
-                w.put(table, f"SELECT * FROM {w.rel(table, q.IDENTITY_COLUMNS)} c ORDER BY {order}")
+                w.put(table, f"SELECT * FROM {w.rel(table, columns)} c ORDER BY {order}")
 
     # ----- not in this slice -----
 

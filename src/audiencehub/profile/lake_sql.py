@@ -129,14 +129,6 @@ def new_identities_sql(rows: AudienceRows, resolved: Path) -> str:
     return f"SELECT ns, id, profile_id FROM ({' UNION ALL '.join(parts)}) n ORDER BY ns, id"
 
 
-def resolved_counts_sql(resolved: Path) -> str:
-    """(rows, rows that are not deletes, rows of a new profile)."""
-    return (
-        f"SELECT count(*), coalesce(sum(CASE WHEN NOT {DELETE} THEN 1 ELSE 0 END), 0), "
-        f"coalesce(sum(CASE WHEN {NEW} THEN 1 ELSE 0 END), 0) FROM read_parquet({path_list([resolved])})"
-    )
-
-
 def status_sql(cutoff: str, alias: str = "") -> str:
     """A membership's status as read now: realized or existing past the ttl (``cutoff``: now - ttl) reads exited."""
     status, at = alias + STATUS, alias + QUALIFIED_AT
@@ -154,19 +146,21 @@ def effective_sql(members: str, payload: Sequence[str], cutoff: str, ttl_days: i
     )
 
 
-def exits_sql(resolved: Path, members: str, cutoff: str) -> str:
-    """How many delete rows exit a member that is realized now."""
-    return (
-        f"SELECT count(*) FROM read_parquet({path_list([resolved])}) r JOIN {members} p "
-        f"ON p.{PROFILE_ID} = r.{PROFILE_ID} WHERE r.{DELETE} AND {status_sql(cutoff, 'p.')} = 'realized'"
+def counts_sql(resolved: Path, members: str, cutoff: str, *, replace: bool) -> str:
+    """In one statement: the run's rows, those that are not deletes, those of a new profile, the delete rows that exit
+    a member realized now, and (a full run) the members realized now that the run does not name."""
+    res = f"read_parquet({path_list([resolved])})"
+    replaced = (
+        f"(SELECT count(*) FROM {members} o WHERE {status_sql(cutoff, 'o.')} = 'realized' AND NOT EXISTS "
+        f"(SELECT 1 FROM {res} r WHERE r.{PROFILE_ID} = o.{PROFILE_ID}))"
+        if replace
+        else "0"
     )
-
-
-def replaced_sql(resolved: Path, members: str, cutoff: str) -> str:
-    """How many members of a full run's audience exit because the run does not name them."""
     return (
-        f"SELECT count(*) FROM {members} o WHERE {status_sql(cutoff, 'o.')} = 'realized' AND NOT EXISTS "
-        f"(SELECT 1 FROM read_parquet({path_list([resolved])}) r WHERE r.{PROFILE_ID} = o.{PROFILE_ID})"
+        f"SELECT (SELECT count(*) FROM {res} a), (SELECT count(*) FROM {res} b WHERE NOT {DELETE}), "
+        f"(SELECT count(*) FROM {res} c WHERE {NEW}), "
+        f"(SELECT count(*) FROM {res} r JOIN {members} p ON p.{PROFILE_ID} = r.{PROFILE_ID} "
+        f"WHERE r.{DELETE} AND {status_sql(cutoff, 'p.')} = 'realized'), {replaced}"
     )
 
 
