@@ -4,17 +4,28 @@ reason, with nothing half-committed."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
 import httpx
 import pytest
 
+from audiencehub.jobs.runner import STOPPED
 from audiencehub.metadata import jobs
-from tests.api.xdm_support import CATALOG, IDENTITY_MAP_FG, IMPORT, PERSON_FG, PROFILE_CLASS, dataset, json_lines
+from tests.api.xdm_support import (
+    CATALOG,
+    IDENTITY_MAP_FG,
+    IMPORT,
+    PERSON_FG,
+    PROFILE_CLASS,
+    dataset,
+    enable_profile,
+    json_lines,
+)
 from tests.api.xdm_support import schema as make_schema
 from tests.conftest import wait_for
-from tests.workers.conftest import STALE_AFTER_S, Cluster  # noqa: F401
+from tests.workers.conftest import STALE_AFTER_S, Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +137,80 @@ def test_jobs_enqueued_by_the_server_run_once_each_across_two_workers(cluster: C
     listed = http.get(f"{CATALOG}/batches", params={"dataSet": ds, "limit": 100}, headers=headers).json()
     assert sorted(listed) == sorted(batches)
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_a_worker_killed_before_its_batch_ran_is_found_by_its_heartbeat_and_the_batch_retried(
+    cluster: Cluster,
+) -> None:
+    http, headers = cluster.server.http, cluster.server.headers()
+    ds = people_dataset(http, headers)
+    doomed = cluster.worker(AUDIENCEHUB_DEBUG_HOLD_AT="job.batch-ingest.claimed")
+    batch_id = start_batch(http, headers, ds, json_lines(person(1), person(2)))
+    held = wait_for(lambda: list((cluster.home / "holds").glob("*.job.batch-ingest.claimed")), timeout=JOB_TIMEOUT_S)
+    job_id = held[0].name.split(".")[0]
+    assert cluster.job(job_id)["worker_id"] == doomed.worker_id
+    peer = cluster.worker()
+    doomed.kill()
+    killed_at = time.monotonic()
+
+    def retried() -> dict[str, Any] | None:
+        job = cluster.job(job_id)
+        return job if job["status"] == jobs.SUCCEEDED else None
+
+    job = wait_for(retried, timeout=JOB_TIMEOUT_S, interval=0.1, what="the retried batch job")
+    assert time.monotonic() - killed_at >= STALE_AFTER_S * 0.5  # found by its heartbeat going stale, not at once
+    assert (job["attempts"], job["worker_id"]) == (2, peer.worker_id)
+    assert batch_status(http, headers, batch_id) == "success"
+    assert peer.claims() == [job_id]
+    assert "re-queueing job " + job_id in peer.log()
+
+
+def test_a_worker_killed_while_a_ctas_writes_is_found_by_its_heartbeat_and_the_query_failed(cluster: Cluster) -> None:
+    http, headers = cluster.server.http, cluster.server.headers()
+    doomed = cluster.worker()
+    query_id = submit(
+        http,
+        headers,
+        sql="SELECT a.range AS x, b.range AS y FROM range(100000) a, range(100000) b",
+        ctasParameters={"datasetName": "Huge"},
+    )
+    wait_for(lambda: query(http, headers, query_id)["state"] == "IN_PROGRESS", timeout=JOB_TIMEOUT_S, interval=0.05)
+    (job,) = cluster.jobs()
+    assert job["worker_id"] == doomed.worker_id
+    staging = cluster.home / "lake"
+    wait_for(lambda: any(p.is_file() for p in staging.rglob("*")), timeout=JOB_TIMEOUT_S, what="staged files")
+    peer = cluster.worker()
+    doomed.kill()
+
+    done = finished_query(http, headers, query_id)
+    assert done["state"] == "FAILED"
+    assert "stopped" in done["errors"][0]["message"], done["errors"]
+    row = cluster.job(job["id"])
+    assert (row["status"], row["error"], row["worker_id"]) == (jobs.FAILED, STOPPED, peer.worker_id)
+    assert row["attempts"] == 1  # a CTAS is never run twice
+    assert dataset_names(http, headers) == []  # no half-written dataset
+    # What it wrote stays in the sandbox's staging folder, which no reader sees.
+    assert {p.relative_to(staging).parts[2] for p in staging.rglob("*") if p.is_file()} <= {"_staging"}
+    assert peer.claims() == []
+
+
+def test_a_job_that_needs_the_embedded_profile_store_fails_in_a_worker_with_the_reason(cluster: Cluster) -> None:
+    """The DuckDB profile file belongs to the server: a worker never opens it, so it never locks the server out."""
+    http, headers = cluster.server.http, cluster.server.headers()
+    sid = make_schema(http, headers, "Profiles", PROFILE_CLASS, IDENTITY_MAP_FG, PERSON_FG)  # type: ignore[arg-type]
+    enable_profile(http, headers, sid)  # type: ignore[arg-type]
+    ds = dataset(http, headers, "Profile Records", sid, profile=True)  # type: ignore[arg-type]
+    cluster.worker()
+    batch_id = start_batch(http, headers, ds, json_lines(person(1)))
+    wait_for(lambda: batch_status(http, headers, batch_id) == "failed", timeout=JOB_TIMEOUT_S, what="the batch")
+    body = http.get(f"{CATALOG}/batches/{batch_id}", headers=headers).json()[batch_id]
+    assert "embedded DuckDB file" in body["errors"][0]["description"], body["errors"]
+    assert "AUDIENCEHUB_WORKERS" in body["errors"][0]["description"]
+    # The server still opens its profile store: a lookup answers (nothing was ingested: 404, not a lock error).
+    resp = http.get(
+        "/data/core/ups/access/entities",
+        params={"schema.name": "_xdm.context.profile", "entityId": "p1@example.com", "entityIdNS": "Email"},
+        headers=headers,
+    )
+    assert resp.status_code in (200, 404), resp.text
+    assert "lock" not in resp.text
