@@ -8,6 +8,11 @@ own process so that peak memory is that phase's alone:
   ingest: create the audience and run ingestion through the services (validation, errors, dataset
           batch, profile store), from run start to SUCCESS
 and prints rows/s, peak RSS and the ratio ingest/floor.
+
+    .venv/bin/python benchmarks/ingest.py --rows 1000000 --engine spark [--spark-master local[2]]
+
+runs the ingest phase on the Spark engine (``audiencehub[spark]``); Spark is started before the clock
+starts (its start is printed apart), and the JVM's peak RSS is printed beside Python's.
 """
 
 from __future__ import annotations
@@ -47,14 +52,38 @@ def phase_floor(csv: Path, work: Path) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
 
 
-def phase_ingest(csv: Path, work: Path, threshold: float) -> dict[str, object]:
+def jvm_peak_rss_mib() -> float | None:
+    """The Spark JVM's peak RSS (VmHWM), when this process started one."""
+    from audiencehub.engines import spark
+
+    session = spark._shared
+    if session is None:
+        return None
+    pid = session.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def phase_ingest(csv: Path, work: Path, threshold: float, engine: str, master: str) -> dict[str, object]:
     from audiencehub.config import Settings
     from audiencehub.domain.audiences import AudienceCreate, RunCreate
     from audiencehub.services.auth import Principal
     from audiencehub.wiring import build
 
     home = work / "home"
-    container = build(Settings(home=home, workers=1, job_heartbeat_seconds=1.0))
+    start_s = 0.0
+    if engine == "spark":
+        from audiencehub.engines.spark import spark_session
+
+        t0 = time.perf_counter()
+        spark_session(master, {}, ui=False).sql("SELECT 1").collect()
+        start_s = time.perf_counter() - t0
+    settings = Settings(
+        home=home, workers=1, job_heartbeat_seconds=1.0, engine=engine, spark_master=master, spark_ui=False
+    )
+    container = build(settings)
     org = container.tenancy.create_org(name="bench")
     principal = Principal(client_id="bench", org_id=org, sandbox="prod")
     landing = container.landing.source(principal.scope).root / "bench"
@@ -92,7 +121,14 @@ def phase_ingest(csv: Path, work: Path, threshold: float) -> dict[str, object]:
         seconds = time.perf_counter() - started
     finally:
         container.close()
-    return {"seconds": seconds, "peak_rss_mib": peak_rss_mib(), "status": result["status"], "run": result}
+    return {
+        "seconds": seconds,
+        "peak_rss_mib": peak_rss_mib(),
+        "jvm_peak_rss_mib": jvm_peak_rss_mib() if engine == "spark" else None,
+        "engine_start_seconds": start_s,
+        "status": result["status"],
+        "run": result,
+    }
 
 
 def wait(probe, interval: float = 0.1, timeout: float = 3600):  # type: ignore[no-untyped-def]
@@ -105,7 +141,7 @@ def wait(probe, interval: float = 0.1, timeout: float = 3600):  # type: ignore[n
     raise TimeoutError("benchmark phase did not finish")
 
 
-def child(phase: str, csv: Path, work: Path, threshold: float) -> dict[str, object]:
+def child(phase: str, csv: Path, work: Path, threshold: float, engine: str, master: str) -> dict[str, object]:
     out = subprocess.run(
         [
             sys.executable,
@@ -118,6 +154,10 @@ def child(phase: str, csv: Path, work: Path, threshold: float) -> dict[str, obje
             str(work),
             "--threshold",
             str(threshold),
+            "--engine",
+            engine,
+            "--spark-master",
+            master,
         ],
         check=True,
         capture_output=True,
@@ -132,6 +172,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp folder)")
     parser.add_argument("--threshold", type=float, default=5.0)
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb", help="Engine of the ingest phase")
+    parser.add_argument("--spark-master", default="local[2]", help="Spark's master with --engine spark")
     parser.add_argument("--phase", choices=["floor", "ingest"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -140,7 +182,7 @@ def main() -> None:
         print(json.dumps(phase_floor(args.csv, args.work)))
         return
     if args.phase == "ingest":
-        print(json.dumps(phase_ingest(args.csv, args.work, args.threshold)))
+        print(json.dumps(phase_ingest(args.csv, args.work, args.threshold, args.engine, args.spark_master)))
         return
 
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
@@ -150,18 +192,22 @@ def main() -> None:
         generate(csv, args.rows)
         size_mb = csv.stat().st_size / 1e6
         print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f}s", flush=True)
-        floor = child("floor", csv, work, args.threshold)
-        ingest = child("ingest", csv, work, args.threshold)
+        floor = child("floor", csv, work, args.threshold, args.engine, args.spark_master)
+        ingest = child("ingest", csv, work, args.threshold, args.engine, args.spark_master)
     floor_s, ingest_s = float(floor["seconds"]), float(ingest["seconds"])  # type: ignore[arg-type]
     metrics = ingest["run"]["metrics"]  # type: ignore[index]
     print(
         f"floor   (bare DuckDB COPY csv->parquet): {floor_s:7.2f}s  {args.rows / floor_s:>12,.0f} rows/s  "
         f"peak RSS {floor['peak_rss_mib']:,.0f} MiB"
     )
+    label = "full run, service layer" if args.engine == "duckdb" else f"full run, Spark {args.spark_master}"
+    jvm = f"  JVM peak RSS {ingest['jvm_peak_rss_mib']:,.0f} MiB" if ingest.get("jvm_peak_rss_mib") else ""
     print(
-        f"ingest  (full run, service layer):       {ingest_s:7.2f}s  {args.rows / ingest_s:>12,.0f} rows/s  "
-        f"peak RSS {ingest['peak_rss_mib']:,.0f} MiB  status {ingest['status']}"
+        f"ingest  ({label + '):':<32} {ingest_s:7.2f}s  {args.rows / ingest_s:>12,.0f} rows/s  "
+        f"peak RSS {ingest['peak_rss_mib']:,.0f} MiB{jvm}  status {ingest['status']}"
     )
+    if args.engine == "spark":
+        print(f"spark start (not in the ingest figure): {float(ingest['engine_start_seconds']):.2f}s")  # type: ignore[arg-type]
     print(f"ratio ingest/floor: {ingest_s / floor_s:.2f}")
     for stage in ingest["run"]["details"]:  # type: ignore[index]
         print(f"  stage {stage['stage']:<22} {stage['finishedAt'] - stage['startedAt']:>4}s (whole seconds)")

@@ -72,6 +72,8 @@ def spark_session(master: str, conf: dict[str, str], *, ui: bool = True) -> Spar
             # The malformed-record checks need every column of a CSV record parsed, whatever the query reads.
             "spark.sql.csv.parser.columnPruning.enabled": "false",
             "spark.sql.shuffle.partitions": "8",
+            # DuckDB's to_json keeps a struct's null fields.
+            "spark.sql.jsonGenerator.ignoreNullFields": "false",
             "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
             "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
             **conf,
@@ -276,6 +278,8 @@ class SparkJobSession(EngineSession):
         sql = _pyspark()
         f = sql.functions
         frame = self._frame(select_sql)
+        if fmt in ("csv", "json_array"):
+            frame = _timestamps_as_duckdb_text(sql, frame)
         observation = sql.Observation(f"rows-{uuid.uuid4().hex}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = dest.parent / f".{dest.name}.spark-{uuid.uuid4().hex}"
@@ -399,6 +403,24 @@ def _rejects(f: Any, frame: DataFrame, width: int, header: bool) -> DataFrame:
         .otherwise(f.col("p.error_message"))
         .alias("error_message"),
     )
+
+
+def _timestamps_as_duckdb_text(sql: Any, frame: DataFrame) -> DataFrame:
+    """Top-level timestamps as DuckDB writes them to CSV and JSON: ``2025-05-23 20:19:00.123+00``, the fraction
+    only when not zero and without trailing zeros (Spark's writers cut to milliseconds, ISO style)."""
+    f, types = sql.functions, sql.types
+    columns = []
+    for field in frame.schema.fields:
+        c = f.col(f"`{field.name}`")
+        if isinstance(field.dataType, types.TimestampType | types.TimestampNTZType):
+            micros = f.pmod(f.unix_micros(c.cast("timestamp")), f.lit(1_000_000))
+            fraction = f.when(micros == 0, f.lit("")).otherwise(
+                f.concat(f.lit("."), f.regexp_replace(f.lpad(micros.cast("string"), 6, "0"), "0+$", ""))
+            )
+            zone = f.lit("+00" if isinstance(field.dataType, types.TimestampType) else "")
+            c = f.concat(f.date_format(c, "yyyy-MM-dd HH:mm:ss"), fraction, zone)
+        columns.append(c.alias(field.name))
+    return frame.select(*columns)
 
 
 def _json_array(lines: Path | None, dest: Path) -> None:
