@@ -63,9 +63,48 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     postgres_server.drop_database(name)
 
 
+# Tests whose apps (``client``, ``shared_client``, ``held_client``) run twice: with the metadata store on SQLite and
+# on PostgreSQL. A path names a module, ``path::name`` one test of it.
+ON_POSTGRESQL_TOO = (
+    "tests/api/test_seed_000_flow.py",
+    "tests/api/test_isolation.py",
+    "tests/api/test_runs.py",
+    "tests/api/test_catalog_batches.py",
+    "tests/api/test_commit_safety.py",
+    "tests/segments/test_segment_jobs.py::test_the_daily_job_evaluates_every_batch_segment_of_each_sandbox",
+    "tests/exports/test_export_jobs.py::test_segment_per_batch_writes_one_batch_per_segment",
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "metadata_backend" not in metafunc.fixturenames:
+        return
+    nodeid = metafunc.definition.nodeid.split("[")[0]
+    if any(nodeid == target or nodeid.startswith(target + "::") for target in ON_POSTGRESQL_TOO):
+        metafunc.parametrize("metadata_backend", ["sqlite", "postgresql"], scope="module")
+
+
+@pytest.fixture(scope="session")
+def metadata_backend() -> str:
+    """Where the apps of a test keep their metadata: ``sqlite`` (the home's metadata.db), or ``postgresql`` for the
+    tests in ON_POSTGRESQL_TOO, which run once with each."""
+    return "sqlite"
+
+
+def metadata_settings(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
+    """Settings that put an app's metadata store on ``backend``: on PostgreSQL a new database, dropped when the
+    requesting fixture ends."""
+    if backend == "sqlite":
+        return {}
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    return {"database_url": server.url(name)}
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return test_settings(tmp_path / "home")
+def settings(tmp_path: Path, metadata_backend: str, request: pytest.FixtureRequest) -> Settings:
+    return test_settings(tmp_path / "home", **metadata_settings(request, metadata_backend))
 
 
 @pytest.fixture

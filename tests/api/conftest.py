@@ -17,12 +17,14 @@ from fastapi.testclient import TestClient
 from audiencehub.app import create_app
 from audiencehub.config import Settings
 from tests.api.support import headers_for
-from tests.conftest import create_audience, seed_audience, test_settings, token_for
+from tests.conftest import create_audience, metadata_settings, seed_audience, test_settings, token_for
 
 
 @pytest.fixture(scope="module")
-def shared_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return test_settings(tmp_path_factory.mktemp("shared") / "home")
+def shared_settings(
+    tmp_path_factory: pytest.TempPathFactory, metadata_backend: str, request: pytest.FixtureRequest
+) -> Settings:
+    return test_settings(tmp_path_factory.mktemp("shared") / "home", **metadata_settings(request, metadata_backend))
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +52,14 @@ def shared_audience(shared_client: TestClient, shared_headers: dict[str, str]) -
 
 
 @pytest.fixture
-def held_settings(tmp_path: Path) -> Settings:
+def held_settings(tmp_path: Path, metadata_backend: str, request: pytest.FixtureRequest) -> Settings:
     """Settings whose runs stop before the profile store until ``holds/{runId}.before_profile`` is removed."""
-    return test_settings(tmp_path / "held-home", job_stale_after_seconds=30.0, debug_hold_at="before_profile")
+    return test_settings(
+        tmp_path / "held-home",
+        job_stale_after_seconds=30.0,
+        debug_hold_at="before_profile",
+        **metadata_settings(request, metadata_backend),
+    )
 
 
 @pytest.fixture
