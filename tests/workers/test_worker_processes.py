@@ -214,3 +214,22 @@ def test_a_job_that_needs_the_embedded_profile_store_fails_in_a_worker_with_the_
     )
     assert resp.status_code in (200, 404), resp.text
     assert "lock" not in resp.text
+
+
+def test_sigterm_stops_claiming_and_leaves_a_job_that_outlives_the_grace_period_to_a_peer(cluster: Cluster) -> None:
+    http, headers = cluster.server.http, cluster.server.headers()
+    ds = people_dataset(http, headers)
+    stopping = cluster.worker(
+        AUDIENCEHUB_DEBUG_HOLD_AT="job.batch-ingest.claimed", AUDIENCEHUB_WORKER_GRACE_SECONDS="0.5"
+    )
+    batch_id = start_batch(http, headers, ds, json_lines(person(1)))
+    held = wait_for(lambda: list((cluster.home / "holds").glob("*.job.batch-ingest.claimed")), timeout=JOB_TIMEOUT_S)
+    job_id = held[0].name.split(".")[0]
+    assert stopping.stop() == 1  # the job was still running after the grace period: the exit status says so
+    assert f"left to recovery: ['{job_id}']" in stopping.log()
+    assert cluster.job(job_id)["status"] == jobs.RUNNING  # no outcome invented on the way out
+
+    peer = cluster.worker()
+    wait_for(lambda: cluster.job(job_id)["status"] == jobs.SUCCEEDED, timeout=JOB_TIMEOUT_S, what="the job")
+    assert (cluster.job(job_id)["attempts"], cluster.job(job_id)["worker_id"]) == (2, peer.worker_id)
+    assert batch_status(http, headers, batch_id) == "success"

@@ -127,6 +127,8 @@ class JobRunner:
         Those keep their RUNNING row: once the process is gone, their heartbeat goes stale and a peer (or this
         server's next start) recovers them. Heartbeats go on while the jobs finish.
         """
+        if self._stopped.is_set():
+            return self.running()  # stopped before: what was left then is recovery's now
         self._stopping.set()
         self.wake()
         deadline = time.monotonic() + timeout
