@@ -86,9 +86,16 @@ def worker(
             )
         )
     container = build(settings, worker_process=True)
-    logging.getLogger("audiencehub").info(
+    log = logging.getLogger("audiencehub")
+    log.info(
         "audiencehub worker %s (pid %d) running jobs of %s", container.runner.worker_id, os.getpid(), settings.home
     )
+    if settings.profile_store == "duckdb":
+        log.warning(
+            "the profile store is the server's embedded DuckDB files, which this process may not open: audience "
+            "creation, ingestion runs, segment jobs, export jobs, batches into Profile-enabled datasets and queries "
+            "that read the profile table fail here with the reason (AUDIENCEHUB_PROFILE_STORE=lake shares it)"
+        )
     try:
         left = run_until_signalled(container.runner, container.schedule, grace_s=settings.worker_grace_seconds)
     finally:

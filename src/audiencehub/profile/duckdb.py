@@ -210,7 +210,7 @@ class DuckDBProfileStore(ProfileStore):
                     raise ProfileStoreElsewhere(
                         f"the profile store of sandbox {scope.sandbox!r} is the embedded DuckDB file {path}, which "
                         "only the audiencehub server holding the home's lock may open: run this job in the server "
-                        "(AUDIENCEHUB_WORKERS >= 1) or put the profile store in the lake"
+                        "(AUDIENCEHUB_WORKERS >= 1) or share the profile store (AUDIENCEHUB_PROFILE_STORE=lake)"
                     )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 try:
