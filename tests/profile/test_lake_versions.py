@@ -20,7 +20,7 @@ from audiencehub.errors import TransientError, Unprocessable
 from audiencehub.metadata.store import MetadataStore
 from audiencehub.profile import lake
 from audiencehub.profile.duckdb import DuckDBProfileStore
-from audiencehub.profile.lake import NOT_SUPPORTED, Manifest
+from audiencehub.profile.lake import NOT_SUPPORTED, LakeProfileStore, Manifest
 from tests.profile.test_lake_parity import (
     A1,
     SCOPE,
@@ -247,3 +247,48 @@ def test_many_small_runs_compact_into_one_file_per_table_and_still_match(
     finally:
         store.close()
         embedded.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_writers_committing_at_once_one_wins_on_each_metadata_backend(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    catalog = MetadataStore(url)
+    catalog.create_all()
+    first, second = _two_runs(tmp_path / "files")
+    stores = [lake_store(tmp_path, duckdb_engine(tmp_path), catalog) for _ in range(2)]
+    both = threading.Barrier(2, timeout=30)
+    for store in stores:
+        commit = store._commit
+
+        def at_once(*args: Any, commit: Any = commit) -> None:
+            both.wait()  # both built their version from version 0; now both commit
+            commit(*args)
+
+        monkeypatch.setattr(store, "_commit", at_once)
+    outcome: dict[str, BaseException | None] = {}
+
+    def write(store: LakeProfileStore, rows: Any) -> None:
+        try:
+            store.apply_audience(SCOPE, rows)
+            outcome[rows.run_id] = None
+        except BaseException as exc:
+            outcome[rows.run_id] = exc
+
+    threads = [threading.Thread(target=write, args=(s, r)) for s, r in zip(stores, (first, second), strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(type(e).__name__ for e in outcome.values()) == ["NoneType", "TransientError"]
+    loser = first if isinstance(outcome["ra"], TransientError) else second
+    monkeypatch.undo()
+    assert stores[0].manifest(SCOPE).version == 1 and stores[0].applied(SCOPE, loser.run_id) is None
+    stores[0].apply_audience(SCOPE, loser)  # the retry
+    assert stores[1].manifest(SCOPE).version == 2
+    assert stores[1].applied(SCOPE, "ra") is not None and stores[1].applied(SCOPE, "rb") is not None
+    assert stores[1].counts(SCOPE, A1) == {"realized": 3, "exited": 0}  # a and c share C-1: one profile
+    for store in stores:
+        store.close()
+    catalog.dispose()

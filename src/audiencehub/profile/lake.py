@@ -462,8 +462,7 @@ class LakeProfileStore(ProfileStore):
         columns = [(str(c), str(ty)) for c, ty in aud["columns"]]
         payload = [name for name, _ in rows.payload]
         cutoff = q.timestamp(now - int(aud["ttl_days"]) * 86400)
-        source, _ = w.temp("source", q.source_sql(rows))
-        resolved, _ = w.temp("resolved", q.resolved_sql(rows, source, w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)))
+        resolved, _ = w.temp("resolved", q.resolved_sql(rows, w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)))
         added, inserted = w.append(q.IDENTITIES, q.new_identities_sql(rows, resolved))
         if added is not None:
             w.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")

@@ -98,9 +98,9 @@ def source_sql(rows: AudienceRows) -> str:
     )
 
 
-def resolved_sql(rows: AudienceRows, source: Path, identities: str) -> str:
-    """Each row with the profile of the first of its identities that is known, or a fresh one; a delete row whose
-    identities are all unknown is left out (as the embedded store's ``resolved``)."""
+def resolved_sql(rows: AudienceRows, identities: str) -> str:
+    """Each of the run's rows (:func:`source_sql`) with the profile of the first of its identities that is known, or
+    a fresh one; a delete row whose identities are all unknown is left out (as the embedded store's ``resolved``)."""
     ids = rows.identities
     joins = " ".join(
         f"LEFT JOIN {identities} j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{_i(n)}"
@@ -111,7 +111,7 @@ def resolved_sql(rows: AudienceRows, source: Path, identities: str) -> str:
     return (
         f"SELECT r.*{unknown}, coalesce({found}) IS NULL AS {NEW}, "
         f"coalesce({found}, CAST(uuid() AS VARCHAR)) AS {PROFILE_ID} "
-        f"FROM read_parquet({path_list([source])}) r {joins} WHERE NOT (r.{DELETE} AND coalesce({found}) IS NULL)"
+        f"FROM ({source_sql(rows)}) r {joins} WHERE NOT (r.{DELETE} AND coalesce({found}) IS NULL)"
     )
 
 
