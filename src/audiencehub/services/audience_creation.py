@@ -45,7 +45,8 @@ class AudienceCreation:
 
     def execute(self, operation_id: str, scope: Scope) -> None:
         with self._store.tx() as conn:
-            op = get_row(conn, t.operations, scope, id=operation_id)
+            # The operation's row lock orders this against fail(): a finished operation stays finished.
+            op = get_row(conn, t.operations, scope, for_update=True, id=operation_id)
             if op is None or Status(op["status"]).finished:
                 return
             audience = get_row(conn, t.audiences, scope, id=op["audience_id"])
@@ -58,6 +59,9 @@ class AudienceCreation:
         dataset_id = str(uuid.uuid5(uuid.NAMESPACE_OID, audience["id"]))
         self._profiles.set_audience(scope, audience["id"], spec["namespace"], spec["ttlInDays"])
         with self._store.tx() as conn:
+            op = get_row(conn, t.operations, scope, for_update=True, id=operation_id)
+            if op is None or Status(op["status"]).finished:
+                return  # failed meanwhile (recovered as dead): the audience is gone, nothing is added for it
             scoped = {"org_id": scope.org_id, "sandbox": scope.sandbox, "created_at": stamp}
             if get_row(conn, t.schemas, scope, id=schema_id) is None:
                 insert_row(
@@ -96,7 +100,7 @@ class AudienceCreation:
     def fail(self, operation_id: str, scope: Scope, reason: str) -> None:
         """Gives up on a creation: the operation reports FAILED and the name is free again."""
         with self._store.tx() as conn:
-            op = get_row(conn, t.operations, scope, id=operation_id)
+            op = get_row(conn, t.operations, scope, for_update=True, id=operation_id)
             if op is None or Status(op["status"]).finished:
                 return
             update_row(

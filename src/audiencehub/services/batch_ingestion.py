@@ -188,7 +188,8 @@ class BatchIngestionService:
 
     def complete(self, scope: Scope, batch_id: str) -> dict[str, Any]:
         with self._store.tx() as conn:
-            row = get_row(conn, t.batches, scope, id=batch_id)
+            # Each status change locks the batch's row first: a COMPLETE and an ABORT never both win (PostgreSQL).
+            row = get_row(conn, t.batches, scope, for_update=True, id=batch_id)
             if row is None or row["run_id"]:
                 raise NotFound(f"batch {batch_id!r} was not found")
             if row["status"] != LOADING:
@@ -204,7 +205,7 @@ class BatchIngestionService:
 
     def abort(self, scope: Scope, batch_id: str) -> dict[str, Any]:
         with self._store.tx() as conn:
-            row = get_row(conn, t.batches, scope, id=batch_id)
+            row = get_row(conn, t.batches, scope, for_update=True, id=batch_id)
             if row is None or row["run_id"]:
                 raise NotFound(f"batch {batch_id!r} was not found")
             if row["status"] != LOADING:
@@ -277,7 +278,7 @@ class BatchIngestionService:
 
     def execute(self, batch_id: str, scope: Scope) -> None:
         with self._store.tx() as conn:
-            row = get_row(conn, t.batches, scope, id=batch_id)
+            row = get_row(conn, t.batches, scope, for_update=True, id=batch_id)
             if row is None or row["status"] in (SUCCESS, FAILED, ABORTED):
                 return
             props = {**(row["props"] or {}), "started": (row["props"] or {}).get("started") or _ms()}
@@ -413,8 +414,9 @@ class BatchIngestionService:
     ) -> bool:
         """Records the batch's outcome; False when the batch (or, given ``dataset_id``, its dataset) is gone."""
         with self._store.tx() as conn:
-            row = get_row(conn, t.batches, scope, id=batch_id)
-            gone = dataset_id is not None and get_row(conn, t.datasets, scope, id=dataset_id) is None
+            # The dataset's row lock orders the commit against a delete of the dataset (catalog.delete_dataset).
+            gone = dataset_id is not None and get_row(conn, t.datasets, scope, for_update=True, id=dataset_id) is None
+            row = get_row(conn, t.batches, scope, for_update=True, id=batch_id)
             if gone:
                 delete_rows(conn, t.batches, id=batch_id)
             elif row is None:

@@ -256,7 +256,7 @@ class CatalogService:
         if refused:
             raise BadRequest(f"{refused[0]}: cannot be changed (patchable: {', '.join(sorted(PATCH_FIELDS))})")
         with self._store.tx() as conn:
-            row = get_row(conn, t.datasets, scope, id=dataset_id)
+            row = get_row(conn, t.datasets, scope, for_update=True, id=dataset_id)  # two PATCHes: no lost update
             if row is None:
                 raise NotFound(f"dataset {dataset_id!r} was not found")
             values: dict[str, Any] = {"updated_at": now()}
@@ -289,7 +289,8 @@ class CatalogService:
 
     def delete_dataset(self, scope: Scope, dataset_id: str) -> str:
         with self._store.tx() as conn:
-            row = get_row(conn, t.datasets, scope, id=dataset_id)
+            # Writers of batches lock the dataset's row before they commit one: they finish first, or see it gone.
+            row = get_row(conn, t.datasets, scope, for_update=True, id=dataset_id)
             if row is None:
                 raise NotFound(f"dataset {dataset_id!r} was not found")
             if row["kind"] == KIND_AUDIENCE:

@@ -241,8 +241,8 @@ class ConnectionService:
         )
         return {"id": connection_id, "etag": etag}
 
-    def _row(self, conn: Connection, scope: Scope, connection_id: str) -> Row:
-        row = get_row(conn, t.connections, scope, id=connection_id)
+    def _row(self, conn: Connection, scope: Scope, connection_id: str, *, lock: bool = False) -> Row:
+        row = get_row(conn, t.connections, scope, for_update=lock, id=connection_id)
         if row is None:
             raise NotFound(f"no connection {connection_id!r} in this sandbox")
         return row
@@ -278,7 +278,8 @@ class ConnectionService:
         if not isinstance(ops, list) or not ops:
             raise BadRequest("body: a JSON array of patch operations ({op, path, value}) is required")
         with self._store.tx() as conn:
-            row = self._row(conn, scope, connection_id)
+            # Locked until the update commits: two PATCHes with the same if-match cannot both pass (PostgreSQL).
+            row = self._row(conn, scope, connection_id, lock=True)
             if if_match is None or not if_match.strip():
                 raise BadRequest(f"if-match: required; send the connection's etag ({row['etag']})")
             if if_match.strip() != row["etag"]:
@@ -312,7 +313,7 @@ class ConnectionService:
 
     def delete(self, scope: Scope, connection_id: str) -> None:
         with self._store.tx() as conn:
-            self._row(conn, scope, connection_id)
+            self._row(conn, scope, connection_id, lock=True)  # resolve(lock=True) of a new audience waits, or we do
             users = self._audiences_using(conn, scope, connection_id)
             if users:
                 raise Duplicate(
@@ -356,17 +357,24 @@ class ConnectionService:
     # -- for ingestion ----------------------------------------------------------------------
 
     def resolve(
-        self, scope: Scope, connection_id: str, cloud: CloudType | None, conn: Connection | None = None
+        self,
+        scope: Scope,
+        connection_id: str,
+        cloud: CloudType | None,
+        conn: Connection | None = None,
+        *,
+        lock: bool = False,
     ) -> StoredConnection:
         """The connection an audience names; Unprocessable when it is not there or not of ``cloud``.
 
-        With ``conn``, inside that transaction: an audience's insert and the check of its connection
-        then commit together, so a DELETE of the connection cannot slip between them.
+        With ``conn`` and ``lock``, inside that read-write transaction: an audience's insert and the check of
+        its connection then commit together, and the connection's row stays locked until then, so a DELETE of
+        the connection cannot slip between them (PostgreSQL; SQLite's write lock serializes them anyway).
         """
         if conn is None:
             with self._store.read() as own:
                 return self.resolve(scope, connection_id, cloud, own)
-        row = get_row(conn, t.connections, scope, id=connection_id)
+        row = get_row(conn, t.connections, scope, for_update=lock, id=connection_id)
         if row is None:
             raise Unprocessable(f"sourceSpec.baseConnectionId: no connection {connection_id!r} in this sandbox")
         stored = self._stored(scope, row)

@@ -161,7 +161,8 @@ class ExportService:
             batches = [{"batchId": str(uuid.uuid4())}]
         stamp = now_ms()
         with self._store.tx() as conn:
-            if get_row(conn, t.datasets, scope, id=dataset_id) is None:
+            # The dataset's row lock orders this against a delete of the dataset: no batch of a deleted dataset.
+            if get_row(conn, t.datasets, scope, for_update=True, id=dataset_id) is None:
                 raise BadRequest(f"destination.datasetId: no dataset {dataset_id!r} in this sandbox")
             work_id = ""  # the job queue's row, named once this row has its id
             result = conn.execute(
@@ -230,7 +231,8 @@ class ExportService:
     def cancel(self, scope: Scope, job_id: str) -> dict[str, Any]:
         """AEP's DELETE: the job is gone from the API; one that has not committed stops, its batches aborted."""
         with self._store.tx() as conn:
-            row = self._visible(conn, scope, job_id)
+            # Every status change locks the job's row first: a cancel and a commit never both win (PostgreSQL).
+            row = self._visible(conn, scope, job_id, lock=True)
             if row["status"] == PROCESSING:
                 _update(conn, row["id"], {"status": CANCELLING, "updated_at": now_ms()})
             else:
@@ -367,7 +369,7 @@ class ExportService:
     def execute(self, ref: str, scope: Scope) -> None:
         job_id = int(ref)
         with self._store.tx() as conn:
-            row = get_row(conn, t.export_jobs, scope, id=job_id)
+            row = get_row(conn, t.export_jobs, scope, for_update=True, id=job_id)
             if row is None or row["status"] in FINAL:
                 return
             if row["status"] == CANCELLING:
@@ -414,7 +416,7 @@ class ExportService:
         exported = now_ms()
         if self._status(scope, row["id"]) != PROCESSING:  # deleted meanwhile: nothing is published
             with self._store.tx() as conn:
-                found = get_row(conn, t.export_jobs, scope, id=row["id"])
+                found = get_row(conn, t.export_jobs, scope, for_update=True, id=row["id"])
                 if found is not None:
                     self._drop(conn, scope, found)
             self._clean(scope, row)
@@ -471,8 +473,8 @@ class ExportService:
         """Batches and job in one transaction: the batches become readable exactly when the job says SUCCEEDED."""
         dataset_id = row["spec"]["destination"]["datasetId"]
         with self._store.tx() as conn:
-            current = get_row(conn, t.export_jobs, scope, id=row["id"])
-            gone = get_row(conn, t.datasets, scope, id=dataset_id) is None
+            current = get_row(conn, t.export_jobs, scope, for_update=True, id=row["id"])
+            gone = get_row(conn, t.datasets, scope, for_update=True, id=dataset_id) is None
             if current is None or current["status"] != PROCESSING or gone:
                 if current is not None:
                     if gone:
@@ -500,7 +502,7 @@ class ExportService:
 
     def _fail(self, scope: Scope, job_id: int, reason: str, *, code: str = CODE_FAILED) -> None:
         with self._store.tx() as conn:
-            row = get_row(conn, t.export_jobs, scope, id=job_id)
+            row = get_row(conn, t.export_jobs, scope, for_update=True, id=job_id)
             if row is None or row["status"] in FINAL:
                 return
             if row["status"] == CANCELLING:
@@ -619,16 +621,16 @@ class ExportService:
     # -- rows -----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _row(conn: Connection, scope: Scope, job_id: int) -> Row:
-        row = get_row(conn, t.export_jobs, scope, id=job_id)
+    def _row(conn: Connection, scope: Scope, job_id: int, *, lock: bool = False) -> Row:
+        row = get_row(conn, t.export_jobs, scope, for_update=lock, id=job_id)
         if row is None:
             raise NotFound(f"no export job {job_id} in this sandbox")
         return row
 
-    def _visible(self, conn: Connection, scope: Scope, job_id: str) -> Row:
+    def _visible(self, conn: Connection, scope: Scope, job_id: str, *, lock: bool = False) -> Row:
         if not job_id.strip().isdigit():
             raise NotFound(f"no export job {job_id!r} in this sandbox (export job ids are numbers)")
-        row = self._row(conn, scope, int(job_id))
+        row = self._row(conn, scope, int(job_id), lock=lock)
         if row["status"] == CANCELLING:
             raise NotFound(f"no export job {job_id} in this sandbox (it was deleted)")
         return row

@@ -202,7 +202,7 @@ class ExternalAudienceService:
         try:
             with self._store.tx() as conn:
                 if source.baseConnectionId is not None and source.resolved_cloud_type is not CloudType.DLZ:
-                    self._connections.resolve(scope, source.baseConnectionId, source.cloudType, conn)
+                    self._connections.resolve(scope, source.baseConnectionId, source.cloudType, conn, lock=True)
                 self._check_unique(conn, scope, body.name, body.customAudienceId)
                 insert_row(
                     conn,
@@ -277,8 +277,9 @@ class ExternalAudienceService:
             raise NotFound(f"no operation {operation_id!r} in this sandbox")
         return operation_view(op, op["details"].get("name", ""))
 
-    def _active(self, conn: Connection, scope: Scope, audience_id: str) -> Row:
-        row = get_row(conn, t.audiences, scope, id=audience_id)
+    def _active(self, conn: Connection, scope: Scope, audience_id: str, *, lock: bool = False) -> Row:
+        """The ACTIVE audience; ``lock`` holds its row until the transaction ends (a change that depends on it)."""
+        row = get_row(conn, t.audiences, scope, for_update=lock, id=audience_id)
         if row is None or row["state"] != ACTIVE:
             raise NotFound(f"no external audience {audience_id!r} in this sandbox")
         return row
@@ -307,7 +308,7 @@ class ExternalAudienceService:
             raise BadRequest("body: nothing to update; send description, labels, fields or ttlInDays")
         scope = principal.scope
         with self._store.tx() as conn:
-            row = self._active(conn, scope, audience_id)
+            row = self._active(conn, scope, audience_id, lock=True)  # two PATCHes must not lose each other's change
             spec = dict(row["spec"])
             if "description" in body.model_fields_set:
                 spec["description"] = body.description
@@ -339,7 +340,8 @@ class ExternalAudienceService:
                 f"audience {audience_id!r} is used by the segment definitions {names}; change them first"
             )
         with self._store.tx() as conn:
-            self._active(conn, scope, audience_id)
+            # The audience's row lock orders this against start_run: one sees the other's commit (PostgreSQL).
+            self._active(conn, scope, audience_id, lock=True)
             runs, _ = list_rows(conn, t.runs, scope, audience_id=audience_id)
             if any(not Status(r["status"]).finished for r in runs):
                 raise Unprocessable(f"audience {audience_id!r} has a run in progress; delete it when the run ends")
@@ -361,7 +363,7 @@ class ExternalAudienceService:
         """Removes memberships, then rows, then files; each step can be repeated after a crash."""
         self._profiles.remove_audience(scope, audience_id)
         with self._store.tx() as conn:
-            row = get_row(conn, t.audiences, scope, id=audience_id)
+            row = get_row(conn, t.audiences, scope, for_update=True, id=audience_id)
             if row is None:
                 return
             runs, _ = list_rows(conn, t.runs, scope, audience_id=audience_id)
@@ -393,7 +395,7 @@ class ExternalAudienceService:
             )
         run_id = str(uuid.uuid4())
         with self._store.tx() as conn:
-            audience = self._active(conn, scope, audience_id)
+            audience = self._active(conn, scope, audience_id, lock=True)  # see delete()
             runs, _ = list_rows(conn, t.runs, scope, audience_id=audience_id)
             if any(not Status(r["status"]).finished for r in runs):
                 raise Unprocessable(f"audience {audience_id!r} already has a run in progress; wait for it to finish")

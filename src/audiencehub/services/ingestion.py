@@ -377,7 +377,9 @@ class IngestionService:
                 s.finishedAt = stamp
         counts = self._profiles.counts(scope, state.audience["id"])  # the audience's size after this run
         with self._store.tx() as conn:
-            if get_row(conn, t.runs, scope, id=run_id, status=Status.SUCCESS.value) is None:
+            # The run's row lock makes a repeated commit (a roll-forward beside a slow first one) see the first.
+            current = get_row(conn, t.runs, scope, for_update=True, id=run_id)
+            if current is None or current["status"] != Status.SUCCESS.value:
                 evaluations.record(
                     conn,
                     scope,

@@ -201,7 +201,8 @@ class MergePolicyService:
             ) from exc
 
     def _write_in(self, conn: Connection, scope: Scope, policy_id: str, build: Build, *, new: bool) -> Row:
-        row = None if new else self._row(conn, scope, policy_id)
+        # The row lock makes two updates of one policy take turns: each version follows the one before.
+        row = None if new else self._row(conn, scope, policy_id, lock=True)
         try:
             spec = build(row or {})
         except ValueError as exc:
@@ -250,8 +251,8 @@ class MergePolicyService:
                 raise BadRequest(f"attributeMerge.order[{i}]: no dataset {dataset_id!r} in this sandbox")
 
     @staticmethod
-    def _row(conn: Connection, scope: Scope, policy_id: str) -> Row:
-        row = get_row(conn, t.merge_policies, scope, id=policy_id)
+    def _row(conn: Connection, scope: Scope, policy_id: str, *, lock: bool = False) -> Row:
+        row = get_row(conn, t.merge_policies, scope, for_update=lock, id=policy_id)
         if row is None:
             raise NotFound(f"mergePolicyId: no merge policy {policy_id!r} in this sandbox")
         return row

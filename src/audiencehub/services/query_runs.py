@@ -273,7 +273,8 @@ class QueryRuns:
         if op not in ("cancel", "soft_delete"):
             raise BadRequest(f'op: expected "cancel" or "soft_delete", got {op!r}')
         with self._store.tx() as conn:
-            row = get_row(conn, t.queries, scope, id=query_id)
+            # Each state change locks the query's row first: a cancel and the job's start never both win.
+            row = get_row(conn, t.queries, scope, for_update=True, id=query_id)
             if row is None:
                 raise NotFound(f"query {query_id!r} was not found")
             if op == "soft_delete":
@@ -318,7 +319,7 @@ class QueryRuns:
 
     def execute(self, query_id: str, scope: Scope) -> None:
         with self._store.tx() as conn:
-            row = get_row(conn, t.queries, scope, id=query_id)
+            row = get_row(conn, t.queries, scope, for_update=True, id=query_id)
             if row is None or row["state"] != SUBMITTED:
                 return
             stamp = _ms()
@@ -388,7 +389,7 @@ class QueryRuns:
     ) -> None:
         stamp = _ms()
         with self._store.tx() as conn:
-            row = get_row(conn, t.queries, scope, id=query_id)
+            row = get_row(conn, t.queries, scope, for_update=True, id=query_id)
             if row is None:
                 return
             if row["cancel"] and state == FAILED and errors and errors[0]["code"] == "57014":

@@ -231,11 +231,15 @@ class SchemaService:
     # -- lookups -----------------------------------------------------------------------------------
 
     @staticmethod
-    def _row(conn: Connection, scope: Scope, ref: str, kind: str, *, required: bool = True) -> Row | None:
+    def _row(
+        conn: Connection, scope: Scope, ref: str, kind: str, *, required: bool = True, lock: bool = False
+    ) -> Row | None:
         c = t.xdm_resources.c
         stmt = select(t.xdm_resources).where(
             c.org_id == scope.org_id, c.sandbox == scope.sandbox, c.kind == kind, or_(c.id == ref, c.alt_id == ref)
         )
+        if lock:  # held until the transaction ends: an update computes the next version from what it read
+            stmt = stmt.with_for_update()
         found = conn.execute(stmt).mappings().first()
         if found is None and required:
             what = "schema" if kind == SCHEMAS else "field group"
@@ -648,7 +652,7 @@ class SchemaService:
 
     def delete_schema(self, scope: Scope, ref: str) -> None:
         with self._store.tx() as conn:
-            row = self._row(conn, scope, ref, SCHEMAS)
+            row = self._row(conn, scope, ref, SCHEMAS, lock=True)
             assert row is not None
             used = [
                 d["id"] for d in list_rows(conn, t.datasets, scope)[0] if d["schema_id"] in (row["id"], row["alt_id"])
@@ -668,7 +672,7 @@ class SchemaService:
         scope = principal.scope
         with self._store.tx() as conn:
             tenant = self._tenant(conn, scope)
-            row = self._row(conn, scope, ref, kind)
+            row = self._row(conn, scope, ref, kind, lock=True)  # two updates: the second builds on the first
             assert row is not None
             with _invalid():
                 body = new_body(self._public(scope, row))

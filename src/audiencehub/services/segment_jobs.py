@@ -128,7 +128,8 @@ class SegmentJobs:
 
     def cancel_job(self, scope: Scope, job_id: str) -> None:
         with self._store.tx() as conn:
-            row = self._job_row(conn, scope, job_id)
+            # Each status change locks the job's row first: a cancel and the job's start or end never both win.
+            row = self._job_row(conn, scope, job_id, lock=True)
             if row["status"] == NEW:
                 self._settle_in(conn, row, CANCELLED)
             elif row["status"] == PROCESSING:
@@ -138,7 +139,7 @@ class SegmentJobs:
 
     def execute(self, job_id: str, scope: Scope) -> None:
         with self._store.tx() as conn:
-            row = get_row(conn, t.segment_jobs, scope, id=job_id)
+            row = get_row(conn, t.segment_jobs, scope, for_update=True, id=job_id)
             if row is None or row["status"] in FINAL:
                 return
             if row["status"] == CANCELLING:
@@ -222,7 +223,7 @@ class SegmentJobs:
     ) -> None:
         total = self._profiles.count_profiles(scope) if counts is not None else None
         with self._store.tx() as conn:
-            row = self._job_row(conn, scope, job_id)
+            row = self._job_row(conn, scope, job_id, lock=True)
             if row["status"] in FINAL:
                 return
             metrics = dict(row["metrics"])
@@ -309,8 +310,8 @@ class SegmentJobs:
     # -- rows ----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _job_row(conn: Connection, scope: Scope, job_id: str) -> Row:
-        row = get_row(conn, t.segment_jobs, scope, id=job_id)
+    def _job_row(conn: Connection, scope: Scope, job_id: str, *, lock: bool = False) -> Row:
+        row = get_row(conn, t.segment_jobs, scope, for_update=lock, id=job_id)
         if row is None:
             raise NotFound(f"no segment job {job_id!r} in this sandbox")
         return row

@@ -73,6 +73,7 @@ class SegmentationService:
         deps = self._dependencies(scope, segment_id, spec)
         stamp = now_ms()
         with self._store.tx() as conn:
+            _lock_definitions(conn, scope)
             self._check_name(conn, scope, spec.name, None)
             insert_row(
                 conn,
@@ -150,6 +151,7 @@ class SegmentationService:
             spec = DefinitionSpec(**{**spec.__dict__, "merge_policy_id": policy.id})
         deps = self._dependencies(scope, segment_id, spec)
         with self._store.tx() as conn:
+            _lock_definitions(conn, scope)
             self._row(conn, scope, segment_id)
             self._check_name(conn, scope, spec.name, segment_id)
             self._check_acyclic(conn, scope, segment_id, deps["segments"])
@@ -164,6 +166,7 @@ class SegmentationService:
 
     def delete(self, scope: Scope, segment_id: str) -> None:
         with self._store.tx() as conn:
+            _lock_definitions(conn, scope)
             self._row(conn, scope, segment_id)
             users = self.dependents(conn, scope, segment_id, direct=True)
             if users:
@@ -308,6 +311,16 @@ class _Resolver:
                 return MemberSource("records", sid, found[0]), {}
         where = "segment definition" if ns == SEGMENT_NAMESPACE else "segment definition or audience"
         raise PQLError(f"no {where} {sid!r} in this sandbox", n.pos)
+
+
+def _lock_definitions(conn: Connection, scope: Scope) -> None:
+    """Serializes changes to the sandbox's segment definitions by locking its row in ``sandboxes``.
+
+    A change checks the graph of definitions (no cycle, no dependent left behind) before it writes; on PostgreSQL
+    two changes could each pass that check against the graph before the other's commit. SQLite's write lock does
+    the same for every write; here only definitions wait, and only for each other.
+    """
+    get_row(conn, t.sandboxes, None, for_update=True, org_id=scope.org_id, name=scope.sandbox)
 
 
 def sort_order(sort: str, allowed: tuple[str, ...] = tuple(SORTABLE)) -> tuple[str, str]:
