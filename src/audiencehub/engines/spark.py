@@ -211,7 +211,11 @@ class SparkJobSession(EngineSession):
         return good
 
     def _json_objects(self, scan: Scan) -> DataFrame:
-        """DuckDB's ``read_json_objects``: one JSON text per object (``json``), invalid ones NULL."""
+        """DuckDB's ``read_json_objects``: one JSON value per record (``json``, a VARIANT), NULL when invalid.
+
+        ``newline_delimited``: a value per non-blank line; ``array``: the elements of the file's one array;
+        ``unstructured``: the file's one value (DuckDB also reads several values one after another).
+        """
         f = _pyspark().functions
         opts = scan.options
         gzip = str(opts.get("compression", "auto")) == "gzip"
@@ -221,7 +225,14 @@ class SparkJobSession(EngineSession):
             readable = self._readable(path, gzip)
             if fmt == "newline_delimited":
                 lines = self._spark.read.text(readable).where(f.trim(f.col("value")) != "")
-                frames.append(lines.select(f.col("value").alias("json")))
+                frames.append(lines.select(f.try_parse_json(f.col("value")).alias("json")))
+            elif fmt in ("array", "unstructured"):
+                whole = self._spark.read.text(readable, wholetext=True).select(f.try_parse_json("value").alias("v"))
+                if fmt == "array":
+                    items = f.try_variant_get(f.col("v"), "$", "array<variant>")
+                    frames.append(whole.select(f.explode(items).alias("json")))
+                else:
+                    frames.append(whole.select(f.col("v").alias("json")))
             else:
                 raise UnsupportedSql(f"read_json_objects format {fmt!r}")
         frame = frames[0]
@@ -303,10 +314,12 @@ class SparkJobSession(EngineSession):
                 elif fmt == "csv":
                     observed.coalesce(1).write.options(header=True, escape='"', emptyValue='""').csv(str(folder))
                 elif fmt == "json":
-                    (name,) = observed.columns
-                    observed.coalesce(1).select(f.coalesce(f.col(name).cast("string"), f.lit(""))).write.text(
-                        str(folder)
+                    (field,) = observed.schema.fields
+                    value = f.col(f"`{field.name}`")
+                    text = (
+                        f.to_json(value) if isinstance(field.dataType, sql.types.VariantType) else value.cast("string")
                     )
+                    observed.coalesce(1).select(f.coalesce(text, f.lit(""))).write.text(str(folder))
                 else:
                     row = f.to_json(f.struct(*[f.col(c) for c in frame.columns]))
                     observed.select(row).coalesce(1).write.text(str(folder))

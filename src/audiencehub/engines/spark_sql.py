@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.helper import seq_get
 
 NUMBER_SHAPE = r"\s*[+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|inf|infinity|nan)\s*"
 """What DuckDB's DOUBLE cast reads (case-insensitive); Java's parser also reads ``1d``, ``0x1p3``, ``1f``."""
@@ -118,7 +120,7 @@ def regexp_full_match_to_rlike(tree: exp.Expression) -> exp.Expression:
             return exp.RegexpLike(this=subject.copy(), expression=anchored(pattern))
         return node
 
-    return tree.transform(swap)
+    return _bottom_up(tree, swap)
 
 
 def regexp_matches_to_rlike(tree: exp.Expression) -> exp.Expression:
@@ -132,7 +134,7 @@ def regexp_matches_to_rlike(tree: exp.Expression) -> exp.Expression:
             return exp.RegexpLike(this=args[0].copy(), expression=args[1].copy())
         return node
 
-    return tree.transform(swap)
+    return _bottom_up(tree, swap)
 
 
 def first_regexp_replace(tree: exp.Expression) -> exp.Expression:
@@ -156,6 +158,20 @@ def first_regexp_replace(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
+def _bottom_up(tree: exp.Expression, swap: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
+    """``swap`` applied to every node, children before their parent (a parent's copy then holds rewritten
+    children); returns the new root."""
+    root = tree
+    for node in reversed(list(tree.dfs())):
+        new = swap(node)
+        if new is not node:
+            if node is root:
+                root = new
+            else:
+                node.replace(new)
+    return root
+
+
 def _substitute(template: str, **values: exp.Expression) -> exp.Expression:
     """``template`` (Spark SQL) with each column ``__name`` replaced by a copy of ``values[name]``."""
     tree = sqlglot.parse_one(template, read="spark")
@@ -177,7 +193,7 @@ def isfinite_to_checks(tree: exp.Expression) -> exp.Expression:
             return exp.paren(_substitute("NOT isnan(__x) AND abs(__x) <> double('Infinity')", x=x))
         return node
 
-    return tree.transform(swap)
+    return _bottom_up(tree, swap)
 
 
 def _shape_guard(try_cast: exp.Expression, shape: str) -> exp.Expression:
@@ -216,7 +232,7 @@ def try_cast_text_like_duckdb(tree: exp.Expression) -> exp.Expression:
                 return exp.paren(_shape_guard(node, shapes[to.this]))
         return node
 
-    return tree.transform(swap)
+    return _bottom_up(tree, swap)
 
 
 def _is_text(node: exp.Expression) -> bool:
@@ -249,13 +265,353 @@ def to_json_of_row(tree: exp.Expression) -> exp.Expression:
                 return exp.Anonymous(this="to_json", expressions=[exp.Struct(expressions=[star])])
         return node
 
-    return tree.transform(swap)
+    return _bottom_up(tree, swap)
 
 
 def _args(node: exp.Expression) -> list[exp.Expression]:
     if isinstance(node, exp.Anonymous):
         return list(node.expressions)
     return [a for a in (node.this, *node.expressions) if a is not None]
+
+
+# -- JSON: DuckDB's JSON values are Spark VARIANTs -------------------------------------------------
+#
+# DuckDB keeps JSON as text and reads it with json_* functions; Spark 4 parses JSON into VARIANT and
+# reads that. Inside a statement every JSON value is a VARIANT (read_json_objects gives one, to_json of
+# a struct makes one); the outermost SELECT's to_json stays text. Differences that remain: a VARIANT
+# object keeps its keys sorted (json_keys lists them sorted, maps built from them are in key order,
+# JSON written from one has sorted keys), and numbers print normalized (1.50 as 1.5).
+
+
+def _variant(x: exp.Expression, spark_type: str, path: str = "$") -> exp.Expression:
+    return exp.Anonymous(
+        this="try_variant_get", expressions=[x.copy(), exp.Literal.string(path), exp.Literal.string(spark_type)]
+    )
+
+
+def _spark_path(parts: list[exp.Expression]) -> str | None:
+    """A DuckDB JSON path (``$."a"."b"``) as Spark's (``$["a"]["b"]``); None for ``$[*]``."""
+    out = "$"
+    for part in parts:
+        if isinstance(part, exp.JSONPathRoot):
+            continue
+        if isinstance(part, exp.JSONPathKey) and isinstance(part.this, str):
+            key = part.this
+            if '"' not in key:
+                out += f'["{key}"]'
+            elif "'" not in key:
+                out += f"['{key}']"
+            else:
+                raise UnsupportedSql("a JSON key with both kinds of quote")
+        elif isinstance(part, exp.JSONPathSubscript) and isinstance(part.this, exp.JSONPathWildcard):
+            return None
+        elif isinstance(part, exp.JSONPathSubscript) and isinstance(part.this, int):
+            out += f"[{part.this}]"
+        else:
+            raise UnsupportedSql(f"JSON path step {part!r}")
+    return out
+
+
+def _dynamic_key(path: exp.Expression) -> exp.Expression:
+    """The key ``k`` of a path built as ``'$."' || replace(replace(k, ...), ...) || '"'`` (a map's entries)."""
+    replaces = list(path.find_all(exp.Replace))
+    if not replaces:
+        raise UnsupportedSql("a JSON path computed in SQL")
+    innermost = min(replaces, key=lambda r: len(r.sql()))
+    return innermost.this.copy()
+
+
+def json_extract_to_variant_get(tree: exp.Expression) -> exp.Expression:
+    """``json_extract(x, '$."a"')`` → ``try_variant_get(x, '$["a"]', 'variant')``; ``json_extract(x, '$[*]')`` →
+    the array's elements; a path built from a key → ``try_element_at(<x as a map>, key)``."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.JSONExtract) or isinstance(node, exp.JSONExtractScalar):
+            return node
+        path = node.expression
+        if isinstance(path, exp.JSONPath):
+            spark_path = _spark_path(list(path.expressions))
+            if spark_path is None:
+                return _variant(node.this, "array<variant>")
+            return _variant(node.this, "variant", spark_path)
+        return exp.Anonymous(
+            this="try_element_at", expressions=[_variant(node.this, "map<string,variant>"), _dynamic_key(path)]
+        )
+
+    return _bottom_up(tree, swap)
+
+
+def json_type_of_variant(tree: exp.Expression) -> exp.Expression:
+    """``json_type(x)`` → DuckDB's names (NULL, VARCHAR, BIGINT, UBIGINT, DOUBLE, BOOLEAN, OBJECT, ARRAY) from
+    ``schema_of_variant(x)``; an integer beyond BIGINT is a DECIMAL(p,0) in a VARIANT."""
+    template = (
+        "CASE WHEN __x IS NULL THEN NULL ELSE (CASE schema_of_variant(__x) WHEN 'VOID' THEN 'NULL' "
+        "WHEN 'STRING' THEN 'VARCHAR' WHEN 'BOOLEAN' THEN 'BOOLEAN' "
+        "WHEN 'BIGINT' THEN 'BIGINT' WHEN 'INT' THEN 'BIGINT' "
+        "WHEN 'SMALLINT' THEN 'BIGINT' WHEN 'TINYINT' THEN 'BIGINT' "
+        "ELSE CASE WHEN schema_of_variant(__x) LIKE 'OBJECT%' THEN 'OBJECT' "
+        "WHEN schema_of_variant(__x) LIKE 'ARRAY%' THEN 'ARRAY' "
+        "WHEN schema_of_variant(__x) LIKE 'DECIMAL(%,0)' THEN CASE WHEN try_variant_get(__x, '$', 'decimal(38,0)') "
+        "BETWEEN 0 AND 18446744073709551615 THEN 'UBIGINT' ELSE 'DOUBLE' END "
+        "WHEN schema_of_variant(__x) LIKE 'DECIMAL%' OR schema_of_variant(__x) IN ('DOUBLE', 'FLOAT') THEN 'DOUBLE' "
+        "ELSE 'VARCHAR' END END) END"
+    )
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.JSONType):
+            return exp.paren(_substitute(template, x=node.this))
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def json_text_of_variant(tree: exp.Expression) -> exp.Expression:
+    """``x ->> '$'`` → the string itself for a JSON string, NULL for JSON null, the JSON text otherwise."""
+    template = (
+        "CASE WHEN schema_of_variant(__x) = 'STRING' THEN try_variant_get(__x, '$', 'string') "
+        "WHEN schema_of_variant(__x) = 'VOID' THEN NULL ELSE to_json(__x) END"
+    )
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.JSONExtractScalar):
+            path = node.expression
+            spark_path = _spark_path(list(path.expressions)) if isinstance(path, exp.JSONPath) else None
+            if spark_path is None:
+                raise UnsupportedSql("->> with a computed path")
+            x = node.this if spark_path == "$" else _variant(node.this, "variant", spark_path)
+            return exp.paren(_substitute(template, x=x))
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def json_keys_of_variant(tree: exp.Expression) -> exp.Expression:
+    """``json_keys(x)`` → ``map_keys(<x as a map>)`` (in key order: a VARIANT object keeps its keys sorted)."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.JSONKeys):
+            return exp.Anonymous(this="map_keys", expressions=[_variant(node.this, "map<string,variant>")])
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def _outermost(node: exp.Expression, root: exp.Expression) -> bool:
+    """Whether ``node`` is itself a column of the statement's result (under an alias or a cast at most)."""
+    child, parent = node, node.parent
+    while isinstance(parent, exp.Alias | exp.Cast | exp.Paren):
+        child, parent = parent, parent.parent
+    selects = (
+        [root]
+        if isinstance(root, exp.Select)
+        else list(root.find_all(exp.Select))
+        if isinstance(root, exp.Union)
+        else []
+    )
+    return any(parent is sel and child in sel.expressions for sel in selects)
+
+
+def to_json_as_variant(tree: exp.Expression) -> exp.Expression:
+    """``to_json(x)`` inside the statement → ``to_variant_object(x)`` (a JSON value for the json_* rewrites);
+    in the outermost SELECT it stays ``to_json`` (text, fields in their order), as the result is written."""
+    root = tree
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "to_json" and not _outermost(node, root):
+            return exp.Anonymous(this="to_variant_object", expressions=[node.expressions[0].copy()])
+        if isinstance(node, exp.JSONFormat) and not _outermost(node, root):
+            return exp.Anonymous(this="to_variant_object", expressions=[node.this.copy()])
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def json_object_to_variant(tree: exp.Expression) -> exp.Expression:
+    """``json_object('k', v, ...)`` → ``to_variant_object(named_struct('k', v, ...))``."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.JSONObject):
+            args: list[exp.Expression] = []
+            for pair in node.expressions:
+                args += [pair.this.copy(), pair.expression.copy()]
+            return exp.Anonymous(
+                this="to_variant_object", expressions=[exp.Anonymous(this="named_struct", expressions=args)]
+            )
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def json_merge_patch_to_map_concat(tree: exp.Expression) -> exp.Expression:
+    """``json_merge_patch(a, b)`` of two objects → ``b``'s entries over ``a``'s (keys of ``b`` replace ``a``'s)."""
+    template = (
+        "to_variant_object(map_concat(map_filter(try_variant_get(__a, '$', 'map<string,variant>'), "
+        "(k, v) -> NOT array_contains(map_keys(try_variant_get(__b, '$', 'map<string,variant>')), k)), "
+        "try_variant_get(__b, '$', 'map<string,variant>')))"
+    )
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "json_merge_patch":
+            a, b = node.expressions[:2]
+            return _substitute(template, a=a, b=b)
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+# -- lists, structs and the rest ---------------------------------------------------------------------
+
+
+def _lambda_params(lam: exp.Lambda) -> list[str]:
+    return [p.name for p in lam.expressions]
+
+
+def _refers(node: exp.Expression, name: str) -> bool:
+    return (
+        isinstance(node, exp.Identifier | exp.Column)
+        and not (isinstance(node, exp.Column) and node.table)
+        and node.name == name
+        and not isinstance(node.parent, exp.Column | exp.Dot | exp.Lambda)
+    )
+
+
+def lambda_index_one_based(tree: exp.Expression) -> exp.Expression:
+    """``list_transform(l, lambda e, i: ...)``: DuckDB's ``i`` counts from 1, Spark's from 0: ``i`` → ``(i + 1)``."""
+    for node in list(tree.find_all(exp.Transform)):
+        lam = node.expression
+        if isinstance(lam, exp.Lambda) and len(lam.expressions) == 2:
+            index = _lambda_params(lam)[1]
+            body = lam.this
+            for ref in list(body.find_all(exp.Identifier, exp.Column)):
+                if _refers(ref, index):
+                    ref.replace(exp.paren(exp.Add(this=exp.column(index), expression=exp.Literal.number(1))))
+            if _refers(body, index):
+                lam.set("this", exp.paren(exp.Add(this=exp.column(index), expression=exp.Literal.number(1))))
+    return tree
+
+
+def list_index_one_based(tree: exp.Expression) -> exp.Expression:
+    """``l[n]`` (DuckDB: from 1, NULL past the end) → ``try_element_at(l, n)``; a text key (``m['k']``) stays."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
+            index = node.expressions[0]
+            if isinstance(index, exp.Literal) and not index.is_string:
+                # sqlglot keeps literal indexes from 0 after parsing DuckDB.
+                one_based: exp.Expression = exp.Literal.number(int(index.this) + 1)
+            elif isinstance(index, exp.Add | exp.Sub | exp.Mul):
+                one_based = index.copy()
+            else:
+                return node
+            return exp.Anonymous(this="try_element_at", expressions=[node.this.copy(), one_based])
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def _struct_fields(node: exp.Expression, scope: dict[str, exp.Expression]) -> list[str] | None:
+    """The field names of the struct (or list of structs) ``node`` evaluates to, when the SQL shows them."""
+    if isinstance(node, exp.Paren):
+        return _struct_fields(node.this, scope)
+    if isinstance(node, exp.Struct):
+        names = []
+        for item in node.expressions:
+            if isinstance(item, exp.PropertyEQ | exp.Alias | exp.Slice):
+                names.append(item.alias_or_name if isinstance(item, exp.Alias) else item.this.name)
+            else:
+                return None
+        return names
+    if isinstance(node, exp.Transform | exp.ArrayFilter) and isinstance(node.expression, exp.Lambda):
+        lam = node.expression
+        inner = dict(scope)
+        inner[_lambda_params(lam)[0]] = node.this
+        return _struct_fields(lam.this if isinstance(node, exp.Transform) else node.this, inner)
+    if isinstance(node, exp.Flatten | exp.Coalesce):
+        return _struct_fields(node.this, scope)
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "struct_insert":
+        base = _struct_fields(node.expressions[0], scope)
+        return None if base is None else base + [a.this.name for a in node.expressions[1:]]
+    if isinstance(node, exp.Column | exp.Identifier) and node.name in scope:
+        return _struct_fields(scope[node.name], scope)
+    return None
+
+
+def struct_insert_to_struct(tree: exp.Expression) -> exp.Expression:
+    """``struct_insert(x, a := e)`` → ``STRUCT(x.f1 AS f1, ..., e AS a)``: Spark SQL cannot add a field, so the
+    fields of ``x`` are read from the SQL that built it (a struct literal, through list_transform lambdas)."""
+    for node in list(tree.find_all(exp.Anonymous)):
+        if node.name.lower() != "struct_insert":
+            continue
+        target = node.expressions[0]
+        scope: dict[str, exp.Expression] = {}
+        parent = node.parent
+        while parent is not None:
+            if isinstance(parent, exp.Lambda) and isinstance(parent.parent, exp.Transform | exp.ArrayFilter):
+                scope.setdefault(_lambda_params(parent)[0], parent.parent.this)
+            parent = parent.parent
+        fields = _struct_fields(target, scope)
+        if fields is None:
+            raise UnsupportedSql("struct_insert on a struct whose fields the statement does not show")
+        items: list[exp.Expression] = [
+            cast(
+                exp.Expression,
+                exp.alias_(exp.Dot(this=target.copy(), expression=exp.to_identifier(f, quoted=True)), f, quoted=True),
+            )
+            for f in fields
+        ]
+        items += [
+            cast(exp.Expression, exp.alias_(a.expression.copy(), a.this.name, quoted=True))
+            for a in node.expressions[1:]
+        ]
+        node.replace(exp.Struct(expressions=items))
+    return tree
+
+
+def ordered_first_to_min_by(tree: exp.Expression) -> exp.Expression:
+    """``first(x ORDER BY a, b)`` → ``min_by(x, struct(a, b))`` (Spark's first takes no order)."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.First) and isinstance(node.this, exp.Order):
+            order = node.this
+            if any(o.args.get("desc") for o in order.expressions):
+                raise UnsupportedSql("first(... ORDER BY ... DESC)")
+            keys = [o.this.copy() for o in order.expressions]
+            return exp.Anonymous(
+                this="min_by", expressions=[order.this.copy(), exp.Anonymous(this="struct", expressions=keys)]
+            )
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def hugeint_to_decimal(tree: exp.Expression) -> exp.Expression:
+    """``HUGEINT`` (128-bit) → ``DECIMAL(38, 0)``, Spark's widest integer."""
+    for node in tree.find_all(exp.DataType):
+        if node.this is exp.DataType.Type.INT128:
+            node.replace(exp.DataType.build("DECIMAL(38, 0)"))
+    return tree
+
+
+def epoch_seconds_to_timestamp(tree: exp.Expression) -> exp.Expression:
+    """``to_timestamp(seconds)`` → ``timestamp_micros(round(seconds * 1e6))`` (sqlglot's from_unixtime is text)."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.UnixToTime) and node.args.get("scale") is None:
+            return _substitute("timestamp_micros(CAST(round(__s * 1000000) AS BIGINT))", s=node.this)
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def row_number_in_file_order(tree: exp.Expression) -> exp.Expression:
+    """``row_number() OVER ()`` (DuckDB: the scan's order) → ``OVER (ORDER BY monotonically_increasing_id())``,
+    which follows the files' partitions in order."""
+    for node in tree.find_all(exp.Window):
+        if isinstance(node.this, exp.RowNumber) and not node.args.get("order") and not node.args.get("partition_by"):
+            node.set(
+                "order", exp.Order(expressions=[exp.Ordered(this=exp.Anonymous(this="monotonically_increasing_id"))])
+            )
+    return tree
 
 
 REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
@@ -266,8 +622,29 @@ REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     try_cast_text_like_duckdb,
     timestamptz_to_timestamp,
     to_json_of_row,
+    to_json_as_variant,
+    json_object_to_variant,
+    json_merge_patch_to_map_concat,
+    json_extract_to_variant_get,
+    json_text_of_variant,
+    json_type_of_variant,
+    json_keys_of_variant,
+    lambda_index_one_based,
+    list_index_one_based,
+    struct_insert_to_struct,
+    ordered_first_to_min_by,
+    hugeint_to_decimal,
+    epoch_seconds_to_timestamp,
+    row_number_in_file_order,
 )
 """The named rewrites, in the order they apply (after the table functions became views)."""
+
+
+class _DuckDB(DuckDB):
+    """DuckDB's dialect, reading ``len(x)`` as the size of a list (the jobs write ``length`` for text)."""
+
+    class Parser(DuckDB.Parser):  # type: ignore[valid-type,misc]
+        FUNCTIONS = {**DuckDB.Parser.FUNCTIONS, "LEN": lambda args: exp.ArraySize(this=seq_get(args, 0))}
 
 
 def to_spark(sql: str, register: Register) -> str:
@@ -276,7 +653,7 @@ def to_spark(sql: str, register: Register) -> str:
     Raises :class:`UnsupportedSql` when the statement uses something without a faithful translation.
     """
     try:
-        tree = cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb"))
+        tree = cast(exp.Expression, sqlglot.parse_one(sql, read=_DuckDB))
     except sqlglot.errors.ParseError as exc:
         raise UnsupportedSql(f"the statement cannot be parsed: {exc.errors[0].get('description', '')}") from exc
     tree = table_functions_to_views(tree, register)
