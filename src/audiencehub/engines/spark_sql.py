@@ -163,7 +163,7 @@ def _bottom_up(tree: exp.Expression, swap: Callable[[exp.Expression], exp.Expres
     children); returns the new root."""
     root = tree
     for node in reversed(list(tree.dfs())):
-        new = swap(node)
+        new = swap(cast(exp.Expression, node))
         if new is not node:
             if node is root:
                 root = new
