@@ -326,3 +326,20 @@ def test_the_claim_locks_with_skip_locked_on_postgresql() -> None:
     )
     assert "FOR UPDATE SKIP LOCKED" in str(stmt.compile(dialect=postgresql.dialect()))
     assert "FOR UPDATE" not in str(stmt.compile(dialect=sqlite.dialect()))
+
+
+def test_a_pool_taken_for_dead_registers_again(shared: MetadataStore) -> None:
+    """A peer prunes a worker whose heartbeats were late; unregistered, its next jobs would look orphaned at once."""
+    runner = _runner(shared, {}, workers=1)
+    runner.start()
+    try:
+        with shared.tx() as conn:
+            jobs.unregister(conn, runner.worker_id)
+
+        def registered() -> bool:
+            with shared.read() as conn:
+                return [w["id"] for w in jobs.workers(conn)] == [runner.worker_id]
+
+        wait_for(registered, timeout=10, what="the worker's row again")
+    finally:
+        runner.stop()

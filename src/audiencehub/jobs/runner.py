@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from audiencehub.errors import TransientError
 from audiencehub.metadata import jobs
 from audiencehub.metadata.store import MetadataStore, Row, Scope
@@ -100,9 +102,7 @@ class JobRunner:
             return
         self._started = True
         with self._store.tx() as conn:
-            jobs.register(
-                conn, self.worker_id, host=self._host, pid=os.getpid(), home=self._home, threads=self._workers
-            )
+            self._register(conn)
         log.info("job worker %s started with %d threads", self.worker_id, self._workers)
         self._sweep()
         for n in range(self._workers):
@@ -115,6 +115,9 @@ class JobRunner:
         sweeper = threading.Thread(target=self._sweep_loop, name="job-sweeper", daemon=True)
         sweeper.start()
         self._threads.append(sweeper)
+
+    def _register(self, conn: Connection) -> None:
+        jobs.register(conn, self.worker_id, host=self._host, pid=os.getpid(), home=self._home, threads=self._workers)
 
     def wake(self) -> None:
         with self._wake:
@@ -247,7 +250,11 @@ class JobRunner:
         while not self._stopped.wait(self._heartbeat_s):
             try:
                 with self._store.tx() as conn:
-                    jobs.beat(conn, self.worker_id, self.running())
+                    if not jobs.beat(conn, self.worker_id, self.running()):
+                        log.warning(
+                            "job worker %s was taken for dead (late heartbeats): registering again", self.worker_id
+                        )
+                        self._register(conn)
             except Exception:  # a failed heartbeat must not kill the keeper; the next one retries
                 log.exception("job heartbeat failed")
 

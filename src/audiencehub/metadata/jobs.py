@@ -151,10 +151,12 @@ def register(conn: Connection, worker_id: str, *, host: str, pid: int, home: str
     )
 
 
-def beat(conn: Connection, worker_id: str, job_ids: list[str]) -> None:
-    """The worker's own heartbeat and its running jobs', in one transaction."""
-    conn.execute(update(t.workers).where(t.workers.c.id == worker_id).values(heartbeat_at=time.time()))
+def beat(conn: Connection, worker_id: str, job_ids: list[str]) -> bool:
+    """The worker's own heartbeat and its running jobs', in one transaction; False when the worker has no row
+    (a peer pruned it while its heartbeats were late): it must register again."""
+    found = conn.execute(update(t.workers).where(t.workers.c.id == worker_id).values(heartbeat_at=time.time()))
     heartbeat(conn, job_ids, worker_id)
+    return bool(found.rowcount)
 
 
 def unregister(conn: Connection, worker_id: str) -> None:
