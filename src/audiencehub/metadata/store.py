@@ -8,6 +8,7 @@ either to the schema of ``tables.py`` with the Alembic revisions in ``migrations
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -36,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 Row = dict[str, Any]
 
-__all__ = ["IntegrityError", "MetadataStore", "Row", "Scope", "created_ns", "engine_url", "now"]
+__all__ = ["IntegrityError", "MetadataStore", "Row", "Scope", "created_ns", "engine_url", "now", "write_revision"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001"
@@ -111,6 +112,9 @@ class MetadataStore:
         """
         from alembic import command
 
+        plugins = logging.getLogger("alembic.runtime.plugins")
+        if plugins.level == logging.NOTSET:
+            plugins.setLevel(logging.WARNING)  # one INFO line per autogenerate plugin on every start otherwise
         with self.engine.connect() as conn:
             locked = self.dialect == "postgresql"
             if locked:
@@ -152,6 +156,27 @@ class MetadataStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def write_revision(message: str) -> str:
+    """Writes ``migrations/versions/{NNNN}_{slug}.py`` for what ``tables.py`` has and the newest revision lacks.
+
+    For developers after a change to ``tables.py``: Alembic's autogenerate against a scratch SQLite database at
+    ``head``, in batch mode (which works on both databases). Read the file it writes before you commit it.
+    """
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    rev_id = f"{int(head or '0') + 1:04d}"
+    scratch_engine = create_engine("sqlite://")
+    with scratch_engine.begin() as conn:
+        config = _alembic_config(conn)
+        config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+        command.upgrade(config, "head")
+        command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
+    scratch_engine.dispose()
+    return rev_id
 
 
 def _alembic_config(conn: Connection) -> Any:
