@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from audiencehub.config import Settings
 from audiencehub.metadata import tables as t
-from audiencehub.metadata.store import MetadataStore, Scope, get_row, insert_row
+from audiencehub.metadata.store import MetadataStore, Scope, get_row, insert_row, list_rows
 from audiencehub.wiring import Container
 from tests.api.test_connections import C as CONNECTIONS
 from tests.api.test_connections import s3_body
@@ -289,3 +289,38 @@ def test_a_batch_that_commits_while_its_dataset_is_deleted_goes_with_it(
     assert outcome.value is False  # the batch did not commit into a deleted dataset
     with store_of(client).read() as conn:
         assert get_row(conn, t.batches, None, id=batch_id) is None
+
+
+def test_a_dataset_named_while_another_takes_the_name_is_refused(
+    client: TestClient, headers: dict[str, str], settings: Settings, metadata_backend: str
+) -> None:
+    scope, stamp = scope_of(settings), int(time.time())
+
+    def create_same_name(conn: Connection) -> None:  # another create_dataset, between its check and its commit
+        assert get_row(conn, t.sandboxes, None, for_update=True, org_id=scope.org_id, name=scope.sandbox)
+        insert_row(
+            conn,
+            t.datasets,
+            {
+                "id": str(uuid.uuid4()),
+                "org_id": scope.org_id,
+                "sandbox": scope.sandbox,
+                "name": "Taken",
+                "schema_id": "_xdm.context.profile__union",
+                "kind": "xdm",
+                "tags": {},
+                "created_at": stamp,
+                "updated_at": stamp,
+            },
+        )
+
+    body = {"name": "Taken", "schemaRef": {"id": "_xdm.context.profile__union"}}
+    outcome = race(
+        store_of(client),
+        create_same_name,
+        lambda: client.post("/data/foundation/catalog/dataSets", json=body, headers=headers),
+    )
+    assert outcome.error is None
+    assert outcome.value.status_code == 409, outcome.value.text
+    with store_of(client).read() as conn:
+        assert len(list_rows(conn, t.datasets, scope, name="Taken")[0]) == 1

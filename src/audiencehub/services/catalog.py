@@ -174,7 +174,9 @@ class CatalogService:
 
     @staticmethod
     def _refuse_duplicate_name(conn: Connection, scope: Scope, name: str, but: str | None = None) -> None:
-        # Dataset names become Query Service table names (issue 6): they must stay unique in a sandbox.
+        # Dataset names become Query Service table names (issue 6): they must stay unique in a sandbox. Locking the
+        # sandbox's row makes namings take turns: on PostgreSQL two creates could otherwise both find the name free.
+        get_row(conn, t.sandboxes, None, for_update=True, org_id=scope.org_id, name=scope.sandbox)
         rows, _ = list_rows(conn, t.datasets, scope, name=name)
         if any(r["id"] != but for r in rows):
             raise Duplicate(f"name: a dataset named {name!r} already exists in this sandbox")
