@@ -52,6 +52,6 @@ def spark_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     yield from _app(tmp_path_factory, "spark")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def apps(duckdb_app: App, spark_app: App) -> tuple[App, App]:
     return duckdb_app, spark_app
