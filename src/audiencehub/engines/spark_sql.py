@@ -584,6 +584,57 @@ def ordered_first_to_min_by(tree: exp.Expression) -> exp.Expression:
     return _bottom_up(tree, swap)
 
 
+def ordered_list_to_sorted_collect(tree: exp.Expression) -> exp.Expression:
+    """``list(x ORDER BY a, b)`` → ``transform(array_sort(collect_list(struct(a, b, x))), e -> e.x)``: Spark's
+    collect_list takes no order, so the order keys travel with each value and the list is sorted by them."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
+            order = node.this
+            if any(o.args.get("desc") for o in order.expressions):
+                raise UnsupportedSql("list(... ORDER BY ... DESC)")
+            keys = [
+                cast(exp.Expression, exp.alias_(o.this.copy(), f"__k{i}", quoted=True))
+                for i, o in enumerate(order.expressions)
+            ]
+            packed = exp.Struct(
+                expressions=[*keys, cast(exp.Expression, exp.alias_(order.this.copy(), "__v", quoted=True))]
+            )
+            collected = exp.Anonymous(this="collect_list", expressions=[packed])
+            return _substitute("transform(array_sort(__l), e -> e.`__v`)", l=collected)
+        return node
+
+    return _bottom_up(tree, swap)
+
+
+def aggregate_order_in_subquery(tree: exp.Expression) -> exp.Expression:
+    """``SELECT ... GROUP BY ... ORDER BY agg(...)`` → the aggregates ordered by become hidden columns of a subquery
+    that the outer SELECT orders by (Spark cannot resolve them next to a window function over the groups)."""
+    if not isinstance(tree, exp.Select) or not tree.args.get("group") or not tree.args.get("order"):
+        return tree
+    order = tree.args["order"]
+    if not any(o.find(exp.AggFunc) for o in order.expressions):
+        return tree
+    inner = tree.copy()
+    inner.set("order", None)
+    outputs = []
+    for i, e in enumerate(inner.expressions):
+        name = e.alias_or_name if isinstance(e, exp.Alias | exp.Column) else ""
+        inner.expressions[i] = exp.alias_(e.unalias() if isinstance(e, exp.Alias) else e, f"__c{i}", quoted=True)
+        outputs.append(exp.alias_(exp.column(f"__c{i}", quoted=True), name or f"_c{i}", quoted=True))
+    ordered = []
+    for i, o in enumerate(order.expressions):
+        inner.append("expressions", exp.alias_(o.this.copy(), f"__o{i}", quoted=True))
+        ordered.append(
+            exp.Ordered(
+                this=exp.column(f"__o{i}", quoted=True), desc=o.args.get("desc"), nulls_first=o.args.get("nulls_first")
+            )
+        )
+    outer = exp.select(*outputs).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__g"))))
+    outer.set("order", exp.Order(expressions=ordered))
+    return outer
+
+
 def hugeint_to_decimal(tree: exp.Expression) -> exp.Expression:
     """``HUGEINT`` (128-bit) → ``DECIMAL(38, 0)``, Spark's widest integer."""
     for node in tree.find_all(exp.DataType):
@@ -633,6 +684,8 @@ REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     list_index_one_based,
     struct_insert_to_struct,
     ordered_first_to_min_by,
+    ordered_list_to_sorted_collect,
+    aggregate_order_in_subquery,
     hugeint_to_decimal,
     epoch_seconds_to_timestamp,
     row_number_in_file_order,
