@@ -3,6 +3,8 @@ the value Spark computes next to DuckDB's."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,10 +24,21 @@ def spark() -> Iterator[Any]:
     yield spark_session("local[2]", {}, ui=False).newSession()
 
 
+def _plain(value: Any) -> Any:
+    """Spark's Rows as dicts, as DuckDB returns structs."""
+    if hasattr(value, "asDict"):
+        return {k: _plain(v) for k, v in value.asDict().items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:  # Spark gives the session's (UTC) wall time
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
 def _same(spark: Any, select: str) -> list[tuple[Any, ...]]:
     """The rows DuckDB gives ``select``, asserted equal to Spark's for its translation."""
-    expected = duckdb.connect().execute(select).fetchall()
-    got = [tuple(r) for r in spark.sql(_spark(select)).collect()]
+    expected = [tuple(_plain(v) for v in r) for r in duckdb.connect().execute(select).fetchall()]
+    got = [tuple(_plain(v) for v in r) for r in spark.sql(_spark(select)).collect()]
     assert got == expected, f"{select}\nspark: {got}\nduckdb: {expected}"
     return expected
 
@@ -112,3 +125,99 @@ def test_to_json_of_a_whole_row_is_to_json_of_its_struct() -> None:
 def test_unparseable_sql_is_refused_with_a_reason() -> None:
     with pytest.raises(s.UnsupportedSql, match="cannot be parsed"):
         _spark("SELECT FROM WHERE (")
+
+
+# -- JSON values (VARIANT in Spark) and lists -----------------------------------------------------------
+
+# A JSON object made inside the statement, so that both engines build it from the same SQL.
+OBJ = (
+    "(SELECT to_json({'s': 'x', 'n': 3, 'f': 1.5, 'b': true, 'z': CAST(NULL AS VARCHAR), 'l': [1, 2], "
+    "'o': {'k': 'v'}, 'big': 18446744073709551615}) AS j)"
+)
+
+
+def test_json_extract_reads_a_key_a_list_and_a_computed_key(spark: Any) -> None:
+    _same(
+        spark,
+        "SELECT json_extract(j, '$.\"o\"') ->> '$.\"k\"', len(json_extract(j, '$.\"l\"[*]')), "
+        "json_extract(j, '$.\"' || replace(replace('s', '\\', '\\\\'), '\"', '\\\"') || '\"') ->> '$', "
+        "json_extract(j, '$.\"missing\"') IS NULL "
+        f"FROM {OBJ}",
+    )
+
+
+def test_json_type_names_are_duckdbs(spark: Any) -> None:
+    keys = ["s", "n", "f", "b", "z", "l", "o", "big"]
+    _same(spark, f"SELECT {', '.join(f'json_type(json_extract(j, {chr(39)}$.{k}{chr(39)}))' for k in keys)} FROM {OBJ}")
+
+
+def test_json_text_of_strings_numbers_and_null(spark: Any) -> None:
+    _same(spark, f"SELECT j ->> '$.s', j ->> '$.n', j ->> '$.z' FROM {OBJ}")
+
+
+def test_json_keys_are_listed(spark: Any) -> None:
+    _same(spark, f"SELECT list_sort(json_keys(j)) FROM {OBJ}")
+
+
+def test_to_json_inside_is_a_value_and_outside_is_text() -> None:
+    sql = _spark("SELECT to_json(x) FROM (SELECT to_json({'a': 1}) AS x)")
+    assert sql.startswith("SELECT TO_JSON(x)") and "TO_VARIANT_OBJECT(STRUCT(1 AS a))" in sql, sql
+
+
+def test_json_object_and_merge_patch(spark: Any) -> None:
+    select = "SELECT json_merge_patch(to_json({'a': 1, 'b': 2}), json_object('b', 3, 'c', 'x')) AS m"
+    duck = duckdb.connect().execute(select).fetchall()[0][0]
+    got = spark.sql(f"SELECT to_json(m) FROM ({_spark(select)})").collect()[0][0]
+    assert json.loads(got) == json.loads(duck) == {"a": 1, "b": 3, "c": "x"}
+
+
+def test_lambda_index_counts_from_one(spark: Any) -> None:
+    _same(spark, "SELECT list_transform(['a', 'b'], lambda e, i: e || i)")
+
+
+def test_list_index_counts_from_one_and_is_null_past_the_end(spark: Any) -> None:
+    _same(spark, "SELECT ['a', 'b'][1], ['a', 'b'][n + 1], ['a', 'b'][5] FROM (VALUES (1)) v(n)")
+
+
+def test_struct_insert_adds_fields_to_a_struct_the_sql_built(spark: Any) -> None:
+    _same(
+        spark,
+        "SELECT list_transform(list_transform([1, 2], lambda x: {'a': x, 'b': 'y'}), "
+        "lambda s: struct_insert(s, c := s.a * 10))",
+    )
+    with pytest.raises(s.UnsupportedSql, match="struct_insert"):
+        _spark("SELECT struct_insert(col, c := 1) FROM t")
+
+
+def test_ordered_first_and_ordered_list(spark: Any) -> None:
+    _same(
+        spark,
+        "SELECT g, first(x ORDER BY k) FILTER (WHERE x <> 'no'), list(x ORDER BY k) "
+        "FROM (VALUES (1, 'b', 2), (1, 'a', 3), (1, 'no', 1), (2, 'c', 1)) v(g, x, k) GROUP BY g ORDER BY g",
+    )
+
+
+def test_order_by_an_aggregate_beside_a_window(spark: Any) -> None:
+    _same(
+        spark,
+        "SELECT g, row_number() OVER (ORDER BY min(k)) FROM (VALUES (1, 5), (2, 1), (2, 9)) v(g, k) "
+        "GROUP BY g ORDER BY min(k)",
+    )
+
+
+def test_hugeint_and_epoch_seconds(spark: Any) -> None:
+    # DECIMAL(38, 0) holds 38 digits, HUGEINT 39: range checks refuse such values on both (NULL counts as outside).
+    _same(
+        spark,
+        "SELECT TRY_CAST('99999999999999999999999999999999999999' AS HUGEINT) > 0, TRY_CAST('12' AS HUGEINT) = 12",
+    )
+    _same(spark, "SELECT to_timestamp(1716000000123 / 1000.0)")
+
+
+def test_row_number_over_nothing_follows_the_rows(spark: Any) -> None:
+    assert "ORDER BY MONOTONICALLY_INCREASING_ID()" in _spark("SELECT row_number() OVER () FROM t")
+    _same(spark, "SELECT x, row_number() OVER () FROM (VALUES ('a'), ('b'), ('c')) v(x)")
+
+
+def test_len_is_the_size_of_a_list(spark: Any) -> None:
+    _same(spark, "SELECT len([1, 2, 3]), length('abcd')")

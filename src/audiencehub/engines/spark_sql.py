@@ -290,9 +290,13 @@ def _variant(x: exp.Expression, spark_type: str, path: str = "$") -> exp.Express
 
 
 def _spark_path(parts: list[exp.Expression]) -> str | None:
-    """A DuckDB JSON path (``$."a"."b"``) as Spark's (``$["a"]["b"]``); None for ``$[*]``."""
+    """A DuckDB JSON path (``$."a"."b"``) as Spark's (``$["a"]["b"]``); None when it ends in ``[*]``."""
     out = "$"
-    for part in parts:
+    for n, part in enumerate(parts):
+        if isinstance(part, exp.JSONPathSubscript) and isinstance(part.this, exp.JSONPathWildcard):
+            if n != len(parts) - 1:
+                raise UnsupportedSql("[*] inside a JSON path")
+            return None
         if isinstance(part, exp.JSONPathRoot):
             continue
         if isinstance(part, exp.JSONPathKey) and isinstance(part.this, str):
@@ -303,8 +307,6 @@ def _spark_path(parts: list[exp.Expression]) -> str | None:
                 out += f"['{key}']"
             else:
                 raise UnsupportedSql("a JSON key with both kinds of quote")
-        elif isinstance(part, exp.JSONPathSubscript) and isinstance(part.this, exp.JSONPathWildcard):
-            return None
         elif isinstance(part, exp.JSONPathSubscript) and isinstance(part.this, int):
             out += f"[{part.this}]"
         else:
@@ -331,8 +333,8 @@ def json_extract_to_variant_get(tree: exp.Expression) -> exp.Expression:
         path = node.expression
         if isinstance(path, exp.JSONPath):
             spark_path = _spark_path(list(path.expressions))
-            if spark_path is None:
-                return _variant(node.this, "array<variant>")
+            if spark_path is None:  # ``...[*]``: the elements of the array there
+                return _variant(node.this, "array<variant>", _spark_path(list(path.expressions)[:-1]) or "$")
             return _variant(node.this, "variant", spark_path)
         return exp.Anonymous(
             this="try_element_at", expressions=[_variant(node.this, "map<string,variant>"), _dynamic_key(path)]
@@ -342,13 +344,12 @@ def json_extract_to_variant_get(tree: exp.Expression) -> exp.Expression:
 
 
 def json_type_of_variant(tree: exp.Expression) -> exp.Expression:
-    """``json_type(x)`` → DuckDB's names (NULL, VARCHAR, BIGINT, UBIGINT, DOUBLE, BOOLEAN, OBJECT, ARRAY) from
-    ``schema_of_variant(x)``; an integer beyond BIGINT is a DECIMAL(p,0) in a VARIANT."""
+    """``json_type(x)`` → DuckDB's names (NULL, VARCHAR, UBIGINT when >= 0 and BIGINT when negative, DOUBLE,
+    BOOLEAN, OBJECT, ARRAY) from ``schema_of_variant(x)``; an integer beyond BIGINT is a DECIMAL(p,0) there."""
     template = (
         "CASE WHEN __x IS NULL THEN NULL ELSE (CASE schema_of_variant(__x) WHEN 'VOID' THEN 'NULL' "
         "WHEN 'STRING' THEN 'VARCHAR' WHEN 'BOOLEAN' THEN 'BOOLEAN' "
-        "WHEN 'BIGINT' THEN 'BIGINT' WHEN 'INT' THEN 'BIGINT' "
-        "WHEN 'SMALLINT' THEN 'BIGINT' WHEN 'TINYINT' THEN 'BIGINT' "
+        "WHEN 'BIGINT' THEN __sign WHEN 'INT' THEN __sign WHEN 'SMALLINT' THEN __sign WHEN 'TINYINT' THEN __sign "
         "ELSE CASE WHEN schema_of_variant(__x) LIKE 'OBJECT%' THEN 'OBJECT' "
         "WHEN schema_of_variant(__x) LIKE 'ARRAY%' THEN 'ARRAY' "
         "WHEN schema_of_variant(__x) LIKE 'DECIMAL(%,0)' THEN CASE WHEN try_variant_get(__x, '$', 'decimal(38,0)') "
@@ -357,9 +358,12 @@ def json_type_of_variant(tree: exp.Expression) -> exp.Expression:
         "ELSE 'VARCHAR' END END) END"
     )
 
+    # DuckDB names a non-negative integer UBIGINT, a negative one BIGINT.
+    sign = "CASE WHEN try_variant_get(__x, '$', 'bigint') < 0 THEN 'BIGINT' ELSE 'UBIGINT' END"
+
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.JSONType):
-            return exp.paren(_substitute(template, x=node.this))
+            return exp.paren(_substitute(template.replace("__sign", sign), x=node.this))
         return node
 
     return _bottom_up(tree, swap)
