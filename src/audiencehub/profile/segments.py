@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import duckdb
@@ -45,7 +45,7 @@ from audiencehub.profile.columns import (
     table_for,
 )
 
-WORD = 64  # membership flags per bitmask column
+WORD = 63  # membership flags per bitmask column: a signed BIGINT's bits (Spark has no UBIGINT)
 NO_TTL = 36500
 """A segment definition without ``ttlInDays``: its memberships stay until an evaluation says otherwise."""
 
@@ -60,6 +60,13 @@ class Tables:
     fragments: list[tuple[str, str, str, set[str]]]
     results: dict[str, Stored]
     fresh: dict[str, Stored] = field(default_factory=dict)
+    ref: Callable[[str], str] = ident
+    """A table's name → SQL for its rows: the embedded store's identifiers; the lake store's ``read_parquet([...])``
+    of a version's files."""
+    members: Callable[[str, int, str], str] = effective
+    """(membership table, ttl days, SQL of the instant) → the memberships as read then (:func:`effective`)."""
+    key_type: str = "UUID"
+    """The profile key's SQL type (the lake store keeps it as text)."""
 
 
 RELATIONS = (
@@ -96,10 +103,10 @@ def tables(cur: duckdb.DuckDBPyConnection) -> Tables:
     return Tables(registered, fragments, stored(cur))
 
 
-def _empty(names: list[tuple[str, str]]) -> str:
+def _empty(have: Tables, names: list[tuple[str, str]]) -> str:
     """A relation with the profile key and these (alias, SQL type) columns and no rows."""
     cols = "".join(f", CAST(NULL AS {t}) AS {ident(a)}" for a, t in names)
-    return f"SELECT CAST(NULL AS UUID) AS {PROFILE_ID}{cols} WHERE false"
+    return f"SELECT CAST(NULL AS {have.key_type}) AS {PROFILE_ID}{cols} WHERE false"
 
 
 def _attributes(have: Tables, attrs: dict[str, Attribute]) -> list[str]:
@@ -118,10 +125,10 @@ def _attributes(have: Tables, attrs: dict[str, Attribute]) -> list[str]:
                 for alias, a in named.items()
             )
             rank = dataset_rank(dataset_id, precedence)
-            parts.append(f"SELECT {PROFILE_ID}, {BATCH}, {TS}, {SEQ}, {rank} AS {RANK}{values} FROM {ident(tbl)}")
+            parts.append(f"SELECT {PROFILE_ID}, {BATCH}, {TS}, {SEQ}, {rank} AS {RANK}{values} FROM {have.ref(tbl)}")
             tables.append(tbl)
         if not parts:
-            out.append(_empty([(alias, a.sql_type) for alias, a in named.items()]))
+            out.append(_empty(have, [(alias, a.sql_type) for alias, a in named.items()]))
             continue
         aggs = "".join(
             f", arg_max({ident(alias)}, {MERGE_KEY}) FILTER (WHERE {ident(alias)} IS NOT NULL) AS {ident(alias)}"
@@ -146,15 +153,15 @@ def _active_rows(
         if isinstance(flag_source, Payload):
             return None
         return (
-            f"SELECT profile_id AS {PROFILE_ID} FROM fragment_memberships WHERE ns = {plan.param(source.namespace)} "
-            f"AND segment_id = {plan.param(source.ref)} GROUP BY profile_id "
+            f"SELECT profile_id AS {PROFILE_ID} FROM {have.ref('fragment_memberships')} "
+            f"WHERE ns = {plan.param(source.namespace)} AND segment_id = {plan.param(source.ref)} GROUP BY profile_id "
             f"HAVING arg_max(coalesce(status, 'realized'), (qualified_at, received_at, seq)) IN ({wanted})"
         )
     found = have.audiences.get(source.ref)
     if found is None:
         return None
     _, ttl, tbl = found
-    return f"SELECT {cols} FROM ({effective(tbl, ttl, '$now')}) WHERE {STATUS} IN ({wanted})"
+    return f"SELECT {cols} FROM ({have.members(tbl, ttl, '$now')}) a WHERE {STATUS} IN ({wanted})"
 
 
 def _flags(have: Tables, plan: Plan, flags: dict[str, Flag]) -> str:
@@ -166,15 +173,15 @@ def _flags(have: Tables, plan: Plan, flags: dict[str, Flag]) -> str:
         bits[alias] = (word, bit)
         rows = _active_rows(have, plan, f, f.statuses, PROFILE_ID)
         if rows is not None:
-            parts.append(f"SELECT {PROFILE_ID}, {word} AS w, CAST(1 AS UBIGINT) << {bit} AS b FROM ({rows})")
+            parts.append(f"SELECT {PROFILE_ID}, {word} AS w, CAST(1 AS BIGINT) << {bit} AS b FROM ({rows}) r")
     words = max(w for w, _ in bits.values()) + 1
     if not parts:
-        return _empty([(alias, "BOOLEAN") for alias in flags])
+        return _empty(have, [(alias, "BOOLEAN") for alias in flags])
     masks = ", ".join(f"bit_or(b) FILTER (WHERE w = {w}) AS m{w}" for w in range(words))
     cols = ", ".join(f"((coalesce(m{w}, 0) >> {b}) & 1) = 1 AS {ident(alias)}" for alias, (w, b) in bits.items())
     return (
-        f"SELECT {PROFILE_ID}, {cols} FROM (SELECT {PROFILE_ID}, {masks} FROM ({' UNION ALL '.join(parts)}) "
-        f"GROUP BY {PROFILE_ID})"
+        f"SELECT {PROFILE_ID}, {cols} FROM (SELECT {PROFILE_ID}, {masks} FROM ({' UNION ALL '.join(parts)}) u "
+        f"GROUP BY {PROFILE_ID}) f"
     )
 
 
@@ -187,7 +194,7 @@ def _payloads(have: Tables, plan: Plan, payloads: dict[str, Payload]) -> list[st
         first = next(iter(named.values()))
         cols = PROFILE_ID + "".join(f", {ident(p.name)} AS {ident(alias)}" for alias, p in named.items())
         rows = _active_rows(have, plan, first, ("existing", "realized"), cols)
-        out.append(rows if rows is not None else _empty([(a, p.sql_type) for a, p in named.items()]))
+        out.append(rows if rows is not None else _empty(have, [(a, p.sql_type) for a, p in named.items()]))
     return out
 
 
@@ -200,14 +207,14 @@ def _events(have: Tables, counts: dict[str, EventCount]) -> str:
         values = "".join(
             f", {ident(name) if name in cols else f'CAST(NULL AS {t})'} AS {ident(name)}" for name, t in fields
         )
-        parts.append(f"SELECT {PROFILE_ID}{values} FROM {ident(tbl)}")
+        parts.append(f"SELECT {PROFILE_ID}{values} FROM {have.ref(tbl)}")
     if not parts:
-        return _empty([(alias, "BIGINT") for alias in counts])
+        return _empty(have, [(alias, "BIGINT") for alias in counts])
     aggs = "".join(
         f", count(*){'' if c.condition is None else f' FILTER (WHERE {c.condition})'} AS {ident(alias)}"
         for alias, c in counts.items()
     )
-    return f"SELECT {PROFILE_ID}{aggs} FROM ({' UNION ALL '.join(parts)}) GROUP BY {PROFILE_ID}"
+    return f"SELECT {PROFILE_ID}{aggs} FROM ({' UNION ALL '.join(parts)}) e GROUP BY {PROFILE_ID}"
 
 
 def query(have: Tables, plan: Plan) -> str:
@@ -228,8 +235,9 @@ def query(have: Tables, plan: Plan) -> str:
     if kinds[EventCount]:
         joins.append(_events(have, kinds[EventCount]))  # type: ignore[arg-type]
     segs = ", ".join(f"{sql} AS s{n}" for n, (_, sql) in enumerate(plan.segments))
-    joined = "".join(f" LEFT JOIN ({j}) USING ({PROFILE_ID})" for j in joins)
-    return f"SELECT {PROFILE_ID}, {segs} FROM (SELECT DISTINCT profile_id AS {PROFILE_ID} FROM identities){joined}"
+    joined = "".join(f" LEFT JOIN ({j}) j{n} USING ({PROFILE_ID})" for n, j in enumerate(joins))
+    profiles = f"SELECT DISTINCT profile_id AS {PROFILE_ID} FROM {have.ref('identities')}"
+    return f"SELECT {PROFILE_ID}, {segs} FROM ({profiles}) i{joined}"
 
 
 def used(sql: str, params: dict[str, object]) -> dict[str, object]:
@@ -313,7 +321,7 @@ def _fresh_flags(have: Tables, flags: dict[str, Flag]) -> list[str]:
         st = have.fresh[f.source.ref]
         wanted = ", ".join(str(CODES[s]) for s in f.statuses)
         by_table[st.tbl].append(f"coalesce(c{st.col} & 3 IN ({wanted}), false) AS {ident(alias)}")
-    return [f"SELECT {PROFILE_ID}, {', '.join(cols)} FROM {ident(tbl)}" for tbl, cols in by_table.items()]
+    return [f"SELECT {PROFILE_ID}, {', '.join(cols)} FROM {have.ref(tbl)}" for tbl, cols in by_table.items()]
 
 
 def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datetime, stamps: Stamps) -> str:
@@ -334,6 +342,52 @@ def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datet
     )
 
 
+def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[str, int]) -> str:
+    """The plan's result table (:func:`result_table`) as one SELECT: the profile key, then the code ``c{k}`` of the
+    plan's segment ``k``, sorted by profile; profiles that are and were in none of its segments are left out."""
+    evaluation = query(have, plan)  # first: it may bind more of the plan's parameters
+    by_table: dict[str, list[str]] = defaultdict(list)
+    select = []
+    for k, (segment_id, _) in enumerate(plan.segments):
+        st = have.results.get(segment_id)
+        if st is not None:
+            by_table[st.tbl].append(f"c{st.col} AS o{k}")
+        status = _status(k, f"n.s{k}", st, ttl_days.get(segment_id, NO_TTL), plan.now, stamps)
+        select.append(f"CAST({status} AS INTEGER) AS c{k}")
+    olds = "".join(
+        f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(cols)} FROM {have.ref(t)}) o{m} USING ({PROFILE_ID})"
+        for m, (t, cols) in enumerate(by_table.items())
+    )
+    codes = ", ".join(f"c{k}" for k in range(len(plan.segments)))
+    return (
+        f"SELECT * FROM (SELECT {PROFILE_ID}, {', '.join(select)} FROM ({evaluation}) n{olds}) r "
+        f"WHERE coalesce({codes}) IS NOT NULL ORDER BY {PROFILE_ID}"
+    )
+
+
+def counts_sql(result: str, plan: Plan, stamps: Stamps) -> str:
+    """One row: for each segment of the plan, how many of the result's (SQL of its rows) codes are realized, existing
+    and exited by this evaluation."""
+    aggs = ", ".join(
+        f"count_if(c{k} = {_code(stamps.now, status)})"
+        for k in range(len(plan.segments))
+        for status in (REALIZED, EXISTING, EXITED)
+    )
+    return f"SELECT {aggs} FROM {result}"
+
+
+def record(
+    have: Tables, plan: Plan, tbl: str, stamps: Stamps, row: tuple[object, ...] | list[object]
+) -> dict[str, SegmentCounts]:
+    """The plan's counts from :func:`counts_sql`'s row; its segments' results become readable by later plans."""
+    counts = {}
+    for k, (segment_id, _) in enumerate(plan.segments):
+        values = row[3 * k : 3 * k + 3]
+        counts[segment_id] = SegmentCounts(*(int(v or 0) for v in values))  # type: ignore[call-overload]
+        have.fresh[segment_id] = Stored(tbl, k, stamps.now, stamps.job_id, stamps.at)
+    return counts
+
+
 def build(
     cur: duckdb.DuckDBPyConnection,
     have: Tables,
@@ -344,46 +398,20 @@ def build(
 ) -> dict[str, SegmentCounts]:
     """Evaluates the plan and writes its result table (not yet visible to readers: see :func:`publish`)."""
     tbl = result_table(stamps.job_id, n)
-    evaluation = query(have, plan)  # first: it may bind more of the plan's parameters
-    by_table: dict[str, list[str]] = defaultdict(list)
-    select = []
-    for k, (segment_id, _) in enumerate(plan.segments):
-        st = have.results.get(segment_id)
-        if st is not None:
-            by_table[st.tbl].append(f"c{st.col} AS o{k}")
-        status = _status(k, f"n.s{k}", st, ttl_days.get(segment_id, NO_TTL), plan.now, stamps)
-        select.append(f"CAST({status} AS UINTEGER) AS c{k}")
-    olds = "".join(
-        f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(cols)} FROM {ident(t)}) USING ({PROFILE_ID})"
-        for t, cols in by_table.items()
-    )
-    codes = ", ".join(f"c{k}" for k in range(len(plan.segments)))
-    sql = (
-        f"CREATE OR REPLACE TABLE {ident(tbl)} AS SELECT * FROM (SELECT {PROFILE_ID}, {', '.join(select)} "
-        f"FROM ({evaluation}) n{olds}) WHERE coalesce({codes}) IS NOT NULL ORDER BY {PROFILE_ID}"
-    )
+    sql = f"CREATE OR REPLACE TABLE {ident(tbl)} AS {result_sql(have, plan, n, stamps, ttl_days)}"
     cur.execute(sql, used(sql, plan.params))
-    aggs = ", ".join(
-        f"count_if(c{k} = {_code(stamps.now, status)})"
-        for k in range(len(plan.segments))
-        for status in (REALIZED, EXISTING, EXITED)
-    )
-    row = cur.execute(f"SELECT {aggs} FROM {ident(tbl)}").fetchone()
+    row = cur.execute(counts_sql(ident(tbl), plan, stamps)).fetchone()
     assert row is not None
-    counts = {}
-    for k, (segment_id, _) in enumerate(plan.segments):
-        counts[segment_id] = SegmentCounts(*(int(v or 0) for v in row[3 * k : 3 * k + 3]))  # count_if of no rows: NULL
-        have.fresh[segment_id] = Stored(tbl, k, stamps.now, stamps.job_id, stamps.at)
-    return counts
+    return record(have, plan, tbl, stamps, row)  # count_if of no rows: NULL
 
 
-def view(st: Stored) -> str:
-    """The segment's memberships in a membership table's shape (``MEMBER_COLUMNS``)."""
+def view(st: Stored, ref: Callable[[str], str] = ident) -> str:
+    """The segment's memberships in a membership table's shape (``MEMBER_COLUMNS``); ``ref`` as :attr:`Tables.ref`."""
     c = f"r.c{st.col}"
     return (
         f"SELECT r.{PROFILE_ID}, CASE {c} & 3 WHEN {REALIZED} THEN 'realized' WHEN {EXISTING} THEN 'existing' "
         f"ELSE 'exited' END AS {STATUS}, s.stamped_at AS {QUALIFIED_AT}, s.job_id AS {RUN_ID} "
-        f"FROM {ident(st.tbl)} r JOIN segment_stamps s ON s.no = {c} >> 2"
+        f"FROM {ref(st.tbl)} r JOIN {ref('segment_stamps')} s ON s.no = {c} >> 2"
     )
 
 
