@@ -20,7 +20,7 @@ from audiencehub.metadata.store import MetadataStore
 from tests.conftest import wait_for
 from tests.integration.conftest import AUDIENCEHUB, START_TIMEOUT_S, STOP_TIMEOUT_S, Server, clean_env
 
-STALE_AFTER_S = 3.0
+STALE_AFTER_S = 5.0  # well above the 0.2 s heartbeat, even on a loaded machine
 # What each worker process runs with: quick heartbeats and polls, a short stale period, one engine thread each.
 WORKER_ENV = {
     "AUDIENCEHUB_WORKERS": "2",

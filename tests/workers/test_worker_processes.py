@@ -126,7 +126,12 @@ def test_jobs_enqueued_by_the_server_run_once_each_across_two_workers(cluster: C
     done = [finished_query(http, headers, q) for q in queries]
     assert [q["state"] for q in done] == ["SUCCESS"] * 6, done
 
-    found = cluster.jobs()
+    # A handler records the outcome on its resource, then the runner ends the job row in the next transaction.
+    def ended() -> list[dict[str, Any]] | None:
+        rows = cluster.jobs()
+        return rows if all(r["status"] not in (jobs.QUEUED, jobs.RUNNING) for r in rows) else None
+
+    found = wait_for(ended, timeout=JOB_TIMEOUT_S, what="every job row ended")
     assert len(found) == len(batches) + len(queries)
     assert {(j["status"], j["attempts"]) for j in found} == {(jobs.SUCCEEDED, 1)}
     assert {j["worker_id"] for j in found} == {a.worker_id, b.worker_id}  # both workers got work
@@ -185,8 +190,9 @@ def test_a_worker_killed_while_a_ctas_writes_is_found_by_its_heartbeat_and_the_q
     done = finished_query(http, headers, query_id)
     assert done["state"] == "FAILED"
     assert "stopped" in done["errors"][0]["message"], done["errors"]
-    row = cluster.job(job["id"])
-    assert (row["status"], row["error"], row["worker_id"]) == (jobs.FAILED, STOPPED, peer.worker_id)
+    # recover() marks the query FAILED, then the job row ends in the next transaction.
+    row = wait_for(lambda: (r := cluster.job(job["id"]))["status"] == jobs.FAILED and r, timeout=JOB_TIMEOUT_S)
+    assert (row["error"], row["worker_id"]) == (STOPPED, peer.worker_id)
     assert row["attempts"] == 1  # a CTAS is never run twice
     assert dataset_names(http, headers) == []  # no half-written dataset
     # What it wrote stays in the sandbox's staging folder, which no reader sees.

@@ -45,9 +45,9 @@ class Handler:
     """Idempotent jobs are re-queued after a crash or a transient error instead of recovered."""
 
 
-def worker_name(prefix: str = "") -> str:
-    """``host:pid:random``: what the logs and the ``workers`` table call this pool."""
-    return f"{prefix}{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def worker_name() -> str:
+    """``host:pid:random``: what the logs and the ``workers`` table call this pool (at most 52 characters)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class JobRunner:
@@ -85,10 +85,6 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._keeper: threading.Thread | None = None
         self._started = False
-
-    @property
-    def threads(self) -> int:
-        return self._workers
 
     def running(self) -> list[str]:
         """The ids of the jobs this pool runs now."""
