@@ -346,35 +346,33 @@ def json_extract_to_variant_get(tree: exp.Expression) -> exp.Expression:
 def json_type_of_variant(tree: exp.Expression) -> exp.Expression:
     """``json_type(x)`` → DuckDB's names (NULL, VARCHAR, UBIGINT when >= 0 and BIGINT when negative, DOUBLE,
     BOOLEAN, OBJECT, ARRAY) from ``schema_of_variant(x)``; an integer beyond BIGINT is a DECIMAL(p,0) there."""
-    template = (
-        "CASE WHEN __x IS NULL THEN NULL ELSE (CASE schema_of_variant(__x) WHEN 'VOID' THEN 'NULL' "
-        "WHEN 'STRING' THEN 'VARCHAR' WHEN 'BOOLEAN' THEN 'BOOLEAN' "
-        "WHEN 'BIGINT' THEN __sign WHEN 'INT' THEN __sign WHEN 'SMALLINT' THEN __sign WHEN 'TINYINT' THEN __sign "
-        "ELSE CASE WHEN schema_of_variant(__x) LIKE 'OBJECT%' THEN 'OBJECT' "
-        "WHEN schema_of_variant(__x) LIKE 'ARRAY%' THEN 'ARRAY' "
-        "WHEN schema_of_variant(__x) LIKE 'DECIMAL(%,0)' THEN CASE WHEN try_variant_get(__x, '$', 'decimal(38,0)') "
-        "BETWEEN 0 AND 18446744073709551615 THEN 'UBIGINT' ELSE 'DOUBLE' END "
-        "WHEN schema_of_variant(__x) LIKE 'DECIMAL%' OR schema_of_variant(__x) IN ('DOUBLE', 'FLOAT') THEN 'DOUBLE' "
-        "ELSE 'VARCHAR' END END) END"
+    # One schema_of_variant for the common kinds (a map lookup evaluates it once; a CASE on it would repeat it per
+    # branch in Spark's plan), and the number cases only when needed (coalesce is lazy).
+    kinds = (
+        "map('VOID', 'NULL', 'STRING', 'VARCHAR', 'BOOLEAN', 'BOOLEAN', 'OBJECT', 'OBJECT', 'ARRAY', 'ARRAY', "
+        "'DOUBLE', 'DOUBLE', 'FLOAT', 'DOUBLE')"
     )
-
-    # DuckDB names a non-negative integer UBIGINT, a negative one BIGINT.
-    sign = "CASE WHEN try_variant_get(__x, '$', 'bigint') < 0 THEN 'BIGINT' ELSE 'UBIGINT' END"
+    template = (
+        f"CASE WHEN __x IS NULL THEN NULL ELSE coalesce(element_at({kinds}, "
+        "regexp_extract(schema_of_variant(__x), '^[A-Z]+', 0)), "
+        "CASE WHEN schema_of_variant(__x) LIKE 'DECIMAL(%,0)' THEN CASE WHEN try_variant_get(__x, '$', "
+        "'decimal(38,0)') BETWEEN 0 AND 18446744073709551615 THEN 'UBIGINT' ELSE 'DOUBLE' END "
+        "WHEN schema_of_variant(__x) LIKE 'DECIMAL%' THEN 'DOUBLE' "
+        # DuckDB names a non-negative integer UBIGINT, a negative one BIGINT.
+        "WHEN try_variant_get(__x, '$', 'bigint') < 0 THEN 'BIGINT' ELSE 'UBIGINT' END) END"
+    )
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.JSONType):
-            return exp.paren(_substitute(template.replace("__sign", sign), x=node.this))
+            return exp.paren(_substitute(template, x=node.this))
         return node
 
     return _bottom_up(tree, swap)
 
 
 def json_text_of_variant(tree: exp.Expression) -> exp.Expression:
-    """``x ->> '$'`` → the string itself for a JSON string, NULL for JSON null, the JSON text otherwise."""
-    template = (
-        "CASE WHEN schema_of_variant(__x) = 'STRING' THEN try_variant_get(__x, '$', 'string') "
-        "WHEN schema_of_variant(__x) = 'VOID' THEN NULL ELSE to_json(__x) END"
-    )
+    """``x ->> '$'`` → ``try_variant_get(x, '$', 'string')``: the string itself for a JSON string, NULL for JSON
+    null, the JSON text of anything else (numbers as Spark prints them: 1.50 reads 1.5)."""
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.JSONExtractScalar):
@@ -382,8 +380,7 @@ def json_text_of_variant(tree: exp.Expression) -> exp.Expression:
             spark_path = _spark_path(list(path.expressions)) if isinstance(path, exp.JSONPath) else None
             if spark_path is None:
                 raise UnsupportedSql("->> with a computed path")
-            x = node.this if spark_path == "$" else _variant(node.this, "variant", spark_path)
-            return exp.paren(_substitute(template, x=x))
+            return _variant(node.this, "string", spark_path)
         return node
 
     return _bottom_up(tree, swap)
