@@ -144,8 +144,8 @@ def test_operations_outside_the_slice_say_so(tmp_path: Path, metadata: MetadataS
         "snapshot": lambda: store.snapshot(SCOPE),
         "export": lambda: store.export(SCOPE, None, []),  # type: ignore[arg-type]
     }
-    assert set(calls) == set(NOT_SUPPORTED)
-    for name, call in calls.items():
+    assert set(NOT_SUPPORTED) <= set(calls)
+    for name, call in ((n, c) for n, c in calls.items() if n in NOT_SUPPORTED):
         with pytest.raises(Unprocessable, match=f"{name}.*not supported by the lake profile store yet"):
             call()
     store.close()

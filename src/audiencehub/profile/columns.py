@@ -3,7 +3,7 @@ the SQL that reads a membership table as it stands now."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from audiencehub.engines.ingest_sql import INTERNAL, ident
 
@@ -54,9 +54,10 @@ def dataset_rank(dataset_id: str, precedence: Sequence[str] | None) -> int:
     return len(order) - order.index(dataset_id) if dataset_id in order else 0
 
 
-def batch_order(tables: Iterable[str]) -> str:
-    """A relation (``BATCH``, ``BATCH_ORDER``): each batch id the fragment tables hold and its place in id order."""
-    found = " UNION ".join(f"SELECT {BATCH} FROM {ident(t)}" for t in tables) or f"SELECT NULL AS {BATCH}"
+def batch_order(tables: Iterable[str], table: Callable[[str], str] = ident) -> str:
+    """A relation (``BATCH``, ``BATCH_ORDER``): each batch id the fragment tables hold and its place in id order.
+    ``table`` turns a table name into the SQL that reads it (the lake store's files)."""
+    found = " UNION ".join(f"SELECT {BATCH} FROM {table(t)}" for t in tables) or f"SELECT NULL AS {BATCH}"
     return f"SELECT {BATCH}, CAST(row_number() OVER (ORDER BY {BATCH}) AS HUGEINT) AS {BATCH_ORDER} FROM ({found})"
 
 
@@ -83,13 +84,13 @@ def table_for(audience_id: str) -> str:
     return "m_" + "".join(c for c in audience_id.lower() if c.isalnum())
 
 
-def effective(tbl: str, ttl_days: int, at: str = "now()") -> str:
+def effective(tbl: str, ttl_days: int, at: str = "now()", table: Callable[[str], str] = ident) -> str:
     """The audience's memberships with their status as read at ``at`` (SQL; default now): a membership past the
-    ttl reads exited."""
+    ttl reads exited. ``table`` turns the table's name into the SQL that reads it (the lake store's files)."""
     ttl = f"to_days({int(ttl_days)})"
     expired = f"({STATUS} IN ('realized', 'existing') AND {QUALIFIED_AT} < {at} - {ttl})"
     return (
         f"SELECT * REPLACE (CASE WHEN {expired} THEN 'exited' ELSE {STATUS} END AS {STATUS}, "
         f"CASE WHEN {expired} THEN {QUALIFIED_AT} + {ttl} ELSE {QUALIFIED_AT} END AS {QUALIFIED_AT}) "
-        f"FROM {ident(tbl)}"
+        f"FROM {table(tbl)}"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,28 +394,38 @@ def export(cur: duckdb.DuckDBPyConnection, spec: ExportSpec, outputs: list[Expor
 
 
 def snapshot_sql(
-    cur: duckdb.DuckDBPyConnection,
+    cur: duckdb.DuckDBPyConnection | None,
     audiences: list[tuple[str, str, int, str]],
     fragments: list[tuple[str, str, str]],
     precedence: list[str] | None,
+    *,
+    table: Callable[[str], str] = ident,
+    columns: Callable[[str], list[str]] | None = None,
 ) -> str:
     """Every merged profile of the sandbox as one row (the Query Service's profile table): the merged attributes
     nested under their top-level fields, ``identityMap`` (namespace → [{id, authenticatedState, primary}]) and
     ``segmentMembership`` (namespace → audience id → {status, lastQualificationTime}) from every membership relation
-    (``audiences``: id, namespace, ttl, table) and records' own memberships; merged as a profile lookup merges one."""
+    (``audiences``: id, namespace, ttl, table) and records' own memberships; merged as a profile lookup merges one.
+
+    ``table`` turns a table's name into the SQL that reads it and ``columns`` lists a fragment table's columns in
+    order; by default the embedded store's tables in ``cur``'s database (the lake store passes its files')."""
+    if columns is None:
+        assert cur is not None
+        columns = _columns_of(cur)
     members = [
         f"SELECT {PROFILE_ID} AS pid, {lit(ns)} AS ns, {lit(a)} AS seg, {STATUS} AS status, "
-        f"{QUALIFIED_AT} AS qat FROM ({effective(tbl, ttl)})"
+        f"{QUALIFIED_AT} AS qat FROM ({effective(tbl, ttl, table=table)})"
         for a, ns, ttl, tbl in audiences
     ]
     members.append(
-        "SELECT profile_id, ns, segment_id, coalesce(status, 'realized'), qualified_at FROM fragment_memberships"
+        "SELECT profile_id, ns, segment_id, coalesce(status, 'realized'), qualified_at "
+        f"FROM {table('fragment_memberships')}"
     )
     typed = "SELECT CAST(NULL AS UUID) AS pid, '' AS ns, '' AS seg, '' AS status, CAST(NULL AS TIMESTAMPTZ) AS qat"
     parts = [
         "ids AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT "
         "profile_id AS pid, ns, list({'id': id, 'authenticatedState': CAST(NULL AS VARCHAR), 'primary': "
-        "CAST(NULL AS BOOLEAN)} ORDER BY id) AS v FROM identities GROUP BY ALL) GROUP BY pid)",
+        f"CAST(NULL AS BOOLEAN)}} ORDER BY id) AS v FROM {table('identities')} GROUP BY ALL) GROUP BY pid)",
         f"mem AS ({typed} WHERE false UNION ALL " + " UNION ALL ".join(members) + ")",
         "ms AS (SELECT pid, map_from_entries(list({'key': ns, 'value': v} ORDER BY ns)) AS m FROM (SELECT pid, "
         "ns, map_from_entries(list({'key': seg, 'value': {'status': status, 'lastQualificationTime': qat}} "
@@ -424,22 +435,18 @@ def snapshot_sql(
     tables = [(d, tbl) for d, k, tbl in fragments if k == "profile"]
     leaves: list[str] = []
     for _, tbl in tables:
-        for (name,) in cur.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name <> 'temp' "
-            "ORDER BY column_index",
-            [tbl],
-        ).fetchall():
-            if not str(name).startswith(INTERNAL) and name not in leaves:
-                leaves.append(str(name))
+        for name in columns(tbl):
+            if not name.startswith(INTERNAL) and name not in leaves:
+                leaves.append(name)
     select = "SELECT ids.m AS identityMap, ms.m AS segmentMembership"
     joins = " FROM ids LEFT JOIN ms USING (pid)"
     if tables and leaves:
         scans = " UNION ALL BY NAME ".join(
-            f"SELECT *, {dataset_rank(d, precedence)} AS {RANK} FROM {ident(tbl)}" for d, tbl in tables
+            f"SELECT *, {dataset_rank(d, precedence)} AS {RANK} FROM {table(tbl)}" for d, tbl in tables
         )
         keyed = (
             f"SELECT *, {merge_key()} AS {MERGE_KEY} FROM ({scans}) "
-            f"JOIN ({batch_order(t for _, t in tables)}) USING ({BATCH})"
+            f"JOIN ({batch_order((t for _, t in tables), table)}) USING ({BATCH})"
         )
         merged = ", ".join(
             f"arg_max({ident(n)}, {MERGE_KEY}) FILTER (WHERE {ident(n)} IS NOT NULL) AS {ident(n)}" for n in leaves
@@ -462,3 +469,19 @@ def snapshot_sql(
         select += "ids.m AS identityMap, ms.m AS segmentMembership"
         joins += " LEFT JOIN attrs USING (pid)"
     return "WITH " + ", ".join(parts) + " " + select + joins
+
+
+def _columns_of(cur: duckdb.DuckDBPyConnection) -> Callable[[str], list[str]]:
+    """A table's columns in order, in the embedded store's database."""
+
+    def columns(tbl: str) -> list[str]:
+        return [
+            str(name)
+            for (name,) in cur.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name <> 'temp' "
+                "ORDER BY column_index",
+                [tbl],
+            ).fetchall()
+        ]
+
+    return columns

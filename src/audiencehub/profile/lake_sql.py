@@ -18,7 +18,27 @@ from pathlib import Path
 from audiencehub.domain.audiences import FieldType
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
 from audiencehub.profile.base import AudienceRows
-from audiencehub.profile.columns import DELETE, FILE, ID, NEW, NS, PROFILE_ID, QUALIFIED_AT, RN, RUN_ID, STATUS
+from audiencehub.profile.columns import (
+    BATCH,
+    DELETE,
+    ENTITY_ID,
+    ENTITY_NS,
+    FILE,
+    ID,
+    IDS,
+    MEMBERSHIP_LEAF,
+    NEW,
+    NS,
+    PROFILE_ID,
+    QUALIFIED_AT,
+    RN,
+    RUN_ID,
+    SEQ,
+    STATUS,
+    TS,
+    XFILE,
+    XRN,
+)
 
 IDENTITIES = "identities"
 IDENTITIES_BY_PROFILE = "identities_by_profile"
@@ -283,4 +303,184 @@ def remapped_members_sql(members: str, columns: Sequence[str], remap: Path) -> s
         f"(SELECT coalesce(m.new, t.{PROFILE_ID}) AS {PROFILE_ID}, {moved} FROM {members} t LEFT JOIN {rem} m "
         f"ON m.old = t.{PROFILE_ID}) x LEFT JOIN (SELECT DISTINCT new FROM {rem} d) k ON k.new = x.{PROFILE_ID}) y "
         f"WHERE {INTERNAL}merged IS NULL OR {LAST} = 1 ORDER BY {PROFILE_ID}"
+    )
+
+
+# ----- fragments of profile-enabled datasets (the embedded store's ``apply_fragments``) -----
+
+FRAGMENT_MEMBERSHIPS = "fragment_memberships"
+APPLIED_BATCHES = "applied_batches"
+FRAGMENT_MEMBERSHIP_COLUMNS = (
+    ("profile_id", "VARCHAR"),
+    ("ns", "VARCHAR"),
+    ("segment_id", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("qualified_at", "TIMESTAMPTZ"),
+    ("dataset_id", "VARCHAR"),
+    ("received_at", "TIMESTAMPTZ"),
+    ("seq", "BIGINT"),
+)
+APPLIED_BATCH_COLUMNS = (
+    ("batch_id", "VARCHAR"),
+    ("dataset_id", "VARCHAR"),
+    ("applied_at", "TIMESTAMPTZ"),
+    ("result", "VARCHAR"),
+)
+
+
+def fragment_columns(kind: str) -> list[tuple[str, str]]:
+    """A fragment table's own columns, first in it: the profile id (an entity's ns and id), batch, time, place."""
+    key = [(ENTITY_NS, "VARCHAR"), (ENTITY_ID, "VARCHAR")] if kind == "entity" else [(PROFILE_ID, "VARCHAR")]
+    return [*key, (BATCH, "VARCHAR"), (TS, "TIMESTAMPTZ"), (SEQ, "BIGINT")]
+
+
+def records_sql(file: Path, values: Sequence[tuple[str, str]], memberships: bool) -> str:
+    """The batch's records (the embedded store's ``rec``): their number in file order, distinct identities, the
+    leaves' values (``values``: name, SQL reading it) and, with ``memberships``, their own ``segmentMembership``."""
+    cols = "".join(f", {expr} AS {ident(name)}" for name, expr in values)
+    if memberships:
+        cols += f", {ident(MEMBERSHIP_LEAF)} AS {ident(MEMBERSHIP_LEAF)}"
+    return (
+        f"SELECT row_number() OVER (ORDER BY {XFILE}, {XRN}) AS r, list_distinct({IDS}) AS ids{cols} "
+        f"FROM read_parquet({path_list([file])})"
+    )
+
+
+def record_ids_sql(rec: Path) -> str:
+    """The identities of each record: (r, ns, id), distinct."""
+    return (
+        f"SELECT DISTINCT r, x.ns AS ns, x.id AS id FROM (SELECT r, unnest(ids) AS x "
+        f"FROM read_parquet({path_list([rec])})) u"
+    )
+
+
+def record_tangled_sql(rid: Path, identities: str) -> str:
+    """How many records link two profiles plus how many identities are in two records: 0 means no walk."""
+    rids = f"read_parquet({path_list([rid])})"
+    known = f"SELECT DISTINCT x.r, i.profile_id FROM {rids} x JOIN {identities} i ON i.ns = x.ns AND i.id = x.id"
+    return (
+        f"SELECT (SELECT count(*) FROM (SELECT r FROM ({known}) k GROUP BY r HAVING count(*) > 1) a) + "
+        f"(SELECT count(*) FROM (SELECT ns, id FROM {rids} y GROUP BY ns, id HAVING count(*) > 1) b)"
+    )
+
+
+def untangled_sql(rec: Path, rid: Path, identities: str) -> str:
+    """Each record's profile when no record links two: its known profile, or a new one (``new``)."""
+    known = (
+        f"SELECT DISTINCT x.r, i.profile_id FROM read_parquet({path_list([rid])}) x JOIN {identities} i "
+        "ON i.ns = x.ns AND i.id = x.id"
+    )
+    return (
+        f"SELECT c.r, coalesce(k.profile_id, CAST(uuid() AS VARCHAR)) AS profile_id, k.profile_id IS NULL AS new "
+        f"FROM read_parquet({path_list([rec])}) c LEFT JOIN ({known}) k ON k.r = c.r"
+    )
+
+
+def record_nodes_sql(rid: Path) -> str:
+    """The records' identities with the record as a graph node (``r:{n}``), for :func:`edges_sql`."""
+    return f"SELECT 'r:' || CAST(r AS VARCHAR) AS r, ns, id FROM read_parquet({path_list([rid])}) x"
+
+
+def components_sql(labels: Path) -> str:
+    """Each connected component: its profile (the smallest existing profile id, or a new one), whether it is new,
+    and how many existing profiles it joins."""
+    return (
+        "SELECT lab, coalesce(keeper, CAST(uuid() AS VARCHAR)) AS keeper, keeper IS NULL AS new, profiles FROM "
+        "(SELECT lab, min(CASE WHEN node LIKE 'p:%' THEN substr(node, 3) END) AS keeper, "
+        f"count(CASE WHEN node LIKE 'p:%' THEN 1 END) AS profiles FROM read_parquet({path_list([labels])}) l "
+        "GROUP BY lab) c"
+    )
+
+
+def component_counts_sql(comp: Path) -> str:
+    """(new profiles, profiles merged into another)."""
+    return (
+        "SELECT count(CASE WHEN new THEN 1 END), sum(CASE WHEN profiles > 1 THEN profiles - 1 ELSE 0 END) "
+        f"FROM read_parquet({path_list([comp])}) c"
+    )
+
+
+def record_profiles_sql(labels: Path, comp: Path) -> str:
+    """Each record (``r``) and its component's profile."""
+    return (
+        "SELECT CAST(substr(l.node, 3) AS BIGINT) AS r, c.keeper AS profile_id, c.new AS new "
+        f"FROM read_parquet({path_list([labels])}) l JOIN read_parquet({path_list([comp])}) c ON c.lab = l.lab "
+        "WHERE l.node LIKE 'r:%'"
+    )
+
+
+def record_new_identities_sql(rid: Path, rec_profile: Path, identities: str) -> str:
+    """The identities the store has not seen, each to the profile of the first record that has it; sorted."""
+    return (
+        "SELECT ns, id, profile_id FROM (SELECT x.ns, x.id, p.profile_id, row_number() OVER (PARTITION BY x.ns, x.id "
+        f"ORDER BY x.r) AS {LAST} FROM read_parquet({path_list([rid])}) x "
+        f"JOIN read_parquet({path_list([rec_profile])}) p ON p.r = x.r WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {identities} i WHERE i.ns = x.ns AND i.id = x.id)) n WHERE {LAST} = 1 ORDER BY ns, id"
+    )
+
+
+def profile_fragments_sql(
+    rec: Path, rec_profile: Path, columns: Sequence[tuple[str, str]], values: set[str], batch_id: str, at: str
+) -> str:
+    """The batch's fragment rows in the table's column order (a leaf the batch lacks is NULL), sorted by profile."""
+    cols = [f"p.profile_id AS {PROFILE_ID}", f"{lit(batch_id)} AS {BATCH}", f"{at} AS {TS}", f"c.r AS {SEQ}"]
+    cols += [_leaf(name, sql_type, values, "c.") for name, sql_type in columns[4:]]
+    return (
+        f"SELECT {', '.join(cols)} FROM read_parquet({path_list([rec])}) c "
+        f"JOIN read_parquet({path_list([rec_profile])}) p ON p.r = c.r ORDER BY {PROFILE_ID}, {SEQ}"
+    )
+
+
+def entity_fragments_sql(
+    rec: Path, columns: Sequence[tuple[str, str]], values: set[str], batch_id: str, at: str
+) -> str:
+    """Non-people records keyed by their primary identity (else their first), never stitched."""
+    cols = [f"c.p.ns AS {ENTITY_NS}", f"c.p.id AS {ENTITY_ID}", f"{lit(batch_id)} AS {BATCH}", f"{at} AS {TS}"]
+    cols += [f"c.r AS {SEQ}", *(_leaf(name, sql_type, values, "c.") for name, sql_type in columns[5:])]
+    keyed = (
+        'SELECT *, coalesce(list_filter(ids, lambda x: x."primary")[1], ids[1]) AS p '
+        f"FROM read_parquet({path_list([rec])}) e"
+    )
+    return f"SELECT {', '.join(cols)} FROM ({keyed}) c WHERE c.p IS NOT NULL ORDER BY {ENTITY_NS}, {ENTITY_ID}, {SEQ}"
+
+
+def _leaf(name: str, sql_type: str, values: set[str], alias: str) -> str:
+    value = f"{alias}{ident(name)}" if name in values else "NULL"
+    return f"CAST({value} AS {sql_type}) AS {ident(name)}"
+
+
+def widened_sql(table: str, columns: Sequence[tuple[str, str]], added: Sequence[tuple[str, str]]) -> str:
+    """The table with NULL columns added (a schema gained fields), so that all its files have one schema."""
+    have = ", ".join(f"t.{ident(c)}" for c, _ in columns)
+    more = "".join(f", CAST(NULL AS {ty}) AS {ident(c)}" for c, ty in added)
+    return f"SELECT {have}{more} FROM {table} t"
+
+
+def record_memberships_sql(rec: Path, rec_profile: Path, at: str, dataset_id: str) -> str:
+    """Records' own ``segmentMembership`` (namespace → segment id → {status, lastQualificationTime}): one row each."""
+    inner = (
+        f"SELECT p.profile_id, c.r, unnest(map_entries(c.{ident(MEMBERSHIP_LEAF)})) AS nse "
+        f"FROM read_parquet({path_list([rec])}) c JOIN read_parquet({path_list([rec_profile])}) p ON p.r = c.r"
+    )
+    return (
+        "SELECT profile_id, ns, se.key AS segment_id, se.value.status AS status, "
+        f"coalesce(se.value.lastQualificationTime, {at}) AS qualified_at, {lit(dataset_id)} AS dataset_id, "
+        f"{at} AS received_at, r AS seq FROM (SELECT profile_id, r, nse.key AS ns, unnest(map_entries(nse.value)) "
+        f"AS se FROM ({inner}) a) b ORDER BY profile_id"
+    )
+
+
+def applied_batch_sql(batch_id: str, dataset_id: str, at: str, result: str) -> str:
+    return (
+        f"SELECT {lit(batch_id)} AS batch_id, {lit(dataset_id)} AS dataset_id, {at} AS applied_at, "
+        f"{lit(result)} AS result"
+    )
+
+
+def remapped_sql(table: str, columns: Sequence[str], key: str, remap: Path) -> str:
+    """A table whose ``key`` column holds profile ids, with merged profiles moved (rows kept, as UPDATE keeps them)."""
+    cols = ", ".join(f"coalesce(m.new, t.{ident(c)}) AS {ident(c)}" if c == key else f"t.{ident(c)}" for c in columns)
+    return (
+        f"SELECT {cols} FROM {table} t LEFT JOIN read_parquet({path_list([remap])}) m ON m.old = t.{ident(key)} "
+        f"ORDER BY {ident(key)}"
     )
