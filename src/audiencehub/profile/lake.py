@@ -11,8 +11,10 @@ unreferenced folder, removed with superseded versions after the grace period (re
 Reads run in DuckDB, in memory, over the current manifest's files: any process can read. Identities are stored
 twice, sorted by (ns, id) and by profile, and membership tables by profile, so point lookups prune row groups.
 
-This slice holds the external-audience path; fragments, entities, segment evaluation, snapshots and exports are
-not supported yet (:data:`NOT_SUPPORTED`).
+Profile-enabled datasets' batches are stitched into the identity graph and kept as fragment tables (``f_{dataset
+hex}``, the embedded store's names and columns, with records' own memberships in ``fragment_memberships``), read
+merged by the Profile Access API and the Query Service's profile table. Segment evaluation and exports are not
+supported yet (:data:`NOT_SUPPORTED`).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from sqlalchemy import delete, func, insert, select, update
 from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.engines.base import Engine, EngineSession
 from audiencehub.engines.duckdb import connect
-from audiencehub.engines.ingest_sql import path_list
+from audiencehub.engines.ingest_sql import INTERNAL, ident, lit, path_list
 from audiencehub.errors import TransientError, Unprocessable
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import IntegrityError, MetadataStore, Scope
+from audiencehub.profile import exports
 from audiencehub.profile import lake_segments
 from audiencehub.profile import lake_sql as q
 from audiencehub.profile.base import (
@@ -51,7 +54,21 @@ from audiencehub.profile.base import (
     Profile,
     ProfileStore,
 )
-from audiencehub.profile.columns import MEMBER_COLUMNS, PROFILE_ID, QUALIFIED_AT, STATUS, table_for
+from audiencehub.profile.columns import (
+    BATCH,
+    ENTITY_ID,
+    ENTITY_NS,
+    MEMBER_COLUMNS,
+    MEMBERSHIP_LEAF,
+    PROFILE_ID,
+    QUALIFIED_AT,
+    SEQ,
+    STATUS,
+    TS,
+    dataset_rank,
+    fragment_table_for,
+    table_for,
+)
 from audiencehub.profile.exports import ExportOutput, ExportSpec
 
 if TYPE_CHECKING:
@@ -62,7 +79,7 @@ GRACE_S = 3600.0
 """How long a superseded version (and a folder no version names) stays: readers in flight still use its files."""
 COMPACT_AT = 8
 """An append-only table with more files than this is rewritten as one sorted file."""
-NOT_SUPPORTED = ("apply_fragments", "entity", "snapshot", "export")
+NOT_SUPPORTED = ("export",)
 
 
 def _not_supported(operation: str) -> Unprocessable:
@@ -84,14 +101,36 @@ class Manifest:
     """Table → its files, relative to the sandbox's ``_profile`` folder."""
     audiences: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Audience id → {namespace, ttl_days, table, columns: [[name, SQL type], ...]}."""
+    fragments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Dataset id → {kind, table, columns: [[name, SQL type], ...]}: its fragment table (the embedded store's
+    ``fragment_tables``; the columns are the table's, in order, as :func:`lake_sql.fragment_columns` begins them)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"tables": self.tables, "audiences": self.audiences}
+        return {"tables": self.tables, "audiences": self.audiences, "fragments": self.fragments}
 
     def copy(self) -> Manifest:
         return Manifest(
-            self.version, {k: list(v) for k, v in self.tables.items()}, json.loads(json.dumps(self.audiences))
+            self.version,
+            {k: list(v) for k, v in self.tables.items()},
+            json.loads(json.dumps(self.audiences)),
+            json.loads(json.dumps(self.fragments)),
         )
+
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        """The (name, SQL type) columns of one of the version's tables."""
+        fixed = {
+            q.IDENTITIES: q.IDENTITY_COLUMNS,
+            q.IDENTITIES_BY_PROFILE: q.IDENTITY_COLUMNS,
+            q.APPLIED_RUNS: q.APPLIED_COLUMNS,
+            q.FRAGMENT_MEMBERSHIPS: q.FRAGMENT_MEMBERSHIP_COLUMNS,
+            q.APPLIED_BATCHES: q.APPLIED_BATCH_COLUMNS,
+        }
+        if table in fixed:
+            return list(fixed[table])
+        for entry in [*self.audiences.values(), *self.fragments.values()]:
+            if entry["table"] == table:
+                return [(str(c), str(ty)) for c, ty in entry.get("columns", [])]
+        raise KeyError(table)
 
     def members(self, audience_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """The audiences (by id) that hold a membership table."""
@@ -200,7 +239,9 @@ class LakeProfileStore(ProfileStore):
             ).first()
         if row is None:
             return Manifest(0)
-        return Manifest(int(row[0]), dict(row[1]["tables"]), dict(row[1]["audiences"]))
+        return Manifest(
+            int(row[0]), dict(row[1]["tables"]), dict(row[1]["audiences"]), dict(row[1].get("fragments", {}))
+        )
 
     def _commit(self, scope: Scope, base: int, manifest: Manifest) -> None:
         """Makes ``manifest`` version ``base + 1``; raises TransientError when another writer committed first."""
@@ -291,14 +332,18 @@ class LakeProfileStore(ProfileStore):
 
     # ----- reads -----
 
-    @contextmanager
-    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of the process's in-memory DuckDB connection, which reads every version's files."""
         with self._guard:
             if self._con is None:
                 self._con = connect(threads=self._threads, memory_limit=self._memory_limit, temp_dir=self._temp_dir)
                 # Files never change once written (a version writes new ones): their metadata can stay cached.
                 self._con.execute("SET parquet_metadata_cache = true")
-            cur = self._con.cursor()
+            return self._con.cursor()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._reader()
         try:
             cur.execute("SET TimeZone = 'UTC'")
             yield cur
@@ -414,7 +459,133 @@ class LakeProfileStore(ProfileStore):
         return int(row[0]) if row else 0
 
     def record_segments(self, scope: Scope, segment_id: str) -> list[str]:
-        return []  # only records' own memberships (fragments) name segments, and this store holds no fragments yet
+        files = self._files(scope, self.manifest(scope), q.FRAGMENT_MEMBERSHIPS)
+        if not files:
+            return []
+        with self._cursor() as cur:
+            rows = cur.execute(
+                f"SELECT DISTINCT ns FROM read_parquet({path_list(files)}) WHERE segment_id = ? ORDER BY 1",
+                [segment_id],
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def entity(
+        self, scope: Scope, namespace: str, identity: str, *, kind: str = "profile", precedence: list[str] | None = None
+    ) -> Entity | None:
+        m = self.manifest(scope)
+        wanted_kind = "entity" if kind == "entity" else "profile"
+        tables = [(d, str(f["table"])) for d, f in sorted(m.fragments.items()) if f["kind"] == wanted_kind]
+        rows: list[tuple[str, dict[str, Any]]] = []
+        with self._cursor() as cur:
+            if kind == "entity":
+                where, args = f"{ENTITY_NS} = ? AND {ENTITY_ID} = ?", [namespace, identity]
+                profile = None
+            else:
+                files = self._files(scope, m, q.IDENTITIES)
+                found = (
+                    cur.execute(
+                        f"SELECT profile_id FROM read_parquet({path_list(files)}) WHERE ns = ? AND id = ? LIMIT 1",
+                        [namespace, identity],
+                    ).fetchone()
+                    if files
+                    else None
+                )
+                if found is None:
+                    return None
+                profile = self._profiles(cur, scope, m, [str(found[0])])[0]
+                where, args = f"{PROFILE_ID} = ?", [str(found[0])]
+            for dataset_id, table in tables:
+                files = self._files(scope, m, table)
+                if not files:
+                    continue
+                result = cur.execute(f"SELECT * FROM read_parquet({path_list(files)}) WHERE {where}", args)
+                names = [d[0] for d in result.description]
+                rows += [(dataset_id, dict(zip(names, v, strict=True))) for v in result.fetchall()]
+            if kind == "entity":
+                if not rows:
+                    return None
+                identities = [(namespace, identity)]
+                memberships: list[Membership] = []
+            else:
+                assert profile is not None
+                identities, memberships = profile.identities, profile.memberships
+                memberships += self._record_memberships(cur, scope, m, profile.profile_id, precedence)
+                if not rows and not memberships:
+                    return None  # every fragment and membership of it was deleted: no profile is left
+        # Oldest first, so that each later row overwrites: the order of columns.merge_key (as the embedded store).
+        rows.sort(key=lambda dr: (dataset_rank(dr[0], precedence), dr[1][TS], dr[1][BATCH], dr[1][SEQ]))
+        attributes: dict[str, Any] = {}
+        for _, row in rows:
+            for name, v in row.items():
+                if not name.startswith(INTERNAL) and v is not None:
+                    attributes[name] = _json_value(v)
+        stamps = [int(r[TS].timestamp()) for _, r in rows] + [ms.last_qualification_time for ms in memberships]
+        return Entity(
+            entity_id=profile.profile_id if profile is not None else f"{namespace}:{identity}",
+            identities=identities,
+            attributes=attributes,
+            sources=sorted({d for d, _ in rows}),
+            memberships=memberships,
+            last_modified=max(stamps) if stamps else 0,
+        )
+
+    def _record_memberships(
+        self, cur: duckdb.DuckDBPyConnection, scope: Scope, m: Manifest, profile_id: str, precedence: list[str] | None
+    ) -> list[Membership]:
+        """Memberships carried by the profile's records (``segmentMembership``): the newest per namespace and id
+        (the embedded store's ``_fragment_memberships``)."""
+        files = self._files(scope, m, q.FRAGMENT_MEMBERSHIPS)
+        if not files:
+            return []
+        rows = cur.execute(
+            f"SELECT ns, segment_id, status, qualified_at, dataset_id FROM read_parquet({path_list(files)}) "
+            "WHERE profile_id = ? ORDER BY qualified_at, received_at, seq",
+            [profile_id],
+        ).fetchall()
+        rank = {d: n for n, d in enumerate(precedence or [])}
+        if precedence:
+            rows.sort(key=lambda r: -rank.get(str(r[4]), len(rank)))
+        latest: dict[tuple[str, str], Membership] = {}
+        for ns, seg, status, at, _ in rows:
+            latest[(str(ns), str(seg))] = Membership(str(ns), str(seg), str(status or "realized"), int(at.timestamp()))
+        return list(latest.values())
+
+    def _relation(self, scope: Scope, m: Manifest, table: str) -> str:
+        """One of the version's tables as SQL that reads its files (typed and empty when it has none)."""
+        return q.relation(self._files(scope, m, table), m.columns(table))
+
+    def snapshot(
+        self, scope: Scope, *, precedence: list[str] | None = None, batch_rows: int = 65_536
+    ) -> pa.RecordBatchReader:
+        """The embedded store's query (:func:`exports.snapshot_sql`) over the current version's files."""
+        import pyarrow as pa
+
+        m = self.manifest(scope)
+        audiences = [(a, str(v["namespace"]), int(v["ttl_days"]), str(v["table"])) for a, v in m.members()]
+        fragments = [(d, str(f["kind"]), str(f["table"])) for d, f in sorted(m.fragments.items())]
+        sql = exports.snapshot_sql(
+            None,
+            audiences,
+            fragments,
+            precedence,
+            table=lambda name: self._relation(scope, m, name),
+            columns=lambda name: [c for c, _ in m.columns(name)],
+        )
+        cur = self._reader()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            reader = cur.sql(sql).to_arrow_reader(batch_rows)
+        except BaseException:
+            cur.close()
+            raise
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            finally:
+                cur.close()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
     def close(self) -> None:
         with self._guard:
@@ -487,14 +658,20 @@ class LakeProfileStore(ProfileStore):
         self._compact(w)
         return result
 
-    @staticmethod
-    def _link(w: _Work, rows: AudienceRows, resolved: Path) -> None:
-        """Identities in one row link: a row whose identities belonged to two profiles merges them (in every
-        membership table), as the embedded store's stitch does."""
+    @classmethod
+    def _link(cls, w: _Work, rows: AudienceRows, resolved: Path) -> None:
+        """Identities in one row link: a row whose identities belonged to two profiles merges them (in every table
+        that holds profile ids), as the embedded store's stitch does."""
         rid, _ = w.temp("rid", q.rid_sql(rows, resolved))
         identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
         if not w.query(q.tangled_sql(rid, identities)):
             return  # every row's identities are one profile's already
+        cls._remap(w, cls._components(w, rid, identities))
+
+    @staticmethod
+    def _components(w: _Work, rid: Path, identities: str) -> Path:
+        """Labels (node → its component's smallest node) of the graph where a row (``rid``: row node, ns, id) links
+        its identities and a known identity its profile: label propagation until nothing changes."""
         edges, _ = w.temp("edges", q.edges_sql(rid, identities))
         labels, _ = w.temp("labels0", q.labels_sql(edges))
         step = 0
@@ -504,47 +681,168 @@ class LakeProfileStore(ProfileStore):
             changed = w.query(q.changed_sql(labels, after))
             labels = after
             if not changed:
-                break
+                return labels
+
+    @staticmethod
+    def _remap(w: _Work, labels: Path) -> None:
+        """Moves everything of the profiles a component merged to its smallest profile id, in every table that holds
+        profile ids (the embedded store's ``graph._merge_profiles``): identities, memberships (a member under two of
+        them keeps its newest row), fragments and records' memberships."""
         remap, moved = w.temp("remap", q.remap_sql(labels))
         if not moved:
             return
+        rem = f"read_parquet({path_list([remap])})"
+        identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
         w.put(q.IDENTITIES, q.remapped_identities_sql(identities, remap, by_profile=False))
         w.put(q.IDENTITIES_BY_PROFILE, q.remapped_identities_sql(identities, remap, by_profile=True))
         for _, aud in w.new.members():
             columns = [(str(c), str(ty)) for c, ty in aud["columns"]]
             members = w.rel(aud["table"], columns)
-            hit = w.query(
-                f"SELECT count(*) FROM {members} x JOIN read_parquet({path_list([remap])}) r ON r.old = x.{PROFILE_ID}"
-            )
-            if hit:
+            if w.query(f"SELECT count(*) FROM {members} x JOIN {rem} r ON r.old = x.{PROFILE_ID}"):
                 w.put(aud["table"], q.remapped_members_sql(members, [c for c, _ in columns], remap))
+        keyed = [(f["table"], PROFILE_ID) for f in w.new.fragments.values() if f["kind"] != "entity"]
+        for table, key in [*keyed, (q.FRAGMENT_MEMBERSHIPS, "profile_id")]:
+            if not w.files(table):
+                continue
+            columns = w.new.columns(table)
+            rel = w.rel(table, columns)
+            if w.query(f"SELECT count(*) FROM {rel} x JOIN {rem} r ON r.old = x.{ident(key)}"):
+                w.put(table, q.remapped_sql(rel, [c for c, _ in columns], key, remap))
 
     @staticmethod
     def _compact(w: _Work) -> None:
         """Rewrites an append-only table of many small files as one sorted file (lookups read fewer footers)."""
-        for table, columns, order in (
-            (q.IDENTITIES, q.IDENTITY_COLUMNS, "ns, id"),
-            (q.IDENTITIES_BY_PROFILE, q.IDENTITY_COLUMNS, "profile_id, ns, id"),
-            (q.APPLIED_RUNS, q.APPLIED_COLUMNS, "run_id"),
-        ):
+        appended = [
+            (q.IDENTITIES, "ns, id"),
+            (q.IDENTITIES_BY_PROFILE, "profile_id, ns, id"),
+            (q.APPLIED_RUNS, "run_id"),
+            (q.APPLIED_BATCHES, "batch_id"),
+            (q.FRAGMENT_MEMBERSHIPS, "profile_id"),
+        ]
+        for f in w.new.fragments.values():
+            key = f"{ENTITY_NS}, {ENTITY_ID}" if f["kind"] == "entity" else PROFILE_ID
+            appended.append((f["table"], f"{key}, {BATCH}, {SEQ}"))
+        for table, order in appended:
             if len(w.new.tables.get(table, [])) > COMPACT_AT:
-                w.put(table, f"SELECT * FROM {w.rel(table, columns)} c ORDER BY {order}")
+                w.put(table, f"SELECT * FROM {w.rel(table, w.new.columns(table))} c ORDER BY {order}")
 
-    # ----- not in this slice -----
+    # ----- fragments of profile-enabled datasets -----
 
-    def apply_fragments(self, scope: Scope, batch: FragmentBatch) -> FragmentResult:
-        raise _not_supported("apply_fragments (profile-enabled datasets)")
+    def _batch_result(self, scope: Scope, m: Manifest, batch_id: str) -> FragmentResult | None:
+        files = self._files(scope, m, q.APPLIED_BATCHES)
+        if not files:
+            return None
+        with self._cursor() as cur:
+            row = cur.execute(
+                f"SELECT result FROM read_parquet({path_list(files)}) WHERE batch_id = ? LIMIT 1", [batch_id]
+            ).fetchone()
+        return FragmentResult(**json.loads(row[0])) if row else None
 
     def batch_applied(self, scope: Scope, batch_id: str) -> bool:
-        return False  # apply_fragments never commits here
+        return self._batch_result(scope, self.manifest(scope), batch_id) is not None
 
-    def entity(
-        self, scope: Scope, namespace: str, identity: str, *, kind: str = "profile", precedence: list[str] | None = None
-    ) -> Entity | None:
-        raise _not_supported("entity (the Profile Access API)")
+    def apply_fragments(self, scope: Scope, batch: FragmentBatch) -> FragmentResult:
+        done = self._batch_result(scope, self.manifest(scope), batch.batch_id)
+        if done is not None:
+            return done
+        return self._write(scope, lambda w: self._apply_batch(scope, w, batch))
+
+    def _apply_batch(self, scope: Scope, w: _Work, batch: FragmentBatch) -> FragmentResult:
+        done = self._batch_result(scope, w.base, batch.batch_id)  # committed by another process since the first look
+        if done is not None:
+            return done
+        at = q.timestamp(batch.received_at)
+        values = [(name, expr) for name, _, expr in batch.leaves if name != MEMBERSHIP_LEAF]
+        has_memberships = any(name == MEMBERSHIP_LEAF for name, _, _ in batch.leaves)
+        table, columns = self._fragment_table(w, batch)
+        rec, records = w.temp("rec", q.records_sql(batch.file, values, has_memberships))
+        result = FragmentResult(records=records)
+        names = {name for name, _ in values}
+        if batch.kind == "entity":
+            # Non-people records (segment definitions): keyed by their primary identity, never stitched.
+            w.append(table, q.entity_fragments_sql(rec, columns, names, batch.batch_id, at))
+        else:
+            rec_profile = self._stitch(w, rec, result)
+            w.append(table, q.profile_fragments_sql(rec, rec_profile, columns, names, batch.batch_id, at))
+            if has_memberships:
+                w.append(q.FRAGMENT_MEMBERSHIPS, q.record_memberships_sql(rec, rec_profile, at, batch.dataset_id))
+        w.append(
+            q.APPLIED_BATCHES,
+            q.applied_batch_sql(batch.batch_id, batch.dataset_id, at, json.dumps(result.to_dict())),
+        )
+        self._compact(w)
+        return result
+
+    @staticmethod
+    def _fragment_table(w: _Work, batch: FragmentBatch) -> tuple[str, list[tuple[str, str]]]:
+        """The dataset's fragment table and its columns, widened (a schema may gain fields) to hold every leaf: its
+        files are rewritten with the new columns, so that every file of a table has one schema."""
+        entry = w.new.fragments.get(batch.dataset_id)
+        if entry is None:
+            # The first batch names the kind (the embedded store's fragment_tables: ON CONFLICT DO NOTHING).
+            entry = {
+                "kind": batch.kind,
+                "table": fragment_table_for(batch.dataset_id),
+                "columns": [list(c) for c in q.fragment_columns(batch.kind)],
+            }
+            w.new.fragments[batch.dataset_id] = entry
+            w.new.tables.setdefault(entry["table"], [])
+            w.changed = True
+        table = str(entry["table"])
+        columns = [(str(c), str(ty)) for c, ty in entry["columns"]]
+        have = {c for c, _ in columns}
+        added = [(name, sql_type) for name, sql_type, _ in batch.leaves if name not in have and name != MEMBERSHIP_LEAF]
+        if added:
+            if w.files(table):
+                w.put(table, q.widened_sql(w.rel(table, columns), columns, added))
+            columns += added
+            entry["columns"] = [list(c) for c in columns]
+        return table, columns
+
+    @classmethod
+    def _stitch(cls, w: _Work, rec: Path, result: FragmentResult) -> Path:
+        """Resolves every record to one profile (the embedded store's ``graph.stitch``): identities in a record link;
+        each connected component of records, identities and the profiles those belong to is one profile, the
+        smallest existing profile id of it or a new one, and the other profiles of it merge into that one. Adds the
+        new identities; answers the records' profiles (r, profile_id, new)."""
+        identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
+        rid, _ = w.temp("frid", q.record_ids_sql(rec))
+        if not w.query(q.record_tangled_sql(rid, identities)):
+            # No record links two profiles and no identity is in two records: the usual case, no walk.
+            rec_profile, _ = w.temp("rec_profile", q.untangled_sql(rec, rid, identities))
+            result.profilesCreated = w.query(
+                f"SELECT count(*) FROM read_parquet({path_list([rec_profile])}) p WHERE new"
+            )
+        else:
+            nodes, _ = w.temp("rid", q.record_nodes_sql(rid))
+            labels = cls._components(w, nodes, identities)
+            comp, _ = w.temp("comp", q.components_sql(labels))
+            created, merged = w.session.query(q.component_counts_sql(comp))[0]
+            result.profilesCreated, result.profilesMerged = int(created or 0), int(merged or 0)
+            rec_profile, _ = w.temp("rec_profile", q.record_profiles_sql(labels, comp))
+            if result.profilesMerged:
+                cls._remap(w, labels)
+        added, result.identitiesAdded = w.append(
+            q.IDENTITIES, q.record_new_identities_sql(rid, rec_profile, identities)
+        )
+        if added is not None:
+            w.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")
+        return rec_profile
 
     def remove_dataset(self, scope: Scope, dataset_id: str) -> None:
-        return None  # no dataset contributes fragments here: nothing to drop
+        def work(w: _Work) -> None:
+            entry = w.new.fragments.pop(dataset_id, None)
+            if entry is None:
+                return
+            w.changed = True
+            w.drop(entry["table"])
+            members = w.rel(q.FRAGMENT_MEMBERSHIPS, q.FRAGMENT_MEMBERSHIP_COLUMNS)
+            if w.files(q.FRAGMENT_MEMBERSHIPS) and w.query(
+                f"SELECT count(*) FROM {members} x WHERE dataset_id = {lit(dataset_id)}"
+            ):
+                w.put(q.FRAGMENT_MEMBERSHIPS, f"SELECT * FROM {members} x WHERE dataset_id <> {lit(dataset_id)}")
+
+        self._write(scope, work)
 
     def evaluate(
         self, scope: Scope, job_id: str, plans: list[Plan], ttl_days: dict[str, int]
@@ -559,11 +857,6 @@ class LakeProfileStore(ProfileStore):
         files = self._files(scope, self.manifest(scope), lake_segments.APPLIED_JOBS)
         with self._cursor() as cur:
             return lake_segments.evaluation(cur, files, job_id)
-
-    def snapshot(
-        self, scope: Scope, *, precedence: list[str] | None = None, batch_rows: int = 65_536
-    ) -> pa.RecordBatchReader:
-        raise _not_supported("snapshot (the Query Service's profile table)")
 
     def export(self, scope: Scope, spec: ExportSpec, outputs: list[ExportOutput]) -> list[int]:
         raise _not_supported("export (export jobs)")
