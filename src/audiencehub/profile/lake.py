@@ -41,8 +41,7 @@ from audiencehub.engines.ingest_sql import INTERNAL, ident, lit, path_list
 from audiencehub.errors import TransientError, Unprocessable
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import IntegrityError, MetadataStore, Scope
-from audiencehub.profile import exports
-from audiencehub.profile import lake_segments
+from audiencehub.profile import exports, lake_segments
 from audiencehub.profile import lake_sql as q
 from audiencehub.profile.base import (
     ApplyResult,
