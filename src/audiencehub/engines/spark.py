@@ -104,14 +104,26 @@ def parse_conf(pairs: str | None) -> dict[str, str]:
     return out
 
 
-def _clean(text: str, paths: Sequence[str]) -> str:
-    """Spark's message for users, on one line: files by base name, no stack, plan or statement."""
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+_JAVA_LINE = re.compile(r"^(?:Caused by: |: )?(?:[a-z][\w$]*\.)+[A-Z][\w$]*: (.+)$")
+
+
+def _clean(text: str, paths: Sequence[str], *, root_cause: bool = False) -> str:
+    """Spark's message for users, on one line: files by base name, no stack, plan or statement.
+
+    A Java exception's text (py4j's) is read for its messages (``Caused by: java.io.EOFException: ...``):
+    the first, or with ``root_cause`` the last, which says what was wrong with an input file.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    java = [m.group(1) for m in map(_JAVA_LINE.match, lines) if m]
+    if java:
+        first = java[-1] if root_cause else java[0]
+    else:
+        first = next((line for line in lines if not line.startswith("An error occurred while calling")), "")
     for path in sorted(paths, key=len, reverse=True):
         first = first.replace(path, Path(path).name)
     first = _PATH.sub(lambda m: Path(m.group(1)).name, first)
     first = re.sub(r"\s*SQLSTATE: \w+", "", first)
-    first = first.split(" == SQL")[0].split("; line ")[0]
+    first = first.split(" == SQL")[0].split("; line ")[0].strip()
     return first if len(first) <= MESSAGE_MAX else first[: MESSAGE_MAX - 3] + "..."
 
 
@@ -254,6 +266,7 @@ class SparkJobSession(EngineSession):
         text = str(exc)
         reason = _clean(text, self._inputs)
         if any(marker in text for marker in _INPUT_MARKERS):
+            reason = _clean(text, self._inputs, root_cause=True)
             named = [p for p in self._inputs if p in text or Path(p).name in text]
             path = Path(named[0]) if named else Path(self._inputs[0]) if len(self._inputs) == 1 else None
             return EngineInputError(reason, path)
