@@ -2,9 +2,9 @@
 ``test_evaluation_oracle.py`` checks the embedded store: random sandboxes, random expressions, four evaluations.
 
 The sandbox is written straight into a version of the lake store (its tables as Parquet files, committed through the
-metadata store), as ``World.load`` writes the embedded store's tables. Expressions read memberships only (external
-audiences with payload conditions, records' own memberships, and the segments of the job's first plan): the lake
-store keeps no profile fragments or events for segments to read yet.
+metadata store), as ``World.load`` writes the embedded store's tables: identities, fragment tables (profile, event
+and entity datasets), external audiences, records' own memberships. One test draws the oracle's full expressions
+(attributes under merge policies, events, memberships); another memberships only, with more segments per job.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from audiencehub.profile.columns import PROFILE_ID, table_for
 from audiencehub.profile.duckdb import SCHEMA
 from audiencehub.profile.lake import LakeProfileStore
 from audiencehub.profile.segments import NO_TTL
-from tests.segments.oracle import Gen, Oracle, World
+from tests.segments.oracle import ORDERS, Gen, Oracle, World
 from tests.segments.test_evaluation_oracle import SCOPE, STARTS, Segment, compile_plan, describe
 
 LOADED = ("identities", "identities_by_profile", "fragment_memberships")
@@ -102,6 +102,10 @@ def load(store: LakeProfileStore, world: World) -> None:
             "fragment_memberships",
             "SELECT CAST(profile_id AS VARCHAR) AS profile_id, * EXCLUDE (profile_id) FROM fragment_memberships",
         )
+        for dataset_id, kind, tbl in con.execute("SELECT dataset_id, kind, tbl FROM fragment_tables").fetchall():
+            key = "" if kind == "entity" else f"CAST({PROFILE_ID} AS VARCHAR) AS {PROFILE_ID}, * EXCLUDE ({PROFILE_ID})"
+            columns = put(tbl, f"SELECT {key or '*'} FROM {ident(tbl)}")
+            new.fragments[dataset_id] = {"kind": kind, "table": tbl, "columns": columns}
         for aud in world.externals.values():
             tbl = table_for(aud.audience_id)
             new.audiences[aud.audience_id] = {"namespace": aud.namespace, "ttl_days": aud.ttl, "table": tbl}
@@ -165,26 +169,30 @@ def evaluate_and_check(
     return counts
 
 
-def scenario(rng: random.Random, world: World, first_n: int, second_n: int) -> tuple[list[Segment], list[Segment]]:
-    gen = MembershipGen(rng, world)
+def scenario(
+    rng: random.Random, world: World, first_n: int, second_n: int, *, full: bool = False
+) -> tuple[list[Segment], list[Segment]]:
+    gen = Gen(rng, world) if full else MembershipGen(rng, world)
 
     def segment(reads: tuple[str, ...] = ()) -> Segment:
         sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         world.defined.add(sid)
-        return sid, gen.profile(3, reads), None
+        return sid, gen.profile(3, reads), rng.choice(ORDERS) if full else None
 
     first = [segment() for _ in range(first_n)]
     second = [segment(tuple(s for s, _, _ in first)) for _ in range(second_n)]
     return first, second
 
 
-@pytest.mark.parametrize("seed", range(len(STARTS)))
-def test_random_membership_segments_match_the_python_evaluator(store: LakeProfileStore, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "full"), [*((n, True) for n in range(len(STARTS))), *((n, False) for n in range(0, len(STARTS), 2))]
+)
+def test_random_segments_match_the_python_evaluator(store: LakeProfileStore, seed: int, full: bool) -> None:
     rng = random.Random(seed)
     start = STARTS[seed]
     world = World(rng, start)
     load(store, world)
-    first, second = scenario(rng, world, 25, 10)
+    first, second = scenario(rng, world, 20 if full else 30, 8 if full else 12, full=full)
     ttl = {sid: 30 for sid, _, _ in first + second if rng.random() < 0.5}
 
     evaluate_and_check(store, world, start, "job-1", [first, second], ttl)

@@ -35,18 +35,6 @@ STAMPS = "segment_stamps"
 STAMP_COLUMNS = (("no", "BIGINT"), ("job_id", "VARCHAR"), ("stamped_at", "TIMESTAMPTZ"))
 APPLIED_JOBS = "applied_jobs"
 JOB_COLUMNS = (("job_id", "VARCHAR"), ("applied_at", "TIMESTAMPTZ"), ("result", "VARCHAR"))
-RECORDS = "fragment_memberships"
-RECORD_COLUMNS = (
-    ("profile_id", "VARCHAR"),
-    ("ns", "VARCHAR"),
-    ("segment_id", "VARCHAR"),
-    ("status", "VARCHAR"),
-    ("qualified_at", "TIMESTAMPTZ"),
-    ("dataset_id", "VARCHAR"),
-    ("received_at", "TIMESTAMPTZ"),
-    ("seq", "BIGINT"),
-)
-"""The embedded store's ``fragment_memberships`` (records' own memberships), profile id as text."""
 CODES = "#codes"
 """Suffix of the name under which a segment's stored memberships read as the builders' codes (column ``c0``)."""
 COMPACT_AT = 8
@@ -89,30 +77,20 @@ class _Reader:
         self.w = w
         self.scratch: dict[str, str] = {}
 
-    def columns(self, table: str) -> list[tuple[str, str]] | None:
-        for _, aud in self.w.new.members():
-            if aud["table"] == table:
-                return [(str(c), str(t)) for c, t in aud["columns"]]
-        return None
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        if table in (STAMPS, APPLIED_JOBS):
+            return list(STAMP_COLUMNS if table == STAMPS else JOB_COLUMNS)
+        return self.w.new.columns(table)  # KeyError: a table the version does not know
 
     def ref(self, name: str) -> str:
         if name in self.scratch:
             return self.scratch[name]
         if name.endswith(CODES):
             return self.codes(name[: -len(CODES)])
-        fixed = {
-            q.IDENTITIES: q.IDENTITY_COLUMNS,
-            STAMPS: STAMP_COLUMNS,
-            RECORDS: RECORD_COLUMNS,
-            APPLIED_JOBS: JOB_COLUMNS,
-        }
-        columns = fixed.get(name) or self.columns(name)
-        if columns is None:
-            raise KeyError(f"the lake profile store has no table {name!r}")
-        return self.w.rel(name, list(columns))
+        return self.w.rel(name, self.columns(name))
 
     def members(self, table: str, ttl_days: int, at: str) -> str:
-        payload = [c for c, _ in self.columns(table) or [] if c not in MEMBER_COLUMNS]
+        payload = [c for c, _ in self.columns(table) if c not in MEMBER_COLUMNS]
         return q.effective_sql(self.ref(table), payload, f"{at} - INTERVAL {int(ttl_days)} DAY", ttl_days)
 
     def codes(self, table: str) -> str:
@@ -155,7 +133,12 @@ def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int])
         if seg is not None:
             at = dt.datetime.fromisoformat(seg["at"])
             results[audience_id] = segments.Stored(aud["table"] + CODES, 0, 0, str(seg["job_id"]), at)
-    have = segments.Tables(audiences, [], results, ref=reader.ref, members=reader.members, key_type="VARCHAR")
+    fragments = [
+        (dataset_id, str(f["kind"]), str(f["table"]), {str(c) for c, _ in f["columns"]})
+        for dataset_id, f in sorted(w.new.fragments.items())
+        if w.files(str(f["table"]))
+    ]
+    have = segments.Tables(audiences, fragments, results, ref=reader.ref, members=reader.members, key_type="VARCHAR")
     at = plans[0].now if plans else dt.datetime.now(dt.UTC)
     first = w.query(f"SELECT coalesce(max(no), 0) + 1 FROM {reader.ref(STAMPS)} s")
     stamps = segments.Stamps(first, job_id, at, {first: (job_id, at)})

@@ -136,7 +136,7 @@ def _attributes(have: Tables, attrs: dict[str, Attribute]) -> list[str]:
         )
         keyed = (
             f"SELECT *, {merge_key()} AS {MERGE_KEY} FROM ({' UNION ALL '.join(parts)}) "
-            f"JOIN ({batch_order(tables)}) USING ({BATCH})"
+            f"JOIN ({batch_order(tables, have.ref)}) USING ({BATCH})"
         )
         out.append(f"SELECT {PROFILE_ID}{aggs} FROM ({keyed}) GROUP BY {PROFILE_ID}")
     return out
