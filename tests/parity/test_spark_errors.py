@@ -61,3 +61,12 @@ def test_spark_conf_pairs() -> None:
     assert parse_conf(None) == {}
     with pytest.raises(ValueError, match="not key=value"):
         parse_conf("spark.executor.memory")
+
+
+def test_without_pyspark_the_engine_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a))
+    with pytest.raises(EngineError, match=r"pip install 'audiencehub\[spark\]'"):
+        SparkEngine()

@@ -9,6 +9,7 @@ only when a Spark engine is built.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -495,6 +496,10 @@ class SparkEngine(Engine):
     name = "spark"
 
     def __init__(self, *, master: str = "local[*]", conf: dict[str, str] | None = None, ui: bool = True) -> None:
+        """Raises :class:`EngineError` naming the install command when pyspark is missing (Spark itself starts
+        with the first job)."""
+        if importlib.util.find_spec("pyspark") is None:
+            raise EngineError(INSTALL_HINT)
         self._master = master
         self._conf = dict(conf or {})
         self._ui = ui
