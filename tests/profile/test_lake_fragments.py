@@ -361,6 +361,32 @@ def test_every_statement_of_a_fragment_write_is_spark_sql(tmp_path: Path, metada
         to_spark(sql, lambda scan: scans.append(scan) or f"v{len(scans)}")  # raises on what Spark cannot run
 
 
+def test_a_batch_whose_write_lost_the_race_is_built_again_on_the_winners_version(
+    tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two stores over one lake and one catalog: two worker processes.
+    a, b = (lake_store(tmp_path, duckdb_engine(tmp_path), metadata) for _ in range(2))
+    ds = str(uuid.uuid4())
+    mine = write_batch(tmp_path / "a.parquet", [{"ids": [("Email", "a@x.com", True), ("CRMID", "c1", False)]}])
+    theirs = write_batch(tmp_path / "b.parquet", [{"ids": [("CRMID", "c1", True), ("Email", "b@x.com", False)]}])
+    commit, raced = a._commit, []
+
+    def racing(*args: Any) -> None:
+        if not raced:  # the other process commits while this write is being built
+            raced.append(b.apply_fragments(SCOPE, FragmentBatch("b-1", ds, "profile", theirs, LEAVES, 100)))
+        commit(*args)
+
+    monkeypatch.setattr(a, "_commit", racing)
+    result = a.apply_fragments(SCOPE, FragmentBatch("a-1", ds, "profile", mine, LEAVES, 200))
+    assert raced == [FragmentResult(records=1, profilesCreated=1, identitiesAdded=2)]
+    assert result == FragmentResult(records=1, profilesCreated=0, identitiesAdded=1)  # built on b's version
+    assert a.manifest(SCOPE).version == 2 and a.batch_applied(SCOPE, "a-1") and a.batch_applied(SCOPE, "b-1")
+    got = a.entity(SCOPE, "Email", "b@x.com")
+    assert got is not None and sorted(got.identities) == [("CRMID", "c1"), ("Email", "a@x.com"), ("Email", "b@x.com")]
+    a.close()
+    b.close()
+
+
 # ----- Spark local[2] -----
 
 

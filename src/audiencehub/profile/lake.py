@@ -77,6 +77,8 @@ R = TypeVar("R")
 GRACE_S = 3600.0
 """How long a superseded version (and a folder no version names) stays: readers in flight still use its files."""
 COMPACT_AT = 8
+RACES = 3
+"""How many times a batch's write (or a dataset's removal) is built when other processes keep committing first."""
 """An append-only table with more files than this is rewritten as one sorted file."""
 NOT_SUPPORTED = ("export",)
 
@@ -299,6 +301,18 @@ class LakeProfileStore(ProfileStore):
                 continue
             if old:
                 shutil.rmtree(child, ignore_errors=True)
+
+    def _write_again(self, scope: Scope, work: Callable[[_Work], R]) -> R:
+        """:meth:`_write`, built again from the new version when another process committed first (up to ``RACES``
+        times): the embedded store's writers take turns, so a batch never fails there for that. ``work`` must read
+        its base (``w.base``) to see what the winner did, as ``_apply_batch`` does."""
+        for attempt in range(1, RACES + 1):
+            try:
+                return self._write(scope, work)
+            except TransientError:
+                if attempt == RACES:
+                    raise
+        raise AssertionError("unreachable")
 
     def _lock(self, scope: Scope) -> threading.Lock:
         with self._guard:
@@ -744,7 +758,7 @@ class LakeProfileStore(ProfileStore):
         done = self._batch_result(scope, self.manifest(scope), batch.batch_id)
         if done is not None:
             return done
-        return self._write(scope, lambda w: self._apply_batch(scope, w, batch))
+        return self._write_again(scope, lambda w: self._apply_batch(scope, w, batch))
 
     def _apply_batch(self, scope: Scope, w: _Work, batch: FragmentBatch) -> FragmentResult:
         done = self._batch_result(scope, w.base, batch.batch_id)  # committed by another process since the first look
@@ -841,7 +855,7 @@ class LakeProfileStore(ProfileStore):
             ):
                 w.put(q.FRAGMENT_MEMBERSHIPS, f"SELECT * FROM {members} x WHERE dataset_id <> {lit(dataset_id)}")
 
-        self._write(scope, work)
+        self._write_again(scope, work)
 
     def evaluate(
         self, scope: Scope, job_id: str, plans: list[Plan], ttl_days: dict[str, int]
