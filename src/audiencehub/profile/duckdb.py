@@ -208,7 +208,7 @@ class DuckDBProfileStore(ProfileStore):
                 path = self.path(scope)
                 if not self._owner:
                     raise ProfileStoreElsewhere(
-                        f"the profile store of sandbox {scope.sandbox!r} is the embedded DuckDB file {path}, which "
+                        f"the profile store of sandbox {scope.sandbox!r} is an embedded DuckDB file, which "
                         "only the audiencehub server holding the home's lock may open: run this job in the server "
                         "(AUDIENCEHUB_WORKERS >= 1) or share the profile store (AUDIENCEHUB_PROFILE_STORE=lake)"
                     )
@@ -220,7 +220,10 @@ class DuckDBProfileStore(ProfileStore):
                 except duckdb.IOException as exc:
                     if "lock" not in str(exc):
                         raise
-                    raise ProfileStoreElsewhere(f"the profile store of sandbox {scope.sandbox!r}: {exc}") from None
+                    raise ProfileStoreElsewhere(
+                        f"the profile store of sandbox {scope.sandbox!r} is held by another process (an embedded "
+                        "DuckDB file opens in one process at a time)"
+                    ) from exc
                 con.execute(SCHEMA)
                 self._cons[scope] = con
                 self._write_locks[scope] = threading.Lock()

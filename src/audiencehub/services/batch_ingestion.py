@@ -290,13 +290,22 @@ class BatchIngestionService:
         except AudiencehubError as exc:  # e.g. the dataset or its schema was deleted meanwhile
             self._finish(scope, batch_id, FAILED, errors=[{"code": exc.code, "description": exc.detail}])
         except Exception as exc:
-            if self._profiles.batch_applied(scope, batch_id):
+            if self._in_profile_store(scope, row["dataset_id"], batch_id):
                 raise  # the profile store has it: only rolling forward (the job is retried) keeps them in step
             # Never leave a batch "processing" forever: say it failed, keep the details for the log.
             log.exception("batch %s failed", batch_id)
             reason = str(exc) if isinstance(exc, EngineError) else f"internal error ({type(exc).__name__})"
             self._finish(scope, batch_id, FAILED, errors=[{"code": "INGEST-1001-500", "description": reason}])
             self._lake.remove(self._lake.staging(scope, batch_id))
+
+    def _in_profile_store(self, scope: Scope, dataset_id: str, batch_id: str) -> bool:
+        """Whether the profile store holds the batch; only a Profile-enabled dataset's batches go there (a worker
+        process may not be able to open the embedded store at all)."""
+        try:
+            dataset = self._catalog.get_row(scope, dataset_id)
+        except AudiencehubError:  # deleted meanwhile
+            return False
+        return self._catalog.profile_enabled(dataset) and self._profiles.batch_applied(scope, batch_id)
 
     def recover(self, batch_id: str, scope: Scope) -> None:
         """A worker died while the batch processed: every step is idempotent, so process it again."""

@@ -1,9 +1,11 @@
 """One server per home: an exclusive lock on ``$AUDIENCEHUB_HOME/.lock``, held while the process lives.
 
-A second server on the same home would take the first one's running jobs for orphans at its start
-and fail them. The lock is ``flock``-based, so the kernel drops it when the holder dies (kill -9
-included) and a restarted server takes it again at once. The CLI's org, sandbox and client commands
-do not take it: they only write the metadata store, which a running server shares.
+The server owns what one process only may open: the embedded profile store's DuckDB files (and a SQLite
+metadata store's writers are best kept in one process). The lock also tells a restarted server that the jobs
+its predecessor on this home and host left RUNNING are orphans at once, without waiting for their heartbeats
+to go stale (``jobs/runner.py``). It is ``flock``-based, so the kernel drops it when the holder dies (kill -9
+included) and a restarted server takes it again at once. ``audiencehub worker`` processes do not take it,
+nor do the CLI's org, sandbox and client commands: they only write the metadata store, which a server shares.
 """
 
 from __future__ import annotations
