@@ -36,7 +36,9 @@ LOADED = ("identities", "identities_by_profile", "fragment_memberships")
 
 class MembershipGen(Gen):
     """The oracle's generator, with leaves that read memberships only: audiences (and their payloads), records'
-    memberships, earlier segments, constants."""
+    memberships, earlier segments, constants; with ``with_events``, event conditions too."""
+
+    with_events = False
 
     def profile(self, depth: int, segments: tuple[str, ...] = ()) -> A.Node:
         rng = self.rng
@@ -49,6 +51,8 @@ class MembershipGen(Gen):
         r = rng.random()
         if segments and r < 0.35:
             return A.Membership(rng.choice((None, "ups")), rng.choice(segments), self.statuses(), None, 0)
+        if self.with_events and r < 0.55:
+            return self.events()
         if r < 0.95:
             return self.membership()
         return A.Const(rng.random() < 0.5, 0)

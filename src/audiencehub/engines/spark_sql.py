@@ -196,6 +196,31 @@ def isfinite_to_checks(tree: exp.Expression) -> exp.Expression:
     return _bottom_up(tree, swap)
 
 
+INTERVAL_ARGS = ("years", "months", "weeks", "days", "hours", "minutes", "seconds")
+"""``make_interval``'s arguments in order (DuckDB's ``to_{unit}`` functions are one each)."""
+RENAMED = {"epoch_us": "unix_micros", "suffix": "endswith"}
+"""DuckDB functions that Spark has under another name, with the same arguments and result."""
+
+
+def interval_functions_to_make_interval(tree: exp.Expression) -> exp.Expression:
+    """``to_days(n)`` (and ``to_seconds`` ... ``to_years``) → ``make_interval(0, 0, 0, n)``: Spark has no ``to_*``
+    interval functions; ``make_interval`` takes the amount in its unit's place (the segment compiler's ``occurs``).
+    And the functions of :data:`RENAMED`, which Spark has under other names."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        name = "to_days" if isinstance(node, exp.ToDays) else node.name.lower()
+        unit = name[3:] if name.startswith("to_") else ""
+        if isinstance(node, exp.Anonymous) and name in RENAMED:
+            return exp.Anonymous(this=RENAMED[name], expressions=[e.copy() for e in node.expressions])
+        if unit not in INTERVAL_ARGS or not isinstance(node, exp.ToDays | exp.Anonymous):
+            return node
+        amount = node.this if isinstance(node, exp.ToDays) else node.expressions[0]
+        zeros = [exp.Literal.number(0) for _ in range(INTERVAL_ARGS.index(unit))]
+        return exp.Anonymous(this="make_interval", expressions=[*zeros, amount.copy()])
+
+    return _bottom_up(tree, swap)
+
+
 def _shape_guard(try_cast: exp.Expression, shape: str) -> exp.Expression:
     text = try_cast.this
     guarded = exp.TryCast(this=text.copy(), to=try_cast.args["to"].copy(), safe=True)
@@ -671,6 +696,7 @@ REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     regexp_matches_to_rlike,
     first_regexp_replace,
     isfinite_to_checks,
+    interval_functions_to_make_interval,
     try_cast_text_like_duckdb,
     timestamptz_to_timestamp,
     to_json_of_row,
