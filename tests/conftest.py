@@ -73,6 +73,8 @@ ON_POSTGRESQL_TOO = (
     "tests/api/test_commit_safety.py",
     "tests/segments/test_segment_jobs.py::test_the_daily_job_evaluates_every_batch_segment_of_each_sandbox",
     "tests/exports/test_export_jobs.py::test_segment_per_batch_writes_one_batch_per_segment",
+    "tests/query/test_queries_api.py::test_list_pages_filters_and_soft_delete",
+    "tests/segments/test_definitions_api.py::test_a_name_longer_than_the_store_keeps_is_refused_by_length",
 )
 
 

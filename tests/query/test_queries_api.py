@@ -201,6 +201,8 @@ def test_list_pages_filters_and_soft_delete(client: TestClient, headers: dict[st
     assert [q["id"] for q in by_id["queries"]] == [ids[1]]
     by_sql = client.get(f"{QS}/queries", params={"property": "sql~SELECT 2,state==SUCCESS"}, headers=headers)
     assert [q["id"] for q in by_sql.json()["queries"]] == [ids[2]]
+    any_case = client.get(f"{QS}/queries", params={"property": "sql~select 2"}, headers=headers)
+    assert [q["id"] for q in any_case.json()["queries"]] == [ids[2]]  # on SQLite and PostgreSQL alike
     resp = client.patch(f"{QS}/queries/{ids[0]}", json={"op": "soft_delete"}, headers=headers)
     assert resp.status_code == 202, resp.text
     kept = client.get(f"{QS}/queries", headers=headers).json()["queries"]

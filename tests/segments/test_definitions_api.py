@@ -116,6 +116,12 @@ def test_names_are_unique_per_sandbox(client: TestClient, headers: dict[str, str
     assert_problem(resp, 422, "100960-422", "Everyone")
 
 
+def test_a_name_longer_than_the_store_keeps_is_refused_by_length(client: TestClient, headers: dict[str, str]) -> None:
+    resp = client.post(DEFINITIONS, json=body("n" * 257, "true"), headers=headers)
+    assert_problem(resp, 400, "100910-400", "name: at most 256 characters, got 257")
+    assert client.post(DEFINITIONS, json=body("n" * 256, "true"), headers=headers).status_code == 200
+
+
 def test_a_cycle_between_definitions_is_refused(client: TestClient, headers: dict[str, str]) -> None:
     a = define(client, headers, "A", "true")
     b = define(client, headers, "B", f'inSegment("{a}")')

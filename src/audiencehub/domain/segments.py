@@ -146,6 +146,10 @@ class DefinitionSpec:
         }
 
 
+MAX_NAME = 256
+"""The longest definition name the metadata store keeps (a VARCHAR(256) on PostgreSQL)."""
+
+
 def _string(body: dict[str, Any], key: str, *, required: bool) -> str | None:
     value = body.get(key)
     if value is None:
@@ -164,6 +168,8 @@ def check_definition(body: Any, current: DefinitionSpec | None = None) -> Defini
         raise ValueError(f"the body must be a JSON object, got {type(body).__name__}")
     partial = current is not None
     name = _string(body, "name", required=not partial)
+    if name is not None and len(name) > MAX_NAME:
+        raise ValueError(f"name: at most {MAX_NAME} characters, got {len(name)}")
     description = body.get("description", current.description if current else None)
     if description is not None and not isinstance(description, str):
         raise ValueError(f"description: must be a string, got {description!r}")

@@ -457,7 +457,7 @@ def _filters(prop: str | None) -> list[Any]:
             "<": lambda a, b: a < b,
             ">=": lambda a, b: a >= b,
             "<=": lambda a, b: a <= b,
-            "~": lambda a, b: a.contains(str(b), autoescape=True),
+            "~": lambda a, b: a.icontains(str(b), autoescape=True),  # the same on SQLite and PostgreSQL
         }
         out.append(ops[op](col, val))
     return out
