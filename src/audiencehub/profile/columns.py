@@ -57,7 +57,8 @@ def dataset_rank(dataset_id: str, precedence: Sequence[str] | None) -> int:
 def batch_order(tables: Iterable[str], table: Callable[[str], str] = ident) -> str:
     """A relation (``BATCH``, ``BATCH_ORDER``): each batch id the fragment tables hold and its place in id order.
     ``table`` turns a table name into the SQL that reads it (the lake store's files)."""
-    found = " UNION ".join(f"SELECT {BATCH} FROM {table(t)}" for t in tables) or f"SELECT NULL AS {BATCH}"
+    # DISTINCT: with one table there is no UNION to drop repeats, and each repeat would multiply the join on BATCH.
+    found = " UNION ".join(f"SELECT DISTINCT {BATCH} FROM {table(t)}" for t in tables) or f"SELECT NULL AS {BATCH}"
     return f"SELECT {BATCH}, CAST(row_number() OVER (ORDER BY {BATCH}) AS HUGEINT) AS {BATCH_ORDER} FROM ({found})"
 
 
