@@ -35,8 +35,9 @@ STAMPS = "segment_stamps"
 STAMP_COLUMNS = (("no", "BIGINT"), ("job_id", "VARCHAR"), ("stamped_at", "TIMESTAMPTZ"))
 APPLIED_JOBS = "applied_jobs"
 JOB_COLUMNS = (("job_id", "VARCHAR"), ("applied_at", "TIMESTAMPTZ"), ("result", "VARCHAR"))
-CODES = "#codes"
-"""Suffix of the name under which a segment's stored memberships read as the builders' codes (column ``c0``)."""
+OLD = "#old"
+"""The name under which the stored memberships of every segment the job evaluates again read as the builders' codes:
+one relation, a column ``c{n}`` per segment, so that a plan joins its segments' past once, not once per segment."""
 COMPACT_AT = 8
 
 
@@ -76,6 +77,8 @@ class _Reader:
     def __init__(self, w: _Work) -> None:
         self.w = w
         self.scratch: dict[str, str] = {}
+        self.old: list[str] = []
+        """The membership tables of segments evaluated before, in the order of their ``c{n}`` in :data:`OLD`."""
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         if table in (STAMPS, APPLIED_JOBS):
@@ -85,26 +88,29 @@ class _Reader:
     def ref(self, name: str) -> str:
         if name in self.scratch:
             return self.scratch[name]
-        if name.endswith(CODES):
-            return self.codes(name[: -len(CODES)])
+        if name == OLD:
+            return self.codes()
         return self.w.rel(name, self.columns(name))
 
     def members(self, table: str, ttl_days: int, at: str) -> str:
         payload = [c for c, _ in self.columns(table) if c not in MEMBER_COLUMNS]
         return q.effective_sql(self.ref(table), payload, f"{at} - INTERVAL {int(ttl_days)} DAY", ttl_days)
 
-    def codes(self, table: str) -> str:
-        """A segment's stored memberships as the builders' codes (``c0``): its status and the number of the stamp
-        of its job and time (the smallest, when a later job recorded the same expiry again)."""
+    def codes(self) -> str:
+        """The stored memberships of the segments in :attr:`old` as the builders' codes: their status and the number
+        of the stamp of their job and time (the smallest, when a later job recorded the same expiry again)."""
         status = (
             f"CASE m.{STATUS} WHEN 'realized' THEN {segments.REALIZED} WHEN 'existing' THEN {segments.EXISTING} "
             f"ELSE {segments.EXITED} END"
         )
-        return (
-            f"(SELECT m.{PROFILE_ID}, CAST(s.no * 4 + {status} AS INTEGER) AS c0 FROM {self.ref(table)} m "
-            f"JOIN (SELECT job_id, stamped_at, min(no) AS no FROM {self.ref(STAMPS)} g GROUP BY job_id, stamped_at) s "
-            f"ON s.job_id = m.{RUN_ID} AND s.stamped_at = m.{QUALIFIED_AT})"
+        stamps = f"SELECT job_id, stamped_at, min(no) AS no FROM {self.ref(STAMPS)} g GROUP BY job_id, stamped_at"
+        rows = " UNION ALL ".join(
+            f"SELECT m.{PROFILE_ID}, {n} AS k, CAST(s.no * 4 + {status} AS INTEGER) AS code FROM {self.ref(table)} m "
+            f"JOIN ({stamps}) s ON s.job_id = m.{RUN_ID} AND s.stamped_at = m.{QUALIFIED_AT}"
+            for n, table in enumerate(self.old)
         )
+        cols = ", ".join(f"max(CASE WHEN k = {n} THEN code END) AS c{n}" for n in range(len(self.old)))
+        return f"(SELECT {PROFILE_ID}, {cols} FROM ({rows}) u GROUP BY {PROFILE_ID})"
 
 
 def _job(w: _Work, job_id: str) -> dict[str, SegmentCounts] | None:
@@ -132,7 +138,8 @@ def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int])
         seg = aud.get("segment")
         if seg is not None:
             at = dt.datetime.fromisoformat(seg["at"])
-            results[audience_id] = segments.Stored(aud["table"] + CODES, 0, 0, str(seg["job_id"]), at)
+            results[audience_id] = segments.Stored(OLD, len(reader.old), 0, str(seg["job_id"]), at)
+            reader.old.append(str(aud["table"]))
     fragments = [
         (dataset_id, str(f["kind"]), str(f["table"]), {str(c) for c, _ in f["columns"]})
         for dataset_id, f in sorted(w.new.fragments.items())
