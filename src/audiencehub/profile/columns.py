@@ -70,11 +70,18 @@ def merge_key() -> str:
     One HUGEINT compares far faster than the equivalent STRUCT: weight in bits 118-123 (merge policies name at most
     50 datasets), microseconds since 1970 in bits 64-117 (until the year 2541), the batch's place in bits 32-63, the
     row in bits 0-31. Every reader of merged values (lookups, segments, exports, the Query Service's profile table)
-    orders the same way: :meth:`DuckDBProfileStore.entity` sorts by the same four values."""
+    orders the same way: :meth:`DuckDBProfileStore.entity` sorts by the same four values.
+
+    Written with products and sums (the same value: the fields do not overlap), which Spark runs on DECIMAL(38, 0);
+    it has no shift or OR of DECIMALs."""
     return (
-        f"((CAST({RANK} AS HUGEINT) << 118) | (CAST(epoch_us({TS}) AS HUGEINT) << 64) | ({BATCH_ORDER} << 32) "
-        f"| CAST({SEQ} AS HUGEINT))"
+        f"((CAST({RANK} AS HUGEINT) * {_power(118)}) + (CAST(epoch_us({TS}) AS HUGEINT) * {_power(64)}) "
+        f"+ ({BATCH_ORDER} * {_power(32)}) + CAST({SEQ} AS HUGEINT))"
     )
+
+
+def _power(bits: int) -> str:
+    return f"CAST('{1 << bits}' AS HUGEINT)"
 
 
 def fragment_table_for(dataset_id: str) -> str:
