@@ -1,9 +1,6 @@
-"""Segment evaluation in the lake profile store on Spark ``local[2]``: one small random scenario checked against the
-Python evaluator, as ``test_lake_oracle.py`` checks the DuckDB engine.
-
-Its expressions read memberships (with payload conditions), records' memberships, earlier segments and events, not
-merged attributes: their merge key (``columns.merge_key``) shifts HUGEINTs, which Spark cannot (its ``shiftleft``
-takes no DECIMAL)."""
+"""Segment evaluation in the lake profile store on Spark ``local[2]``: one small random scenario (the oracle's full
+expressions: merged attributes under merge policies, events, audiences with payloads, records' memberships, segments
+of the first plan) checked against the Python evaluator, as ``test_lake_oracle.py`` checks the DuckDB engine."""
 
 from __future__ import annotations
 
@@ -20,7 +17,7 @@ from audiencehub.profile.lake import LakeProfileStore
 from tests.profile.test_lake_spark import spark_engine
 from tests.segments.oracle import World
 from tests.segments.test_evaluation_oracle import STARTS
-from tests.segments.test_lake_oracle import MembershipGen, evaluate_and_check, lake, load
+from tests.segments.test_lake_oracle import evaluate_and_check, lake, load, scenario
 
 pytest.importorskip("pyspark")
 pytestmark = pytest.mark.slow
@@ -45,17 +42,9 @@ def metadata(tmp_path: Path) -> Iterator[MetadataStore]:
 def test_a_small_random_scenario_on_spark_matches_the_python_evaluator(store: LakeProfileStore) -> None:
     rng = random.Random(3)
     start = STARTS[0]
-    world = World(rng, start, profiles=15)
+    world = World(rng, start, profiles=12)
     load(store, world)
-    gen = MembershipGen(rng, world)
-    gen.with_events = True
-    first, second = [], []
-    for n in range(7):
-        sid = f"spark-segment-{n}"
-        world.defined.add(sid)
-        (first if n < 5 else second).append(
-            (sid, gen.profile(3, tuple(s for s, _, _ in first) if n >= 5 else ()), None)
-        )
+    first, second = scenario(rng, world, 5, 2, full=True)
     ttl = {sid: 30 for sid, _, _ in first[:2]}
     evaluate_and_check(store, world, start, "spark-1", [first, second], ttl)
     at = start + dt.timedelta(days=45)
