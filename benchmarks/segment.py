@@ -14,6 +14,13 @@ settings, is the bare engine writing the same 100 member lists as hand-written q
 ``CREATE TABLE s_k AS SELECT profile_id ...`` per segment that reads only the tables it needs, in one transaction.
 Both sides must find the same members for every segment (counts and sets; the benchmark fails otherwise).
 Prints seconds, segments x profiles per second, the ratio to the floor, and where the store's time goes.
+
+``--store lake`` evaluates with the lake profile store instead: the same tables, written as Parquet files of one
+version (profile ids as text) and committed through a SQLite metadata store, evaluated by ``--engine duckdb`` or
+``--engine spark`` (``--spark-master``, default ``local[2]``); the floor stays the bare DuckDB one, and each
+evaluation's members are checked against it (counts, and sets read from the segments' membership tables).
+
+    .venv/bin/python benchmarks/segment.py --profiles 1000000 --store lake --engine spark
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from audiencehub.pql.parser import parse
 from audiencehub.profile import segments as evaluation
 from audiencehub.profile.columns import PROFILE_ID, QUALIFIED_AT, RUN_ID, STATUS, fragment_table_for, table_for
 from audiencehub.profile.duckdb import SCHEMA, DuckDBProfileStore
+from audiencehub.profile.lake import LakeProfileStore
 
 SCOPE = Scope("bench@AdobeOrg", "prod")
 NAMESPACE = "CustomerAudienceUpload"
@@ -483,6 +491,129 @@ def mismatches(
     return wrong
 
 
+def to_lake(con: duckdb.DuckDBPyConnection, store: LakeProfileStore, dataset: str, audiences: list[str]) -> float:
+    """Writes the embedded store's tables as the lake store's first version (profile ids as text); seconds."""
+    start = time.perf_counter()
+    m = store.manifest(SCOPE)
+    new = m.copy()
+    folder = f"v{m.version + 1:08d}-bench"
+    (store.root(SCOPE) / folder).mkdir(parents=True)
+
+    def put(table: str, select: str) -> list[list[str]]:
+        rel = f"{folder}/{table}-1.parquet"
+        con.execute(f"COPY ({select}) TO '{store.root(SCOPE) / rel}' (FORMAT parquet)")
+        new.tables[table] = [rel]
+        return [[str(r[0]), str(r[1])] for r in con.execute(f"DESCRIBE {select}").fetchall()]
+
+    ids = "SELECT ns, id, CAST(profile_id AS VARCHAR) AS profile_id FROM identities"
+    put("identities", f"{ids} ORDER BY ns, id")
+    put("identities_by_profile", f"{ids} ORDER BY profile_id, ns, id")
+    key = f"CAST({P} AS VARCHAR) AS {P}, * EXCLUDE ({P})"
+    tbl = fragment_table_for(dataset)
+    new.fragments[dataset] = {"kind": "profile", "table": tbl, "columns": put(tbl, f"SELECT {key} FROM {tbl}")}
+    for audience in audiences:
+        mt = table_for(audience)
+        columns = put(mt, f"SELECT {key} FROM {mt} ORDER BY {P}")
+        new.audiences[audience] = {"namespace": NAMESPACE, "ttl_days": TTL_DAYS, "table": mt, "columns": columns}
+    store._commit(SCOPE, m.version, new)
+    return time.perf_counter() - start
+
+
+def lake_members(con: duckdb.DuckDBPyConnection, store: LakeProfileStore, segment_id: str) -> str:
+    """SQL of the segment's active members' profile ids in the lake store's current version (as UUIDs)."""
+    files = [str(store.root(SCOPE) / f) for f in store.manifest(SCOPE).tables.get(table_for(segment_id), [])]
+    if not files:
+        return f"SELECT CAST(NULL AS UUID) AS {P} WHERE false"
+    listed = ", ".join(f"'{f}'" for f in files)
+    return f"SELECT CAST({P} AS UUID) AS {P} FROM read_parquet([{listed}]) WHERE {STATUS} IN ('realized', 'existing')"
+
+
+def main_lake(args: argparse.Namespace) -> None:
+    """``--store lake``: the lake store's evaluations against the same floor."""
+    from audiencehub.engines.base import Engine
+    from audiencehub.engines.duckdb import DuckDBEngine
+    from audiencehub.metadata.store import MetadataStore
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    n = args.profiles
+    with tempfile.TemporaryDirectory(prefix="ah-bench-segment-", dir=args.work) as tmp:
+        work = Path(tmp)
+        settings: dict[str, Any] = {"threads": args.threads, "memory_limit": args.memory_limit, "temp_dir": work / "t"}
+        path = work / "embedded.duckdb"
+        con = connect(str(path), **settings)
+        t0 = time.perf_counter()
+        dataset, audiences, timings = build(con, n, now)
+        engine: Engine
+        if args.engine == "spark":
+            from audiencehub.engines.spark import SparkEngine
+
+            engine = SparkEngine(master=args.spark_master, ui=False)
+        else:
+            engine = DuckDBEngine(threads=args.threads, memory_limit=args.memory_limit, temp_dir=work / "e")
+        meta = MetadataStore(f"sqlite:///{work / 'metadata.db'}")
+        meta.create_all()
+        store = LakeProfileStore(work / "lake", engine, meta, **settings)
+        timings["to_lake_s"] = to_lake(con, store, dataset, audiences)
+        con.close()
+        print(
+            f"profiles: {n:,}  audiences: {AUDIENCES}  segments: {LEVEL1} + {LEVEL2} (2 levels)  store: lake  "
+            f"engine: {args.engine}{f' {args.spark_master}' if args.engine == 'spark' else ''}  "
+            f"threads: {args.threads or 'all'}  build {time.perf_counter() - t0:.1f}s ("
+            + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+            + ")",
+            flush=True,
+        )
+        cat = Catalogue(dataset, audiences, now, args.seed)
+        cat.level1(LEVEL1)
+        cat.level2(LEVEL2)
+        all_plans = plans(cat.segments, audiences, now)
+        con = connect(str(path), **settings)
+        floor_before, _ = floor_run(con, cat)
+        for k in range(len(cat.segments)):
+            con.execute(f"DROP TABLE {cat.seg_table(k)}")
+        con.close()
+        runs = []
+        for _ in range(2):
+            start = time.perf_counter()
+            counts = store.evaluate(SCOPE, str(uuid.uuid4()), all_plans, {})
+            runs.append((time.perf_counter() - start, counts))
+        con = connect(str(path), **settings)
+        floor_after, floor = floor_run(con, cat)
+        floor_s = min(floor_before, floor_after)
+        wrong = []
+        for k, s in enumerate(cat.segments):
+            ours = [c[s.id].members for _, c in runs]
+            if any(m != floor[s.id] for m in ours):
+                wrong.append(f"s_{k}: ours {ours}, floor {floor[s.id]:,}: {s.pql}")
+                continue
+            row = con.execute(
+                f"SELECT count(*) FROM ({lake_members(con, store, s.id)} EXCEPT SELECT {P} FROM {cat.seg_table(k)})"
+            ).fetchone()
+            if row is None or row[0]:
+                wrong.append(f"s_{k}: {row[0] if row else '?'} of the lake's members are not the floor's: {s.pql}")
+        con.close()
+        store.close()
+        meta.dispose()
+    changed = [sid for sid, c in runs[1][1].items() if c.realized or c.exited]
+    if wrong or changed:
+        print("\n".join(wrong))
+        raise SystemExit(
+            f"{len(wrong)} segments differ from the floor; {len(changed)} changed in the second evaluation"
+        )
+    units = len(cat.segments) * n
+    print("the same members as the floor for every segment, in both evaluations")
+    for name, (secs, _) in zip(("first evaluation ", "second evaluation"), runs, strict=True):
+        print(
+            f"audiencehub lake ({args.engine}) {name}:  {secs:7.2f}s  {units / secs:>13,.0f} segment-profiles/s  "
+            f"ratio to floor {secs / floor_s:.2f}"
+        )
+    print(
+        f"floor ({len(cat.segments)} CREATE TABLE AS, bare DuckDB): {floor_s:7.2f}s  "
+        f"{units / floor_s:>13,.0f} segment-profiles/s  (best of {floor_before:.2f}s before, {floor_after:.2f}s after)"
+    )
+    print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profiles", type=int, default=10_000_000)
@@ -498,7 +629,13 @@ def main() -> None:
         help="Measure an alternative way to write result tables (not the store's): "
         + "; ".join(f"{k}: {v}" for k, v in WHAT_IF.items()),
     )
+    parser.add_argument("--store", choices=["duckdb", "lake"], default="duckdb", help="The profile store to evaluate")
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb", help="The lake store's engine")
+    parser.add_argument("--spark-master", default="local[2]")
     args = parser.parse_args()
+    if args.store == "lake":
+        main_lake(args)
+        return
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     n = args.profiles
 
