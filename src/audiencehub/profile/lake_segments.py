@@ -2,13 +2,14 @@
 version's Parquet files, run by the write's engine session (DuckDB or Spark).
 
 The builders read tables through :attr:`segments.Tables.ref`; here a name becomes ``read_parquet([...])`` of the
-files the version being written names (or of a scratch file). Per plan, the builders' result (the profile key and,
-per segment, a code holding its status and stamp) is written to a scratch file; later plans of the job read it.
-Once every plan ran, each segment's memberships become a table of the new version in the external audiences' shape
-(``m_{segment hex}``: profile id, status, qualified at, run id; sorted by profile id), registered in the manifest as
-an audience of namespace ``ups`` with the segment's ttl, so that lookups, member pages and counts read segments as
-they read audiences. The stamps (number → job, time) and each job's counts are tables of the version
-(``segment_stamps``, ``applied_jobs``); the whole job commits as one version, or not at all.
+files the version being written names. Per plan, the builders' result table (``seg_{job}_{n}``: the profile key and,
+per segment, a code holding its status and stamp) is a table of the version, as in the embedded store: later plans
+of the job and the segments' next evaluation read it. Each segment's memberships are also written as a table in the
+external audiences' shape (``m_{segment hex}``: profile id, status, qualified at, run id; sorted by profile id),
+registered in the manifest as an audience of namespace ``ups`` with the segment's ttl and where its codes are, so
+that lookups, member pages, counts and snapshots read segments as they read audiences. The stamps (number → job,
+time) and each job's counts are tables of the version (``segment_stamps``, ``applied_jobs``); the whole job commits as
+one version, or not at all.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from audiencehub.domain.segments import SEGMENT_NAMESPACE, Plan, SegmentCounts
-from audiencehub.engines.ingest_sql import ident, lit, path_list
+from audiencehub.engines.ingest_sql import lit, path_list
 from audiencehub.profile import lake_sql as q
 from audiencehub.profile import segments
-from audiencehub.profile.columns import MEMBER_COLUMNS, PROFILE_ID, QUALIFIED_AT, RUN_ID, STATUS, table_for
+from audiencehub.profile.columns import MEMBER_COLUMNS, PROFILE_ID, table_for
 
 if TYPE_CHECKING:
     from audiencehub.profile.lake import _Work
@@ -35,9 +36,6 @@ STAMPS = "segment_stamps"
 STAMP_COLUMNS = (("no", "BIGINT"), ("job_id", "VARCHAR"), ("stamped_at", "TIMESTAMPTZ"))
 APPLIED_JOBS = "applied_jobs"
 JOB_COLUMNS = (("job_id", "VARCHAR"), ("applied_at", "TIMESTAMPTZ"), ("result", "VARCHAR"))
-OLD = "#old"
-"""The name under which the stored memberships of every segment the job evaluates again read as the builders' codes:
-one relation, a column ``c{n}`` per segment, so that a plan joins its segments' past once, not once per segment."""
 COMPACT_AT = 8
 
 
@@ -65,52 +63,28 @@ def inline(sql: str, params: dict[str, Any]) -> str:
     return re.sub(r"\$([A-Za-z_]\w*)", lambda m: literal(params[m[1]]) if m[1] in params else m[0], sql)
 
 
-def _empty(columns: list[tuple[str, str]]) -> str:
-    cols = ", ".join(f"CAST(NULL AS {t}) AS {ident(c)}" for c, t in columns)
-    return f"(SELECT {cols} WHERE 1 = 0)"
-
-
 class _Reader:
     """The builders' view of the version a write builds: table names → SQL over its files (read when asked, so that
-    tables the job appends to are seen), and the scratch results of the job's plans."""
+    tables the job writes are seen), with the columns of result tables that have no file."""
 
     def __init__(self, w: _Work) -> None:
         self.w = w
-        self.scratch: dict[str, str] = {}
-        self.old: list[str] = []
-        """The membership tables of segments evaluated before, in the order of their ``c{n}`` in :data:`OLD`."""
+        self.widths: dict[str, int] = {}
+        """Result table → how many code columns it has (its columns when it has no file)."""
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         if table in (STAMPS, APPLIED_JOBS):
             return list(STAMP_COLUMNS if table == STAMPS else JOB_COLUMNS)
+        if table in self.widths:
+            return [(PROFILE_ID, "VARCHAR"), *((f"c{k}", "INTEGER") for k in range(self.widths[table]))]
         return self.w.new.columns(table)  # KeyError: a table the version does not know
 
     def ref(self, name: str) -> str:
-        if name in self.scratch:
-            return self.scratch[name]
-        if name == OLD:
-            return self.codes()
         return self.w.rel(name, self.columns(name))
 
     def members(self, table: str, ttl_days: int, at: str) -> str:
         payload = [c for c, _ in self.columns(table) if c not in MEMBER_COLUMNS]
         return q.effective_sql(self.ref(table), payload, f"{at} - INTERVAL {int(ttl_days)} DAY", ttl_days)
-
-    def codes(self) -> str:
-        """The stored memberships of the segments in :attr:`old` as the builders' codes: their status and the number
-        of the stamp of their job and time (the smallest, when a later job recorded the same expiry again)."""
-        status = (
-            f"CASE m.{STATUS} WHEN 'realized' THEN {segments.REALIZED} WHEN 'existing' THEN {segments.EXISTING} "
-            f"ELSE {segments.EXITED} END"
-        )
-        stamps = f"SELECT job_id, stamped_at, min(no) AS no FROM {self.ref(STAMPS)} g GROUP BY job_id, stamped_at"
-        rows = " UNION ALL ".join(
-            f"SELECT m.{PROFILE_ID}, {n} AS k, CAST(s.no * 4 + {status} AS INTEGER) AS code FROM {self.ref(table)} m "
-            f"JOIN ({stamps}) s ON s.job_id = m.{RUN_ID} AND s.stamped_at = m.{QUALIFIED_AT}"
-            for n, table in enumerate(self.old)
-        )
-        cols = ", ".join(f"max(CASE WHEN k = {n} THEN code END) AS c{n}" for n in range(len(self.old)))
-        return f"(SELECT {PROFILE_ID}, {cols} FROM ({rows}) u GROUP BY {PROFILE_ID})"
 
 
 def _job(w: _Work, job_id: str) -> dict[str, SegmentCounts] | None:
@@ -136,10 +110,10 @@ def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int])
     for audience_id, aud in w.new.members():
         audiences[audience_id] = (str(aud["namespace"]), int(aud["ttl_days"]), str(aud["table"]))
         seg = aud.get("segment")
-        if seg is not None:
+        if seg is not None and seg["table"] in w.new.tables:
             at = dt.datetime.fromisoformat(seg["at"])
-            results[audience_id] = segments.Stored(OLD, len(reader.old), 0, str(seg["job_id"]), at)
-            reader.old.append(str(aud["table"]))
+            results[audience_id] = segments.Stored(seg["table"], int(seg["col"]), 0, str(seg["job_id"]), at)
+            reader.widths[seg["table"]] = int(seg["width"])
     fragments = [
         (dataset_id, str(f["kind"]), str(f["table"]), {str(c) for c, _ in f["columns"]})
         for dataset_id, f in sorted(w.new.fragments.items())
@@ -152,9 +126,8 @@ def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int])
     counts: dict[str, SegmentCounts] = {}
     for n, plan in enumerate(plans):
         tbl = segments.result_table(job_id, n)
-        path, rows = w.temp(tbl, inline(segments.result_sql(have, plan, n, stamps, ttl_days), plan.params))
-        columns = [(PROFILE_ID, "VARCHAR"), *((f"c{k}", "INTEGER") for k in range(len(plan.segments)))]
-        reader.scratch[tbl] = f"read_parquet({path_list([path])})" if rows else _empty(columns)
+        reader.widths[tbl] = len(plan.segments)
+        w.put(tbl, inline(segments.result_sql(have, plan, n, stamps, ttl_days), plan.params))
         row = w.session.query(segments.counts_sql(reader.ref(tbl), plan, stamps))[0]
         counts |= segments.record(have, plan, tbl, stamps, row)
     _publish(w, reader, have, stamps, ttl_days)
@@ -185,9 +158,18 @@ def _publish(w: _Work, reader: _Reader, have: segments.Tables, stamps: segments.
             "ttl_days": ttl.get(segment_id, segments.NO_TTL),
             "table": table,
             "columns": [list(c) for c in q.MEMBER_TYPES],
-            "segment": {"job_id": st.job_id, "at": st.at.isoformat()},
+            "segment": {
+                "job_id": st.job_id,
+                "at": st.at.isoformat(),
+                "table": st.tbl,
+                "col": st.col,
+                "width": reader.widths[st.tbl],
+            },
         }
         w.put(table, f"SELECT * FROM ({segments.view(st, reader.ref)}) v ORDER BY {PROFILE_ID}")
+    read = {str(aud["segment"]["table"]) for aud in w.new.audiences.values() if "segment" in aud}
+    for table in [t for t in w.new.tables if t.startswith(segments.RESULT_PREFIX) and t not in read]:
+        w.drop(table)  # replaced: no segment reads it any more
 
 
 def evaluation(cur: duckdb.DuckDBPyConnection, files: list[Path], job_id: str) -> dict[str, SegmentCounts] | None:
