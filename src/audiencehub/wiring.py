@@ -134,7 +134,8 @@ def _engine(settings: Settings, tmp: Path) -> Engine:
     if settings.engine == "spark":
         from audiencehub.engines.spark import SparkEngine, parse_conf
 
-        return SparkEngine(master=settings.spark_master, conf=parse_conf(settings.spark_conf), ui=settings.spark_ui)
+        conf = parse_conf(settings.spark_conf)
+        return SparkEngine(master=settings.spark_master, conf=conf, ui=settings.spark_ui, temp_dir=tmp)
     return DuckDBEngine(threads=settings.engine_threads, memory_limit=settings.engine_memory_limit, temp_dir=tmp)
 
 

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -83,6 +84,8 @@ def spark_session(master: str, conf: dict[str, str], *, ui: bool = True) -> Spar
             "spark.sql.jsonGenerator.ignoreNullFields": "false",
             "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
             "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+            # Jobs create no tables: keep Spark's (empty) warehouse folder out of the working directory.
+            "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "audiencehub-spark-warehouse"),
             **conf,
         }
         for key, value in settings.items():
@@ -495,13 +498,26 @@ def _empty(dest: Path, fmt: str, columns: Sequence[str]) -> None:
 class SparkEngine(Engine):
     name = "spark"
 
-    def __init__(self, *, master: str = "local[*]", conf: dict[str, str] | None = None, ui: bool = True) -> None:
-        """Raises :class:`EngineError` naming the install command when pyspark is missing (Spark itself starts
-        with the first job)."""
+    def __init__(
+        self,
+        *,
+        master: str = "local[*]",
+        conf: dict[str, str] | None = None,
+        ui: bool = True,
+        temp_dir: Path | None = None,
+    ) -> None:
+        """``temp_dir``: where Spark spills and keeps its scratch files (``spark.local.dir``) unless ``conf`` says.
+
+        Raises :class:`EngineError` naming the install command when pyspark is missing (Spark itself starts with
+        the first job).
+        """
         if importlib.util.find_spec("pyspark") is None:
             raise EngineError(INSTALL_HINT)
         self._master = master
         self._conf = dict(conf or {})
+        if temp_dir is not None:
+            self._conf.setdefault("spark.local.dir", str(temp_dir / "spark"))
+            self._conf.setdefault("spark.sql.warehouse.dir", str(temp_dir / "spark-warehouse"))
         self._ui = ui
 
     @property
