@@ -110,7 +110,7 @@ def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int])
     for audience_id, aud in w.new.members():
         audiences[audience_id] = (str(aud["namespace"]), int(aud["ttl_days"]), str(aud["table"]))
         seg = aud.get("segment")
-        if seg is not None and seg["table"] in w.new.tables:
+        if seg is not None and seg.get("table") in w.new.tables:
             at = dt.datetime.fromisoformat(seg["at"])
             results[audience_id] = segments.Stored(seg["table"], int(seg["col"]), 0, str(seg["job_id"]), at)
             reader.widths[seg["table"]] = int(seg["width"])
