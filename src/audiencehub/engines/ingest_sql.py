@@ -269,7 +269,7 @@ def errors_select(
         cols = ", ".join(f"({lit(f'c{i}')}, {lit(h)})" for i, h in enumerate(headers[n])) or "(NULL, NULL)"
         malformed.append(
             f"SELECT {lit(name)} AS file, {n} AS file_index, line AS first_line, "
-            f"string_agg(DISTINCT h.header, ',') AS col, any_value(csv_line) AS value, "
+            f"string_agg(DISTINCT h.header, ',' ORDER BY h.header) AS col, any_value(csv_line) AS value, "
             f"arg_min(error_type || ': ' || error_message, coalesce(column_idx, 0)) AS reason "
             f"FROM {table} LEFT JOIN (VALUES {cols}) h(c, header) ON {table}.column_name = h.c GROUP BY line"
         )
