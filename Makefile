@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP) jdk
+# Java only when the server is asked to run Spark (AUDIENCEHUB_ENGINE=spark make run).
+run: $(STAMP) $(if $(filter spark,$(AUDIENCEHUB_ENGINE)),jdk)
 	$(BIN)/audiencehub serve  # host and port from AUDIENCEHUB_HOST, AUDIENCEHUB_PORT or PORT
 
 lint: $(STAMP)
