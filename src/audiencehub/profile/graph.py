@@ -12,6 +12,7 @@ import duckdb
 from audiencehub.engines.ingest_sql import ident
 from audiencehub.profile.base import FragmentResult
 from audiencehub.profile.columns import PROFILE_ID, QUALIFIED_AT
+from audiencehub.profile.segments import RESULT_PREFIX
 
 TEMP_TABLES = ("rec", "rid", "known", "edges", "labels", "comp", "rec_profile", "remap")
 """The temp tables a stitch leaves behind; the caller drops them before its next batch."""
@@ -102,17 +103,17 @@ def _components(cur: duckdb.DuckDBPyConnection, result: FragmentResult) -> None:
 
 def _merge_profiles(cur: duckdb.DuckDBPyConnection) -> None:
     """Moves everything of the profiles in ``remap`` (old → new) to the profile they merged into."""
-    tables = [
-        str(r[0])
-        for r in cur.execute(
-            "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'main' AND column_name IN (?, ?) "
-            "AND database_name <> 'temp'",
-            [PROFILE_ID, "profile_id"],
-        ).fetchall()
-    ]
-    for tbl in tables:
-        col = PROFILE_ID if tbl.startswith(("m_", "f_")) else "profile_id"
-        cur.execute(f"UPDATE {ident(tbl)} SET {col} = remap.new FROM remap WHERE {ident(tbl)}.{col} = remap.old")
+    found = cur.execute(
+        # Tables only: a segment's membership view (``m_{segment}``) reads its result table, which is moved here.
+        "SELECT c.table_name, c.column_name FROM duckdb_columns() c JOIN duckdb_tables() t USING "
+        "(database_name, schema_name, table_name) WHERE c.schema_name = 'main' AND c.column_name IN (?, ?) "
+        "AND c.database_name <> 'temp'",
+        [PROFILE_ID, "profile_id"],
+    ).fetchall()
+    for tbl, col in ((str(t), str(c)) for t, c in found):
+        cur.execute(
+            f"UPDATE {ident(tbl)} SET {ident(col)} = remap.new FROM remap WHERE {ident(tbl)}.{ident(col)} = remap.old"
+        )
         if tbl.startswith("m_"):
             # A member of the audience under both profiles: the newest qualification stays.
             cur.execute(
@@ -120,3 +121,29 @@ def _merge_profiles(cur: duckdb.DuckDBPyConnection) -> None:
                 f"(PARTITION BY {PROFILE_ID} ORDER BY {QUALIFIED_AT} DESC) AS n FROM {ident(tbl)} WHERE "
                 f"{PROFILE_ID} IN (SELECT new FROM remap)) WHERE n > 1)"
             )
+        elif tbl.startswith(RESULT_PREFIX):
+            _merge_result_rows(cur, tbl)
+
+
+def _merge_result_rows(cur: duckdb.DuckDBPyConnection, tbl: str) -> None:
+    """One row per profile again in a segment result table (``profile/segments.py``): per segment, the status set by
+    the newest evaluation (the higher stamp in the code's upper bits), an active one before an exit of the same."""
+    codes = [
+        str(r[0])
+        for r in cur.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name <> 'temp' "
+            "AND column_name <> ? ORDER BY column_index",
+            [tbl, PROFILE_ID],
+        ).fetchall()
+    ]
+    newest = ", ".join(
+        f"arg_max({ident(c)}, ({ident(c)} >> 2) * 2 + CASE WHEN {ident(c)} & 3 = 3 THEN 0 ELSE 1 END) AS {ident(c)}"
+        for c in codes
+    )
+    cur.execute(
+        f"CREATE OR REPLACE TEMP TABLE merged_results AS SELECT {PROFILE_ID}, {newest} FROM {ident(tbl)} "
+        f"WHERE {PROFILE_ID} IN (SELECT new FROM remap) GROUP BY {PROFILE_ID} HAVING count(*) > 1"
+    )
+    cur.execute(f"DELETE FROM {ident(tbl)} WHERE {PROFILE_ID} IN (SELECT {PROFILE_ID} FROM merged_results)")
+    cur.execute(f"INSERT INTO {ident(tbl)} BY NAME SELECT * FROM merged_results")
+    cur.execute("DROP TABLE merged_results")
