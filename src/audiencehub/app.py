@@ -60,10 +60,15 @@ def create_app(settings: Settings) -> FastAPI:
         if creds is not None:
             announce_credentials(settings, creds)
         container.audiences.resume_deletions()
-        # No upload is in flight before the server listens: any partial file is a dead process's.
-        container.landing.sweep_partials()
         container.runner.start()
-        # Seals the streaming logs a killed server left open; its flusher thread commits them as batches.
+        if container.home_lock is not None:
+            # No upload is in flight before the server listens: any partial file is a dead process's.
+            container.landing.sweep_partials()
+        else:
+            # An API replica: only the uploads of peers known to be dead, at start and periodically.
+            container.landing.sweep_partials(container.runner.live())
+            container.landing.start_sweeper(container.runner.live, settings.job_stale_after_seconds / 2)
+        # Adopts the streaming logs a dead process left (open ones sealed); its flusher thread commits them.
         container.streaming.start()
         if container.schedule is not None:
             container.schedule.start()

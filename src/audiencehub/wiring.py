@@ -28,7 +28,7 @@ from audiencehub.services.cja import CjaService
 from audiencehub.services.connections import ConnectionService, StoredConnection
 from audiencehub.services.exports import JOB_EXPORT, ExportService
 from audiencehub.services.external_audiences import JOB_CREATE, JOB_RUN, ExternalAudienceService
-from audiencehub.services.home import HomeLock, lock_home
+from audiencehub.services.home import HomeLock, exclusive, lock_home
 from audiencehub.services.identity import NamespaceService
 from audiencehub.services.ingestion import Hold, IngestionService
 from audiencehub.services.keyring import Keyring
@@ -96,6 +96,7 @@ class Container:
     def close(self) -> None:
         try:
             self.streaming.stop()  # first: its last batches need the engine, the profile store and the catalog
+            self.landing.stop_sweeper()
             if self.schedule is not None:
                 self.schedule.stop()
             self.runner.stop()
@@ -120,9 +121,11 @@ def build(settings: Settings, *, worker_process: bool = False) -> Container:
     ``worker_process`` (``audiencehub worker``), no lock: it shares the home and the metadata store with the server
     and other workers, and leaves the embedded profile store's files to the server.
     """
-    home_lock = None if worker_process else lock_home(settings.home)
+    # API replicas (PostgreSQL and the lake profile store) share the home without the lock: see services/home.py.
+    alone = exclusive(profile_store=settings.profile_store, metadata_url=settings.metadata_url)
+    home_lock = lock_home(settings.home) if alone and not worker_process else None
     try:
-        return _build(settings, home_lock)
+        return _build(settings, home_lock, replica=not alone and not worker_process)
     except BaseException:
         if home_lock is not None:
             home_lock.release()
@@ -162,7 +165,7 @@ def _profile_store(settings: Settings, engine: Engine, store: MetadataStore, tmp
     )
 
 
-def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
+def _build(settings: Settings, home_lock: HomeLock | None, *, replica: bool = False) -> Container:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
@@ -171,7 +174,6 @@ def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
     tmp = home / "tmp"
     engine = _engine(settings, tmp)
     profiles = _profile_store(settings, engine, store, tmp, owner=home_lock is not None)
-    landing = LandingZoneService(home / "landing", settings.max_upload_bytes)
 
     policy = RetryPolicy(attempts=settings.source_retry_attempts, base_delay=settings.source_retry_delay_seconds)
 
@@ -239,7 +241,9 @@ def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
         poll_s=settings.job_poll_seconds,
         home=home if home_lock is not None else None,
         hold=Hold(home / "holds", settings.debug_hold_at),
+        announce=replica,  # a replica registers even without job threads: its peers must know it is alive
     )
+    landing = LandingZoneService(home / "landing", settings.max_upload_bytes, owner_id=runner.worker_id)
     namespaces = NamespaceService(store)
     merge_policies = MergePolicyService(store)
     schemas = SchemaService(store, namespace_exists=lambda scope, code: namespaces.resolve(scope, code) is not None)
@@ -305,6 +309,9 @@ def _build(settings: Settings, home_lock: HomeLock | None) -> Container:
             batches,
             flush_seconds=settings.streaming_flush_seconds,
             flush_records=settings.streaming_flush_records,
+            owner_id=runner.worker_id,
+            # Without the home's lock, a peer's files are adopted only once it is known dead.
+            live_owners=runner.live if home_lock is None else None,
         ),
         segmentation=segmentation,
         segment_jobs=segment_jobs,

@@ -62,10 +62,14 @@ class JobRunner:
         poll_s: float = 1.0,
         home: Path | None = None,
         hold: Callable[[str, str], None] | None = None,
+        announce: bool = False,
     ) -> None:
         """``workers`` threads (0: this process runs no jobs); ``poll_s``: how often an idle thread looks at the
         job table for jobs that other processes enqueued; ``home``: the home whose lock this process holds;
-        ``hold``: test fault injection, called with (job id, ``job.{kind}.claimed`` or ``job.{kind}.executed``)."""
+        ``hold``: test fault injection, called with (job id, ``job.{kind}.claimed`` or ``job.{kind}.executed``);
+        ``announce``: register and heartbeat even with no job threads (an API replica, so that its peers know it
+        lives and leave its streaming logs and uploads alone)."""
+        self._announce = announce
         self._hold = hold or (lambda job_id, checkpoint: None)
         self._store = store
         self._handlers = handlers
@@ -91,10 +95,25 @@ class JobRunner:
         with self._running_lock:
             return sorted(self._running)
 
+    def live(self) -> frozenset[str]:
+        """The registry ids of the processes alive now: registered, with a heartbeat fresher than ``stale_after_s``."""
+        stale_before = time.time() - self._stale_after_s
+        with self._store.read() as conn:
+            found = jobs.workers(conn)
+        return frozenset(w["id"] for w in found if (w["heartbeat_at"] or 0) >= stale_before)
+
     def start(self) -> None:
-        if self._workers == 0 or self._started:
-            if self._workers == 0:
-                log.info("no job threads in this process: jobs wait for `audiencehub worker` processes")
+        if self._started:
+            return
+        if self._workers == 0:
+            log.info("no job threads in this process: jobs wait for `audiencehub worker` processes")
+            if self._announce:
+                self._started = True
+                with self._store.tx() as conn:
+                    self._register(conn)
+                log.info("process %s registered (no job threads)", self.worker_id)
+                self._keeper = threading.Thread(target=self._keep_alive, name="job-heartbeat", daemon=True)
+                self._keeper.start()
             return
         self._started = True
         with self._store.tx() as conn:

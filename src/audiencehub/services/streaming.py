@@ -4,16 +4,24 @@ A message's envelope is checked when it arrives (its org, its dataset, the schem
 record is appended to a write-ahead log of its dataset, fsync'd before the answer: a record answered
 200 survives kill -9 and power loss. Appends that arrive together share one fsync (group commit).
 
-    lake/{org}/{sandbox}/_streaming/{datasetId}/{openedNs}.{logId}.log.open        being appended
-    lake/{org}/{sandbox}/_streaming/{datasetId}/{openedNs}.{logId}.log             sealed
-    lake/{org}/{sandbox}/_streaming/{datasetId}/{openedNs}.{logId}.{lane}.jsonl    split: one batch each
+    lake/{org}/{sandbox}/_streaming/{datasetId}/{openedNs}.{owner}_{logId}.log.open        being appended
+    lake/{org}/{sandbox}/_streaming/{datasetId}/{openedNs}.{owner}_{logId}.log             sealed
+    lake/{org}/{sandbox}/_streaming/{datasetId}/{openedNs}.{owner}_{logId}.{lane}.jsonl    split: one batch each
+
+``owner`` names the process that owns the files (16 hex digits derived from its id in the ``workers``
+registry); a process seals, splits and commits only its own. Files whose owner is dead are adopted (renamed
+to the adopter's owner, under an ``flock`` on the sandbox's ``_streaming/.adopt.lock``, so that two
+adopters never share a file) and then handled as the adopter's own. A server that holds the home's lock is
+alone: every other owner is dead, and it adopts everything at its start. API replicas (no home lock) take an
+owner for dead when it is not registered or its heartbeat is stale, at start and every few seconds after.
+A batch id derives from the part's name without its owner, so an adopted part is the same batch.
 
 A flusher thread seals a log ``flush_seconds`` after its first record (or at ``flush_records``
 records), validates its records against the dataset's schema in one engine call, and splits it: valid
 records go to the ``records`` part, the others to the ``rejected`` part (fsync'd, then the log is
 removed). Each part is handed to the batch ingestion service as the batch whose id is derived from the
 part's name: a crash anywhere repeats the same split and the same batches, which the batch service
-commits once. At start-up, a log a dead process left open is sealed (a torn last line, never
+commits once. A log a dead process left open is sealed when adopted (a torn last line, never
 acknowledged, is cut off) and everything waiting is handed over again.
 
 Validation follows AEP. By default (asynchronous) a record is validated with its micro-batch, not on
@@ -26,6 +34,7 @@ answer and, when invalid, answered 400 with the reasons and dropped. An engine c
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import logging
@@ -34,6 +43,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +53,7 @@ from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row
 from audiencehub.services.auth import Principal
 from audiencehub.services.connections import ConnectionService, Inlet
+from audiencehub.services.home import owner_token, owner_tokens
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,29 @@ INLET_ID = re.compile(r"[0-9a-f]{64}")
 RETRY_MAX_S = 60.0
 BATCH_IDS = uuid.UUID("5c2b0f55-8a7e-4d51-9a43-3f1f2f6b8e10")
 """The uuid5 namespace of batch ids derived from part names."""
+ADOPT_LOCK = ".adopt.lock"
+ADOPT_EVERY_S = 5.0
+
+
+def owner_of(name: str) -> str | None:
+    """The owner token in a streaming file's name; None for a name from before owners (nobody's: adoptable)."""
+    fields = name.split(".")
+    if len(fields) < 2 or "_" not in fields[1]:
+        return None
+    return fields[1].split("_", 1)[0]
+
+
+def _with_owner(name: str, token: str) -> str:
+    fields = name.split(".")
+    fields[1] = f"{token}_{fields[1].split('_', 1)[-1]}"
+    return ".".join(fields)
+
+
+def _without_owner(name: str) -> str:
+    fields = name.split(".")
+    if len(fields) >= 2:
+        fields[1] = fields[1].split("_", 1)[-1]
+    return ".".join(fields)
 
 
 class InletUnavailable(TransientError):
@@ -125,9 +159,9 @@ def _write_durably(path: Path, data: bytes) -> None:
 class _Log:
     """One write-ahead log open for appends; appends waiting for durability share one fsync."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, owner: str) -> None:
         self.opened = time.monotonic()
-        self.sealed_path = folder / f"{time.time_ns():020d}.{uuid.uuid4()}{LOG}"
+        self.sealed_path = folder / f"{time.time_ns():020d}.{owner}_{uuid.uuid4()}{LOG}"
         self.path = self.sealed_path.with_name(self.sealed_path.name + OPEN)
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -169,7 +203,12 @@ class _Log:
             os.fsync(self._fd)
             self._synced = self._size
             os.close(self._fd)
-        os.replace(self.path, self.sealed_path)
+        try:
+            os.replace(self.path, self.sealed_path)
+        except FileNotFoundError:
+            # A peer took this process for dead (its heartbeats were late) and adopted the log.
+            log.error("streaming: log %s was adopted by a peer that took this process for dead", self.path.name)
+            return
         _fsync_dir(self.path.parent)
 
 
@@ -200,8 +239,9 @@ def seal_orphan(path: Path) -> None:
 
 
 def batch_id_of(part: Path) -> str:
-    """The batch a part becomes, derived from its name: a part handed over again is the same batch."""
-    return str(uuid.uuid5(BATCH_IDS, part.name))
+    """The batch a part becomes, derived from its name without its owner: a part handed over again (or adopted
+    by another process) is the same batch."""
+    return str(uuid.uuid5(BATCH_IDS, _without_owner(part.name)))
 
 
 def _line(entity: dict[str, Any]) -> bytes:
@@ -218,7 +258,16 @@ class StreamingService:
         *,
         flush_seconds: float,
         flush_records: int,
+        owner_id: str | None = None,
+        live_owners: Callable[[], Iterable[str]] | None = None,
+        adopt_every_s: float = ADOPT_EVERY_S,
     ) -> None:
+        """``owner_id``: this process's registry id (its files are named after it); ``live_owners``: the registry
+        ids of the processes alive now, for API replicas that share the home; None when this process holds the
+        home's lock, so that every other owner is dead (adopted at start only)."""
+        self._owner = owner_token(owner_id or str(uuid.uuid4()))
+        self._live_owners = live_owners
+        self._adopt_every_s = adopt_every_s
         self._root = lake_root
         self._store = store
         self._connections = connections
@@ -365,7 +414,7 @@ class StreamingService:
         state = self._state(scope, dataset_id)
         with state.lock:
             if state.current is None:
-                state.current = _Log(state.folder)
+                state.current = _Log(state.folder, self._owner)
                 self._wake.set()  # a new deadline for the flusher
             wal = state.current
             upto = wal.write(data, len(lines))
@@ -410,7 +459,9 @@ class StreamingService:
         results: dict[str, str] = {}
         with state.committing:
             names = [p.name for p in state.folder.glob("*")] if state.folder.exists() else []
-            stems = sorted({".".join(n.split(".")[:2]) for n in names if n.endswith((LOG, PART))})
+            stems = sorted(
+                {".".join(n.split(".")[:2]) for n in names if n.endswith((LOG, PART)) and owner_of(n) == self._owner}
+            )
             for stem in stems:
                 sealed = state.folder / (stem + LOG)
                 try:
@@ -487,21 +538,57 @@ class StreamingService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Seals the logs a dead process left open and queues what waits; answers how many files wait."""
-        waiting = 0
+        """Adopts the files of dead processes (their open logs sealed) and queues what waits; answers how many
+        files were adopted."""
+        # Listed before the registry is read: a file listed was made by a process registered by then, so a live
+        # peer that started a moment ago is never taken for dead.
+        found: dict[Path, list[str]] = {}
         for folder in sorted(self._root.glob("*/*/_streaming/*")):
-            for path in sorted(folder.glob("*" + TMP)):
-                path.unlink()  # a part being written when the process died: the split is done again
-            for path in sorted(folder.glob("*" + LOG + OPEN)):
-                seal_orphan(path)
-            found = [p for p in folder.glob("*") if p.name.endswith((LOG, PART))]
-            if found:
-                waiting += len(found)
+            if folder.is_dir():
+                found[folder] = sorted(p.name for p in folder.iterdir() if owner_of(p.name) != self._owner)
+        live = {self._owner}
+        if self._live_owners is not None and any(found.values()):
+            live |= owner_tokens(self._live_owners())
+        adopted = 0
+        for folder, names in found.items():
+            dead = [n for n in names if owner_of(n) not in live and not n.endswith((ORPHANED, FAILED))]
+            if dead:
+                adopted += self._adopt(folder, dead)
+            if any(p.name.endswith((LOG, PART)) and owner_of(p.name) == self._owner for p in folder.iterdir()):
                 with self._lock:
                     self._pending.add((Scope(folder.parts[-4], folder.parts[-3]), folder.name))
-        if waiting:
-            log.info("streaming: %d file(s) from before the restart will be committed", waiting)
-        return waiting
+        if adopted:
+            log.info("streaming: %d file(s) left by stopped processes will be committed", adopted)
+        return adopted
+
+    def _adopt(self, folder: Path, names: list[str]) -> int:
+        """Renames the dead owners' files ``names`` to this process's, one adopter per folder at a time."""
+        adopted = 0
+        # Beside the dataset folders (one per sandbox), so that a dataset's folder holds only its records.
+        fd = os.open(folder.parent / ADOPT_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            for name in names:
+                path = folder / name
+                if name.endswith(TMP):
+                    path.unlink(missing_ok=True)  # a part being written when its process died: split again
+                    continue
+                if not name.endswith((LOG, LOG + OPEN, PART)):
+                    continue
+                mine = path.with_name(_with_owner(name, self._owner))
+                try:
+                    os.replace(path, mine)
+                except FileNotFoundError:
+                    continue  # another adopter was first
+                if name.endswith(OPEN):
+                    seal_orphan(mine)
+                adopted += 1
+                log.info("streaming: adopted %s of a stopped process as %s", name, mine.name)
+            if adopted:
+                _fsync_dir(folder)
+        finally:
+            os.close(fd)  # closing drops the flock
+        return adopted
 
     def start(self) -> None:
         self.recover()
@@ -510,8 +597,12 @@ class StreamingService:
         self._thread.start()
 
     def _run(self) -> None:
+        adopt_at = time.monotonic() + self._adopt_every_s
         while not self._stopping.is_set():
             try:
+                if self._live_owners is not None and time.monotonic() >= adopt_at:
+                    adopt_at = time.monotonic() + self._adopt_every_s
+                    self.recover()  # what replicas that stopped since left behind
                 wait = self._seal_due()
                 self._commit_pending()
             except Exception:
@@ -519,6 +610,8 @@ class StreamingService:
                 wait = self._flush_seconds
             if self._pending:
                 wait = min(wait, 1.0)  # retries, and work a failure left behind
+            if self._live_owners is not None:
+                wait = min(wait, max(0.0, adopt_at - time.monotonic()))
             self._wake.wait(wait)
             self._wake.clear()
 
