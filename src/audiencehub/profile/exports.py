@@ -137,12 +137,34 @@ def _in(values: tuple[str, ...] | list[str]) -> str:
     return "(" + ", ".join(lit(v) for v in values) + ")"
 
 
-class _Plan:
-    """The SQL of one export over one store: per output and slice, the selected profiles and their rows."""
+class ExportSQL:
+    """The SQL of one export over one store: per output and slice, the selected profiles and their rows.
 
-    def __init__(self, store: Store, spec: ExportSpec) -> None:
+    ``table`` turns a table's name into the SQL that reads it (default: the embedded store's tables; the lake store
+    passes ``read_parquet([...])`` of a version's files) and ``key_type`` is the profile id's SQL type (the lake store
+    keeps it as text). Every statement is portable: the Spark engine runs it through ``engines/spark_sql.to_spark``.
+    """
+
+    def __init__(
+        self, store: Store, spec: ExportSpec, *, table: Callable[[str], str] = ident, key_type: str = "UUID"
+    ) -> None:
         self.store, self.spec = store, spec
+        self.table, self.key_type = table, key_type
         self.audiences = list(store.audiences.items())  # membership table n becomes column __ah_a{n}
+
+    def _none(self) -> str:
+        return f"SELECT CAST(NULL AS {self.key_type}) AS {PROFILE_ID} WHERE 1 = 0"
+
+    def _members(self, tbl: str, ttl_days: int) -> str:
+        """The audience's memberships as read now (:func:`columns.effective`, with only the columns an export reads:
+        Spark has no ``* REPLACE``)."""
+        ttl = f"to_days({int(ttl_days)})"
+        expired = f"({STATUS} IN ('realized', 'existing') AND {QUALIFIED_AT} < now() - {ttl})"
+        return (
+            f"SELECT {PROFILE_ID}, CASE WHEN {expired} THEN 'exited' ELSE {STATUS} END AS {STATUS}, "
+            f"CASE WHEN {expired} THEN {QUALIFIED_AT} + {ttl} ELSE {QUALIFIED_AT} END AS {QUALIFIED_AT} "
+            f"FROM {self.table(tbl)} e"
+        )
 
     # -- the selected profiles
 
@@ -153,8 +175,8 @@ class _Plan:
         return (
             f"SELECT profile_id AS {PROFILE_ID}, ns, segment_id, m.status AS {STATUS}, m.q AS {QUALIFIED_AT} FROM "
             "(SELECT profile_id, ns, segment_id, arg_max({'status': coalesce(status, 'realized'), 'q': qualified_at}, "
-            f"(qualified_at, received_at, seq)) AS m FROM fragment_memberships {skip}"
-            "GROUP BY profile_id, ns, segment_id)"
+            f"(qualified_at, received_at, seq)) AS m FROM {self.table('fragment_memberships')} fm {skip}"
+            "GROUP BY profile_id, ns, segment_id) r"
         )
 
     def _window(self) -> str:
@@ -169,89 +191,90 @@ class _Plan:
         """The profile ids an output writes: members of any of its filters (every profile without filters), less
         those the spec's profile conditions leave out."""
         if members is None:
-            parts = [f"SELECT profile_id AS {PROFILE_ID} FROM identities"]
+            parts = [f"SELECT profile_id AS {PROFILE_ID} FROM {self.table('identities')} i"]
         else:
             parts = []
             for f in members:
                 wanted = f"{STATUS} IN {_in(f.statuses)}{self._window()}"
                 found = self.store.audiences.get(f.audience_id)
                 if found is not None and found[0] == f.namespace:
-                    parts.append(f"SELECT {PROFILE_ID} FROM ({effective(found[2], found[1])}) WHERE {wanted}")
+                    parts.append(f"SELECT {PROFILE_ID} FROM ({self._members(found[2], found[1])}) m WHERE {wanted}")
                 elif f.namespace in self.store.record_namespaces:
                     parts.append(
-                        f"SELECT {PROFILE_ID} FROM ({self._records()}) WHERE ns = {lit(f.namespace)} "
+                        f"SELECT {PROFILE_ID} FROM ({self._records()}) r WHERE ns = {lit(f.namespace)} "
                         f"AND segment_id = {lit(f.audience_id)} AND {wanted}"
                     )
         if not parts:
-            return f"SELECT CAST(NULL AS UUID) AS {PROFILE_ID} WHERE false"
+            return self._none()
         conds = [bounds, *self._conditions()]
-        return f"SELECT DISTINCT {PROFILE_ID} FROM ({' UNION ALL '.join(parts)}) WHERE {' AND '.join(conds)}"
+        return f"SELECT DISTINCT {PROFILE_ID} FROM ({' UNION ALL '.join(parts)}) p WHERE {' AND '.join(conds)}"
 
     def _conditions(self) -> list[str]:
         """The spec's conditions on profiles (emptyProfiles, fromIngestTimestamp), as SQL on ``PROFILE_ID``."""
         spec = self.spec
-        profiles = [ident(t) for _, k, t, _ in self.store.fragments if k == "profile"]
-        events = [ident(t) for _, k, t, _ in self.store.fragments if k == "event"]
+        profiles = [self.table(t) for _, k, t, _ in self.store.fragments if k == "profile"]
+        events = [self.table(t) for _, k, t, _ in self.store.fragments if k == "event"]
         out = []
         if not spec.empty_profiles and events:
-            only_events = " UNION ALL ".join(f"SELECT {PROFILE_ID} FROM {t}" for t in events)
+            only_events = " UNION ALL ".join(f"SELECT {PROFILE_ID} FROM {t} ev" for t in events)
             if profiles:
                 only_events = (
-                    f"({only_events}) EXCEPT ("
-                    + " UNION ALL ".join(f"SELECT {PROFILE_ID} FROM {t}" for t in profiles)
-                    + ")"
+                    f"SELECT {PROFILE_ID} FROM ({only_events}) e EXCEPT SELECT {PROFILE_ID} FROM ("
+                    + " UNION ALL ".join(f"SELECT {PROFILE_ID} FROM {t} pr" for t in profiles)
+                    + ") f"
                 )
-            out.append(f"{PROFILE_ID} NOT IN (SELECT {PROFILE_ID} FROM ({only_events}))")
+            out.append(f"{PROFILE_ID} NOT IN (SELECT {PROFILE_ID} FROM ({only_events}) o)")
         if spec.updated_after is not None:
             after = _ts(spec.updated_after)
-            recent = [f"SELECT {PROFILE_ID} FROM {t} WHERE {TS} > {after}" for t in profiles + events]
+            recent = [f"SELECT {PROFILE_ID} FROM {t} f WHERE {TS} > {after}" for t in profiles + events]
             recent += [
-                f"SELECT {PROFILE_ID} FROM ({effective(tbl, ttl)}) WHERE {QUALIFIED_AT} > {after}"
+                f"SELECT {PROFILE_ID} FROM ({self._members(tbl, ttl)}) m WHERE {QUALIFIED_AT} > {after}"
                 for _, (_, ttl, tbl) in self.audiences
             ]
             if self.store.record_namespaces:
                 recent.append(
-                    f"SELECT profile_id AS {PROFILE_ID} FROM fragment_memberships WHERE qualified_at > {after}"
+                    f"SELECT profile_id AS {PROFILE_ID} FROM {self.table('fragment_memberships')} fm "
+                    f"WHERE qualified_at > {after}"
                 )
-            found = " UNION ALL ".join(recent) or f"SELECT CAST(NULL AS UUID) AS {PROFILE_ID} WHERE false"
-            out.append(f"{PROFILE_ID} IN (SELECT {PROFILE_ID} FROM ({found}))")
+            found = " UNION ALL ".join(recent) or self._none()
+            out.append(f"{PROFILE_ID} IN (SELECT {PROFILE_ID} FROM ({found}) r)")
         return out
 
     # -- what is joined to them
 
     def _attributes(self, bounds: str) -> str | None:
-        """Each profile's merged leaves (``__ah_v{n}``): one ``arg_max`` per leaf over the fragment tables that have
-        it, keyed by dataset rank, then time and the record's place in its batch (``arg_max`` skips NULL values)."""
+        """Each profile's merged leaves (``__ah_v{n}``): one ``arg_max`` of the non-NULL values per leaf over the
+        fragment tables that have it, keyed by dataset rank, then time and the record's place in its batch."""
         spec = self.spec
         parts, tables = [], []
         for dataset_id, kind, tbl, cols in self.store.fragments:
-            values = [f"{ident(f.name)} AS __ah_v{n}" for n, f in enumerate(spec.fields) if f.name in cols]
-            if kind != "profile" or not values:
+            if kind != "profile" or not any(f.name in cols for f in spec.fields):
                 continue
+            # Every part has every leaf, in order (a NULL of the leaf's type where the table lacks it): a plain
+            # UNION ALL, which Spark runs (it has no UNION ALL BY NAME).
+            values = ", ".join(
+                f"{ident(f.name) if f.name in cols else f'CAST(NULL AS {f.sql_type})'} AS __ah_v{n}"
+                for n, f in enumerate(spec.fields)
+            )
             rank = dataset_rank(dataset_id, spec.precedence)
             parts.append(
-                f"SELECT {PROFILE_ID}, {BATCH}, {TS}, {SEQ}, {rank} AS {RANK}, {', '.join(values)} "
-                f"FROM {ident(tbl)} WHERE {bounds}"
+                f"SELECT {PROFILE_ID}, {BATCH}, {TS}, {SEQ}, {rank} AS {RANK}, {values} "
+                f"FROM {self.table(tbl)} f WHERE {bounds}"
             )
             tables.append(tbl)
         if not parts:
             return None
+        # FILTER: Spark's max_by answers a NULL value where it has the greatest key; DuckDB's arg_max skips it.
         merged = ", ".join(
-            f"CAST(arg_max(__ah_v{n}, {MERGE_KEY}) AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(spec.fields)
+            f"CAST(arg_max(__ah_v{n}, {MERGE_KEY}) FILTER (WHERE __ah_v{n} IS NOT NULL) AS {f.sql_type}) AS __ah_v{n}"
+            for n, f in enumerate(spec.fields)
         )
-        shape = ", ".join(
-            [
-                f"CAST(NULL AS UUID) AS {PROFILE_ID}",
-                f"CAST(NULL AS VARCHAR) AS {BATCH}",
-                f"CAST(NULL AS TIMESTAMPTZ) AS {TS}",
-                f"CAST(NULL AS BIGINT) AS {SEQ}",
-                f"CAST(NULL AS INTEGER) AS {RANK}",
-            ]
-            + [f"CAST(NULL AS {f.sql_type}) AS __ah_v{n}" for n, f in enumerate(spec.fields)]
+        union = " UNION ALL ".join(parts)
+        keyed = (
+            f"SELECT *, {merge_key()} AS {MERGE_KEY} FROM ({union}) u "
+            f"JOIN ({batch_order(tables, self.table)}) b USING ({BATCH})"
         )
-        union = " UNION ALL BY NAME ".join(f"({p})" for p in [f"SELECT {shape} WHERE false", *parts])
-        keyed = f"SELECT *, {merge_key()} AS {MERGE_KEY} FROM ({union}) JOIN ({batch_order(tables)}) USING ({BATCH})"
-        return f"SELECT {PROFILE_ID}, {merged} FROM ({keyed}) GROUP BY {PROFILE_ID}"
+        return f"SELECT {PROFILE_ID}, {merged} FROM ({keyed}) k GROUP BY {PROFILE_ID}"
 
     def _joined(self, bounds: str) -> tuple[list[str], list[str]]:
         """The relations joined to the chosen profiles, and the columns they bring."""
@@ -265,14 +288,14 @@ class _Plan:
         for n, (_, (_, ttl, tbl)) in enumerate(self.audiences):
             joins.append(
                 f"SELECT {PROFILE_ID}, {{'status': {STATUS}, 'lastQualificationTime': {QUALIFIED_AT}}} AS __ah_a{n} "
-                f"FROM ({effective(tbl, ttl)}) WHERE {bounds}"
+                f"FROM ({self._members(tbl, ttl)}) m WHERE {bounds}"
             )
             cols.append(f"__ah_a{n}")
         if store.record_namespaces:
             value = f"{{'status': {STATUS}, 'lastQualificationTime': {QUALIFIED_AT}}}"
             item = f"{{'ns': ns, 'key': segment_id, 'value': {value}}}"
             joins.append(
-                f"SELECT {PROFILE_ID}, list({item}) AS {RECORDS} FROM ({self._records()}) WHERE {bounds} "
+                f"SELECT {PROFILE_ID}, list({item}) AS {RECORDS} FROM ({self._records()}) r WHERE {bounds} "
                 f"GROUP BY {PROFILE_ID}"
             )
             cols.append(RECORDS)
@@ -283,8 +306,8 @@ class _Plan:
                 for n, ns in enumerate(store.identity_namespaces)
             )
             joins.append(
-                f"SELECT {PROFILE_ID}, {lists} FROM (SELECT profile_id AS {PROFILE_ID}, ns, id FROM identities) "
-                f"WHERE {bounds} GROUP BY {PROFILE_ID}"
+                f"SELECT {PROFILE_ID}, {lists} FROM (SELECT profile_id AS {PROFILE_ID}, ns, id "
+                f"FROM {self.table('identities')} i) i WHERE {bounds} GROUP BY {PROFILE_ID}"
             )
             cols += [f"__ah_i{n}" for n in range(len(store.identity_namespaces))]
         return joins, cols
@@ -316,7 +339,8 @@ class _Plan:
         if not namespaces:
             return f"CAST(NULL AS {IDENTITY_MAP_TYPE})"
         entries = ", ".join(f"{{'key': {lit(ns)}, 'value': __ah_i{n}}}" for n, ns in enumerate(namespaces))
-        return f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL))"
+        # A namespace without ids: NULL in DuckDB (list of no rows), [] in Spark (collect_list).
+        return f"map_from_entries(list_filter([{entries}], lambda e: coalesce(cardinality(e.value), 0) > 0))"
 
     def _tree(self) -> list[str]:
         """The rows' top-level columns: each field group as nested ``struct_pack``s of its leaves."""
@@ -338,13 +362,13 @@ class _Plan:
     def rows(self, members: tuple[MemberFilter, ...] | None, bounds: str = "true") -> str:
         """The XDM rows of the profiles ``members`` selects (every profile: None) whose ids ``bounds`` keeps."""
         joins, cols = self._joined(bounds)
-        joined = "".join(f" LEFT JOIN ({j}) USING ({PROFILE_ID})" for j in joins)
-        inner = f"SELECT {', '.join([PROFILE_ID, *cols])} FROM ({self.chosen(members, bounds)}){joined}"
+        joined = "".join(f" LEFT JOIN ({j}) j{n} USING ({PROFILE_ID})" for n, j in enumerate(joins))
+        inner = f"SELECT {', '.join([PROFILE_ID, *cols])} FROM ({self.chosen(members, bounds)}) c{joined}"
         out = self._tree()
         if self.spec.identity_map:
             out.append(f"{self._identity_map()} AS identityMap")
         out.append("CASE WHEN cardinality(__ah_sm) > 0 THEN __ah_sm END AS segmentMembership")
-        return f"SELECT {', '.join(out)} FROM (SELECT *, {self._membership_map()} AS __ah_sm FROM ({inner}))"
+        return f"SELECT {', '.join(out)} FROM (SELECT *, {self._membership_map()} AS __ah_sm FROM ({inner}) i) r"
 
 
 def _bytes(text: str) -> float:
@@ -354,7 +378,7 @@ def _bytes(text: str) -> float:
     return float(number) * scale.get(unit, 2**30)
 
 
-def passes(cur: duckdb.DuckDBPyConnection, plan: _Plan) -> int:
+def passes(cur: duckdb.DuckDBPyConnection, plan: ExportSQL) -> int:
     """How many slices of the profile ids to aggregate one after the other so that one slice's groups fit in half
     the memory limit: the aggregate's states (strings, structs) cannot spill to disk."""
     found = cur.execute(
@@ -362,32 +386,45 @@ def passes(cur: duckdb.DuckDBPyConnection, plan: _Plan) -> int:
     ).fetchone()
     profiles = int(found[0]) if found else 0
     limit = cur.execute("SELECT current_setting('memory_limit')").fetchone()
-    memory = _bytes(str(limit[0])) if limit else float(2**30)
+    return slices_for(plan, profiles, _bytes(str(limit[0])) if limit else float(2**30))
+
+
+def slices_for(plan: ExportSQL, profiles: int, memory: float) -> int:
+    """How many slices of the profile ids keep one slice's groups of ``profiles`` (an estimate) within half of
+    ``memory`` bytes."""
     columns = len(plan.spec.fields) + len(plan.audiences) + 2 * len(plan.store.identity_namespaces)
     per_profile = PROFILE_BYTES + COLUMN_BYTES * (columns + (4 if plan.store.record_namespaces else 0))
     return max(1, math.ceil(profiles * per_profile / (memory / 2)))
 
 
-def _bound(n: int, slices: int) -> str:
-    """The first profile id of slice ``n`` of ``slices`` (profile ids are random UUIDs: even slices)."""
+def _bound(n: int, slices: int, key_type: str = "UUID") -> str:
+    """The first profile id of slice ``n`` of ``slices`` (profile ids are random UUIDs: even slices); as text, the
+    same order (lower-case hex at fixed places)."""
     h = f"{(n << 128) // slices:032x}"
-    return f"UUID '{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}'"
+    text = f"'{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}'"
+    return f"UUID {text}" if key_type == "UUID" else text
+
+
+def slice_bounds(n: int, slices: int, key_type: str = "UUID") -> str:
+    """The condition on ``PROFILE_ID`` that keeps slice ``n`` of ``slices`` (``true`` for a single slice)."""
+    bounds = " AND ".join(
+        ([f"{PROFILE_ID} >= {_bound(n, slices, key_type)}"] if n else [])
+        + ([f"{PROFILE_ID} < {_bound(n + 1, slices, key_type)}"] if n + 1 < slices else [])
+    )
+    return bounds or "true"
 
 
 def export(cur: duckdb.DuckDBPyConnection, spec: ExportSpec, outputs: list[ExportOutput]) -> list[int]:
     """Writes every output from one snapshot of the store (the caller's transaction); answers their row counts."""
-    plan = _Plan(read_store(cur, identities=spec.identity_map), spec)
+    plan = ExportSQL(read_store(cur, identities=spec.identity_map), spec)
     options = "FORMAT parquet, COMPRESSION zstd"
     slices = passes(cur, plan)
     counts = [0] * len(outputs)
     for n in range(slices):
-        bounds = " AND ".join(
-            ([f"{PROFILE_ID} >= {_bound(n, slices)}"] if n else [])
-            + ([f"{PROFILE_ID} < {_bound(n + 1, slices)}"] if n + 1 < slices else [])
-        )
+        bounds = slice_bounds(n, slices)
         for k, o in enumerate(outputs):
             part = o.folder / f"part-{n:05d}.parquet"
-            sql = plan.rows(o.members, bounds or "true")
+            sql = plan.rows(o.members, bounds)
             found = cur.execute(f"COPY ({sql}) TO {lit(str(part))} ({options})").fetchone()
             counts[k] += int(found[0]) if found else 0
     return counts

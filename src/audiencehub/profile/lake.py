@@ -41,7 +41,7 @@ from audiencehub.engines.ingest_sql import INTERNAL, ident, lit, path_list
 from audiencehub.errors import TransientError, Unprocessable
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import IntegrityError, MetadataStore, Scope
-from audiencehub.profile import exports, lake_segments
+from audiencehub.profile import exports, lake_exports, lake_segments
 from audiencehub.profile import lake_sql as q
 from audiencehub.profile.base import (
     ApplyResult,
@@ -80,7 +80,7 @@ COMPACT_AT = 8
 RACES = 3
 """How many times a batch's write (or a dataset's removal) is built when other processes keep committing first."""
 """An append-only table with more files than this is rewritten as one sorted file."""
-NOT_SUPPORTED = ("export",)
+NOT_SUPPORTED: tuple[str, ...] = ()
 
 
 def _not_supported(operation: str) -> Unprocessable:
@@ -872,4 +872,7 @@ class LakeProfileStore(ProfileStore):
             return lake_segments.evaluation(cur, files, job_id)
 
     def export(self, scope: Scope, spec: ExportSpec, outputs: list[ExportOutput]) -> list[int]:
-        raise _not_supported("export (export jobs)")
+        """The embedded store's builder over the current version's files, run by the engine (``lake_exports``)."""
+        return lake_exports.export(
+            self._engine, self.root(scope), self.manifest(scope), spec, outputs, memory_limit=self._memory_limit
+        )
