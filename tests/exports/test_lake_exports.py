@@ -240,16 +240,19 @@ def test_a_small_export_on_spark_matches_the_embedded_store(
         lake.close()
 
 
-def test_the_seed_export_job_through_the_api_on_the_lake_store(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "flow",
+    [
+        test_seed_flow.test_seed_002_export_writes_the_selected_profiles_with_all_their_memberships,
+        test_seed_flow.test_an_export_without_a_filter_writes_every_profile_with_its_identity_map,
+    ],
+    ids=["seed-002", "no-filter"],
+)
+def test_the_seed_export_jobs_through_the_api_on_the_lake_store(tmp_path: Path, flow: Any) -> None:
+    """test_seed_flow's export jobs and their checks, on a server with AUDIENCEHUB_PROFILE_STORE=lake."""
     settings = test_settings(tmp_path / "home", profile_store="lake")
     with TestClient(create_app(settings)) as client:
         headers = headers_for(client, settings.home)
-        creds = {"org_id": headers["x-gw-ims-org-id"]}
-        test_seed_flow.test_seed_002_export_writes_the_selected_profiles_with_all_their_memberships(
-            client, headers, settings, creds
-        )
-        test_seed_flow.test_an_export_without_a_filter_writes_every_profile_with_its_identity_map(
-            client, headers, settings, creds
-        )
+        flow(client, headers, settings, {"org_id": headers["x-gw-ims-org-id"]})
     assert list((settings.home / "lake").glob("*/prod/_profile/v*/identities-*.parquet"))  # the lake store's
     assert not list((settings.home / "lake").glob("*/prod/_profile/profile.duckdb"))
