@@ -13,7 +13,7 @@ from sqlalchemy import select
 from audiencehub.metadata import tables as t
 from audiencehub.services.home import owner_token
 from audiencehub.services.streaming import owner_of
-from tests.conftest import seed_audience, wait_for
+from tests.conftest import LZ, seed_audience, wait_for
 from tests.integration.conftest import (
     SEED_CSV,
     SEED_MEMBERS,
@@ -75,9 +75,13 @@ def test_replicas_serve_the_same_resources_and_runs(replicas: Replicas) -> None:
     # Both replicas are in the registry without job threads, beside the worker; no home lock was needed.
     assert ids[replica_id(a)] == 0 and ids[replica_id(b)] == 0 and ids[worker.worker_id] == 2
     creds = a.credentials()
-    on_a, on_b = a.headers(creds), b.headers(creds)
-
+    on_a = a.headers(creds)
+    on_b = b.headers(creds)
     upload(a.http, on_a, SEED_PATH, SEED_CSV)
+    # A token that replica A issued is good on replica B (a load balancer sends the next request anywhere), and B
+    # lists the file uploaded through A.
+    listed = b.http.get(LZ, headers=on_a, params={"recursive": "true"})
+    assert listed.status_code == 200 and "example.csv" in listed.text, listed.text
     audience_id = create_audience(a.http, on_a, seed_audience())
     got = b.http.get(f"/data/core/ais/external-audience/{audience_id}", headers=on_b)
     assert got.status_code == 200 and got.json()["audienceId"] == audience_id, got.text

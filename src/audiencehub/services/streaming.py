@@ -281,7 +281,7 @@ class StreamingService:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._node = os.getpid() % 10000
+        self._node = int(self._owner, 16) % 10000  # replicas on several hosts may share a pid, not an owner
         self._counter = itertools.count(1)
 
     # -- inlets and messages -----------------------------------------------------------------
