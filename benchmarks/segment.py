@@ -547,7 +547,7 @@ def main_lake(args: argparse.Namespace) -> None:
         if args.engine == "spark":
             from audiencehub.engines.spark import SparkEngine
 
-            engine = SparkEngine(master=args.spark_master, ui=False)
+            engine = SparkEngine(master=args.spark_master, conf={"spark.driver.memory": args.spark_memory}, ui=False)
         else:
             engine = DuckDBEngine(threads=args.threads, memory_limit=args.memory_limit, temp_dir=work / "e")
         meta = MetadataStore(f"sqlite:///{work / 'metadata.db'}")
@@ -632,6 +632,7 @@ def main() -> None:
     parser.add_argument("--store", choices=["duckdb", "lake"], default="duckdb", help="The profile store to evaluate")
     parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb", help="The lake store's engine")
     parser.add_argument("--spark-master", default="local[2]")
+    parser.add_argument("--spark-memory", default="6g", help="spark.driver.memory (local masters run in the driver)")
     args = parser.parse_args()
     if args.store == "lake":
         main_lake(args)
