@@ -1,4 +1,4 @@
-"""One server per home: an exclusive lock on ``$AUDIENCEHUB_HOME/.lock``, held while the process lives.
+"""The home's lock (``$AUDIENCEHUB_HOME/.lock``): one server per home where one process must own its state.
 
 The server owns what one process only may open: the embedded profile store's DuckDB files (and a SQLite
 metadata store's writers are best kept in one process). The lock also tells a restarted server that the jobs
