@@ -3,15 +3,26 @@ segment's membership (the result table's rows of both profiles fold into one, th
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
+from audiencehub.app import create_app
+from tests.api.support import headers_for
 from tests.api.xdm_support import IDENTITY_MAP_FG, PROFILE_CLASS, dataset, enable_profile, ingest, json_lines, schema
+from tests.conftest import test_settings
 from tests.segments.support import define, evaluate, memberships, segment_status
 
 
-def test_a_batch_that_merges_two_evaluated_profiles_keeps_their_segment(
-    client: TestClient, headers: dict[str, str]
-) -> None:
+@pytest.mark.parametrize("store", ["duckdb", "lake"])
+def test_a_batch_that_merges_two_evaluated_profiles_keeps_their_segment(tmp_path: Path, store: str) -> None:
+    home = tmp_path / "home"
+    with TestClient(create_app(test_settings(home, profile_store=store))) as client:
+        _merge_after_evaluation(client, headers_for(client, home))
+
+
+def _merge_after_evaluation(client: TestClient, headers: dict[str, str]) -> None:
     schema_id = schema(client, headers, "People", PROFILE_CLASS, IDENTITY_MAP_FG)
     enable_profile(client, headers, schema_id)
     ds = dataset(client, headers, "People", schema_id, profile=True)
@@ -48,4 +59,7 @@ def test_a_batch_that_merges_two_evaluated_profiles_keeps_their_segment(
 
     again = evaluate(client, headers, everyone)
     assert again["metrics"]["segmentedProfileCounter"] == {everyone: 1}, again
+    # The merged-away profile left no row behind that this evaluation would see exit.
+    by_status = again["metrics"]["segmentedProfileByStatusCounter"][everyone]
+    assert by_status == {"realized": 0, "existing": 1, "exited": 0}, by_status
     assert segment_status(client, headers, "Email", "a@example.com", everyone) in ("realized", "existing")

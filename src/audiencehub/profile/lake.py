@@ -700,7 +700,8 @@ class LakeProfileStore(ProfileStore):
     def _remap(w: _Work, labels: Path) -> None:
         """Moves everything of the profiles a component merged to its smallest profile id, in every table that holds
         profile ids (the embedded store's ``graph._merge_profiles``): identities, memberships (a member under two of
-        them keeps its newest row), fragments and records' memberships."""
+        them keeps its newest row), fragments, records' memberships and segment results (one row per profile, the
+        newest status per segment)."""
         remap, moved = w.temp("remap", q.remap_sql(labels))
         if not moved:
             return
@@ -721,6 +722,16 @@ class LakeProfileStore(ProfileStore):
             rel = w.rel(table, columns)
             if w.query(f"SELECT count(*) FROM {rel} x JOIN {rem} r ON r.old = x.{ident(key)}"):
                 w.put(table, q.remapped_sql(rel, [c for c, _ in columns], key, remap))
+        # Segment results: the next evaluation reads each segment's past from them (``lake_segments``).
+        widths = {
+            str(a["segment"]["table"]): int(a["segment"]["width"]) for a in w.new.audiences.values() if "segment" in a
+        }
+        for table, width in widths.items():
+            if not w.files(table):
+                continue
+            rel = w.rel(table, [(PROFILE_ID, "VARCHAR"), *((f"c{k}", "INTEGER") for k in range(width))])
+            if w.query(f"SELECT count(*) FROM {rel} x JOIN {rem} r ON r.old = x.{PROFILE_ID}"):
+                w.put(table, q.remapped_results_sql(rel, width, remap))
 
     @staticmethod
     def _compact(w: _Work) -> None:

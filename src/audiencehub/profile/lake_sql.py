@@ -39,6 +39,7 @@ from audiencehub.profile.columns import (
     XFILE,
     XRN,
 )
+from audiencehub.profile.segments import newest_code
 
 IDENTITIES = "identities"
 IDENTITIES_BY_PROFILE = "identities_by_profile"
@@ -475,6 +476,16 @@ def applied_batch_sql(batch_id: str, dataset_id: str, at: str, result: str) -> s
         f"SELECT {lit(batch_id)} AS batch_id, {lit(dataset_id)} AS dataset_id, {at} AS applied_at, "
         f"{lit(result)} AS result"
     )
+
+
+def remapped_results_sql(table: str, width: int, remap: Path) -> str:
+    """A segment result table (``profile/segments.py``: the profile id, then ``c0``... codes) with merged profiles
+    moved and folded into one row each: per segment the newest status (``segments.newest_code``)."""
+    codes = ", ".join(f"max_by(c{k}, {newest_code(f'c{k}')}) AS c{k}" for k in range(width))
+    kept = "".join(f", t.c{k}" for k in range(width))
+    moved = f"SELECT coalesce(m.new, t.{PROFILE_ID}) AS {PROFILE_ID}{kept} FROM {table} t "
+    moved += f"LEFT JOIN read_parquet({path_list([remap])}) m ON m.old = t.{PROFILE_ID}"
+    return f"SELECT {PROFILE_ID}, {codes} FROM ({moved}) x GROUP BY {PROFILE_ID} ORDER BY {PROFILE_ID}"
 
 
 def remapped_sql(table: str, columns: Sequence[str], key: str, remap: Path) -> str:

@@ -310,6 +310,13 @@ class Stamps:
         return no
 
 
+def newest_code(col: str) -> str:
+    """The ``arg_max`` key that picks, among the codes two merged profiles had for one segment, the status set by the
+    newest evaluation (the stamp in the upper bits), an active one before an exit of the same evaluation. Portable
+    arithmetic (``//`` and ``%``: Spark runs it)."""
+    return f"(({col}) // 4) * 2 + CASE WHEN ({col}) % 4 = {EXITED} THEN 0 ELSE 1 END"
+
+
 def _code(stamp: int, status: int) -> int:
     return stamp << 2 | status
 
