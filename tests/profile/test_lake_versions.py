@@ -16,11 +16,11 @@ from sqlglot.errors import ErrorLevel
 
 from audiencehub.engines.base import Engine, EngineSession, Format, Progress
 from audiencehub.engines.duckdb import DuckDBEngine
-from audiencehub.errors import TransientError, Unprocessable
+from audiencehub.errors import TransientError
 from audiencehub.metadata.store import MetadataStore
 from audiencehub.profile import lake
 from audiencehub.profile.duckdb import DuckDBProfileStore
-from audiencehub.profile.lake import NOT_SUPPORTED, LakeProfileStore, Manifest
+from audiencehub.profile.lake import LakeProfileStore, Manifest
 from tests.profile.test_lake_parity import (
     A1,
     SCOPE,
@@ -132,22 +132,6 @@ def test_superseded_versions_and_a_crashed_writers_folder_go_after_the_grace_per
     on_disk = {p.name for p in store.root(SCOPE).iterdir() if p.name != "_tmp"}
     assert on_disk == named and not leftover.exists()
     assert store.lookup(SCOPE, "Email", "a@x.com") is not None  # carried-over files stayed
-    store.close()
-
-
-def test_operations_outside_the_slice_say_so(tmp_path: Path, metadata: MetadataStore) -> None:
-    store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
-    calls = {
-        "apply_fragments": lambda: store.apply_fragments(SCOPE, None),  # type: ignore[arg-type]
-        "entity": lambda: store.entity(SCOPE, "Email", "a@x.com"),
-        "evaluate": lambda: store.evaluate(SCOPE, "job", [], {}),
-        "snapshot": lambda: store.snapshot(SCOPE),
-        "export": lambda: store.export(SCOPE, None, []),  # type: ignore[arg-type]
-    }
-    assert set(NOT_SUPPORTED) <= set(calls)
-    for name, call in ((n, c) for n, c in calls.items() if n in NOT_SUPPORTED):
-        with pytest.raises(Unprocessable, match=f"{name}.*not supported by the lake profile store yet"):
-            call()
     store.close()
 
 

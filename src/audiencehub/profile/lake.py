@@ -13,8 +13,8 @@ twice, sorted by (ns, id) and by profile, and membership tables by profile, so p
 
 Profile-enabled datasets' batches are stitched into the identity graph and kept as fragment tables (``f_{dataset
 hex}``, the embedded store's names and columns, with records' own memberships in ``fragment_memberships``), read
-merged by the Profile Access API and the Query Service's profile table. Segment evaluation and exports are not
-supported yet (:data:`NOT_SUPPORTED`).
+merged by the Profile Access API and the Query Service's profile table. Segment evaluation (``lake_segments``) and
+exports (``lake_exports``) run the embedded store's SQL builders over the version's files.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.engines.base import Engine, EngineSession
 from audiencehub.engines.duckdb import connect
 from audiencehub.engines.ingest_sql import INTERNAL, ident, lit, path_list
-from audiencehub.errors import TransientError, Unprocessable
+from audiencehub.errors import TransientError
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import IntegrityError, MetadataStore, Scope
 from audiencehub.profile import exports, lake_exports, lake_segments
@@ -77,14 +77,9 @@ R = TypeVar("R")
 GRACE_S = 3600.0
 """How long a superseded version (and a folder no version names) stays: readers in flight still use its files."""
 COMPACT_AT = 8
+"""An append-only table with more files than this is rewritten as one sorted file."""
 RACES = 3
 """How many times a batch's write (or a dataset's removal) is built when other processes keep committing first."""
-"""An append-only table with more files than this is rewritten as one sorted file."""
-NOT_SUPPORTED: tuple[str, ...] = ()
-
-
-def _not_supported(operation: str) -> Unprocessable:
-    return Unprocessable(f"{operation} is not supported by the lake profile store yet (AUDIENCEHUB_PROFILE_STORE=lake)")
 
 
 def _json_value(value: Any) -> Any:
