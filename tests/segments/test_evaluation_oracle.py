@@ -11,10 +11,11 @@ the oracle's.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from audiencehub.metadata.store import Scope
 from audiencehub.pql import ast as A
 from audiencehub.pql.compile import compile_segment
 from audiencehub.profile import segments as profile_segments
+from audiencehub.profile.base import ProfileStore
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.profile.segments import NO_TTL
 from tests.segments.oracle import (
@@ -92,23 +94,30 @@ def describe(world: World, oracle: Oracle, pid: uuid.UUID, order: tuple[str, ...
     return f"profile {pid}: merged {merged}; audiences {memberships}; events {oracle.events.get(pid, [])}"
 
 
+Stored = dict[uuid.UUID, tuple[str, dt.datetime, str]]
+
+
 def evaluate_and_check(
-    store: DuckDBProfileStore,
+    store: ProfileStore,
     world: World,
     now: dt.datetime,
     job: str,
     plans: list[list[Segment]],
     ttl: dict[str, int],
+    read: Callable[[str], Stored] | None = None,
 ) -> dict[str, SegmentCounts]:
-    """Evaluates the plans in one job and checks each segment's membership table and counts against the oracle."""
+    """Evaluates the plans in one job and checks each segment's memberships (``read``: by default the embedded
+    store's membership views) and counts against the oracle."""
     counts = store.evaluate(SCOPE, job, [compile_plan(world, now, p) for p in plans], ttl)
-    cur = cursor(store)
+    if read is None:
+        assert isinstance(store, DuckDBProfileStore)
+        read = functools.partial(stored, cursor(store))
     for segments in plans:
         oracle = Oracle(world, now)  # after the previous plan's folds: later plans read those segments
         expected = {sid: oracle.members(node, order) for sid, node, order in segments}
         for sid, node, order in segments:
             want = world.fold(sid, expected[sid], now, job, ttl.get(sid, NO_TTL))
-            got = stored(cur, sid)
+            got = read(sid)
             members = {pid for pid, (status, _, _) in got.items() if status in ("realized", "existing")}
             if members != expected[sid]:
                 wrong = sorted(members ^ expected[sid])

@@ -27,9 +27,9 @@ from audiencehub.pql import ast as A
 from audiencehub.profile.columns import PROFILE_ID, table_for
 from audiencehub.profile.duckdb import SCHEMA
 from audiencehub.profile.lake import LakeProfileStore
-from audiencehub.profile.segments import NO_TTL
-from tests.segments.oracle import ORDERS, Gen, Oracle, World
-from tests.segments.test_evaluation_oracle import SCOPE, STARTS, Segment, compile_plan, describe
+from tests.segments import test_evaluation_oracle as embedded
+from tests.segments.oracle import ORDERS, Gen, World
+from tests.segments.test_evaluation_oracle import SCOPE, STARTS, Segment, compile_plan
 
 LOADED = ("identities", "identities_by_profile", "fragment_memberships")
 
@@ -150,27 +150,8 @@ def stored(store: LakeProfileStore, segment_id: str) -> dict[uuid.UUID, tuple[st
 def evaluate_and_check(
     store: LakeProfileStore, world: World, now: dt.datetime, job: str, plans: list[list[Segment]], ttl: dict[str, int]
 ) -> dict[str, SegmentCounts]:
-    """Evaluates the plans in one job and checks each segment's membership table and counts against the oracle."""
-    counts = store.evaluate(SCOPE, job, [compile_plan(world, now, p) for p in plans], ttl)
-    for segments in plans:
-        oracle = Oracle(world, now)
-        expected = {sid: oracle.members(node, order) for sid, node, order in segments}
-        for sid, node, order in segments:
-            want = world.fold(sid, expected[sid], now, job, ttl.get(sid, NO_TTL))
-            got = stored(store, sid)
-            members = {pid for pid, (status, _, _) in got.items() if status in ("realized", "existing")}
-            if members != expected[sid]:
-                wrong = sorted(members ^ expected[sid])
-                details = "\n".join(describe(world, oracle, pid, order) for pid in wrong[:3])
-                raise AssertionError(
-                    f"{job}: segment {sid} ({node}): the store has {len(members)} members, the oracle "
-                    f"{len(expected[sid])}; they differ on {len(wrong)}, e.g.\n{details}"
-                )
-            rows = {pid: (r.status, r.qualified_at, r.run_id) for pid, r in world.segments[sid].rows.items()}
-            assert got == rows, f"{job}: segment {sid} ({node}): memberships differ from the oracle's fold"
-            assert counts[sid] == want, f"{job}: segment {sid}: counts {counts[sid]} != the oracle's {want}"
-    assert store.evaluation(SCOPE, job) == counts
-    return counts
+    """The embedded store's check (test_evaluation_oracle), reading the lake version's membership tables."""
+    return embedded.evaluate_and_check(store, world, now, job, plans, ttl, read=lambda sid: stored(store, sid))
 
 
 def scenario(
