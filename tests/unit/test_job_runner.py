@@ -240,10 +240,12 @@ def test_a_dead_workers_jobs_are_retried_or_failed_with_the_reason(shared: Metad
 def test_a_stale_job_waits_for_the_stale_period_when_its_worker_is_not_known_dead(shared: MetadataStore) -> None:
     handlers = {"once": Handler(execute=lambda ref, scope: None, recover=lambda r, s: None)}
     fresh = _orphan(shared, "once", worker="other-host:9:bbbb", heartbeat_age=0.0)
+    # A job that IS stale: once a sweep has recovered it, that sweep has seen the fresh one too.
+    stale = _orphan(shared, "once", worker="other-host:9:cccc", heartbeat_age=120.0)
     runner = _runner(shared, handlers, stale_after_s=60.0)
     runner.start()
     try:
-        time.sleep(0.5)  # several sweeps
+        wait_for(lambda: _job(shared, stale)["status"] == jobs.FAILED, what="the stale job's recovery")
         assert _job(shared, fresh)["status"] == jobs.RUNNING
     finally:
         runner.stop()
