@@ -6,7 +6,6 @@ compares what they answer, profile ids left out (random in each store)."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 import uuid
@@ -25,7 +24,7 @@ from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.profile.lake import LakeProfileStore
 from tests.profile.test_lake_parity import duckdb_engine, lake_store, metadata_store
 from tests.profile.test_lake_versions import _Recording
-from tests.profile.test_stitching import LEAVES, SCOPE, write_batch
+from tests.profile.test_stitching import LEAVES, SCOPE, random_graph, write_batch
 
 Stores = tuple[DuckDBProfileStore, LakeProfileStore]
 
@@ -228,32 +227,12 @@ def test_entities_stay_apart_from_people(stores: Stores, tmp_path: Path) -> None
 
 def test_random_graphs_match_a_union_find(stores: Stores, tmp_path: Path) -> None:
     p = Player(stores, tmp_path)
-    rng = random.Random(7)
     ds = str(uuid.uuid4())
-    universe = [("Email", f"u{i}@x.com") for i in range(40)] + [("CRMID", f"c{i}") for i in range(40)]
-    parent = {node: node for node in universe}
-
-    def find(x: tuple[str, str]) -> tuple[str, str]:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    seen: set[tuple[str, str]] = set()
-    for n in range(4):  # several batches, so merges happen across batches and within one
-        records = []
-        for _ in range(20):
-            ids = rng.sample(universe, rng.choice([1, 1, 2, 3]))
-            records.append({"ids": [(ns, v, k == 0) for k, (ns, v) in enumerate(ids)], "points": n})
-            seen.update(ids)
-            for a, b in itertools.pairwise(ids):
-                parent[find(a)] = find(b)
+    batches, expected = random_graph(random.Random(7), 40, 4, 20)
+    for n, records in enumerate(batches):
         p.batch(ds, records, at=1_700_000_000 + n)
-    expected: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for node in seen:
-        expected.setdefault(find(node), set()).add(node)
     lake = stores[1]
-    for component in expected.values():
+    for component in expected:
         ids = {lake.entity(SCOPE, ns, v).entity_id for ns, v in component}  # type: ignore[union-attr]
         assert len(ids) == 1
         got = p.same(entity(*next(iter(component))))

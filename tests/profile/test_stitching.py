@@ -181,32 +181,47 @@ def test_entities_stay_apart_from_people(store: DuckDBProfileStore, tmp_path: Pa
     assert entity is not None and entity.attributes["person.name.firstName"] == "not a person"
 
 
-def test_random_graphs_match_a_union_find(store: DuckDBProfileStore, tmp_path: Path) -> None:
-    rng = random.Random(7)
-    ds = str(uuid.uuid4())
-    universe = [("Email", f"u{i}@x.com") for i in range(60)] + [("CRMID", f"c{i}") for i in range(60)]
+Node = tuple[str, str]
+
+
+def random_graph(
+    rng: random.Random, size: int, batches: int, per_batch: int
+) -> tuple[list[list[dict[str, Any]]], list[set[Node]]]:
+    """Batches of records that each name 1-3 random identities of a universe of ``2 * size`` (Email and CRMID), and the
+    connected components a union-find makes of the identities they link: the profiles a store must end with."""
+    universe = [("Email", f"u{i}@x.com") for i in range(size)] + [("CRMID", f"c{i}") for i in range(size)]
     parent = {node: node for node in universe}
 
-    def find(x: tuple[str, str]) -> tuple[str, str]:
+    def find(x: Node) -> Node:
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    seen: set[tuple[str, str]] = set()
-    for _ in range(4):  # several batches, so merges happen across batches and within one
+    seen: set[Node] = set()
+    out = []
+    for n in range(batches):  # several batches, so merges happen across batches and within one
         records = []
-        for _ in range(25):
+        for _ in range(per_batch):
             ids = rng.sample(universe, rng.choice([1, 1, 2, 3]))
-            records.append({"ids": [(ns, v, n == 0) for n, (ns, v) in enumerate(ids)]})
+            records.append({"ids": [(ns, v, k == 0) for k, (ns, v) in enumerate(ids)], "points": n})
             seen.update(ids)
             for a, b in itertools.pairwise(ids):
                 parent[find(a)] = find(b)
-        apply(store, tmp_path, ds, records)
-    expected: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        out.append(records)
+    components: dict[Node, set[Node]] = {}
     for node in seen:
-        expected.setdefault(find(node), set()).add(node)
-    for component in expected.values():
+        components.setdefault(find(node), set()).add(node)
+    return out, list(components.values())
+
+
+def test_random_graphs_match_a_union_find(store: DuckDBProfileStore, tmp_path: Path) -> None:
+    ds = str(uuid.uuid4())
+    batches, expected = random_graph(random.Random(7), 60, 4, 25)
+    for records in batches:
+        apply(store, tmp_path, ds, records)
+    seen = set().union(*expected)
+    for component in expected:
         ids = {profile_of(store, ns, v) for ns, v in component}
         assert len(ids) == 1 and None not in ids
         got = store.entity(SCOPE, *next(iter(component)))
