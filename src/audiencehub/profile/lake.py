@@ -13,8 +13,9 @@ twice, sorted by (ns, id) and by profile, and membership tables by profile, so p
 
 Profile-enabled datasets' batches are stitched into the identity graph and kept as fragment tables (``f_{dataset
 hex}``, the embedded store's names and columns, with records' own memberships in ``fragment_memberships``), read
-merged by the Profile Access API and the Query Service's profile table. Segment evaluation (``lake_segments``) and
-exports (``lake_exports``) run the embedded store's SQL builders over the version's files.
+merged by the Profile Access API and the Query Service's profile table; those writes and the identity graph's
+stitching and merges are ``lake_fragments``. Segment evaluation (``lake_segments``) and exports (``lake_exports``)
+run the embedded store's SQL builders over the version's files.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from sqlalchemy import delete, func, insert, select, update
 from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.engines.base import Engine, EngineSession
 from audiencehub.engines.duckdb import connect
-from audiencehub.engines.ingest_sql import INTERNAL, ident, lit, path_list
+from audiencehub.engines.ingest_sql import INTERNAL, path_list
 from audiencehub.errors import TransientError
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import IntegrityError, MetadataStore, Scope
-from audiencehub.profile import exports, lake_exports, lake_segments
+from audiencehub.profile import exports, lake_exports, lake_fragments, lake_segments
 from audiencehub.profile import lake_sql as q
 from audiencehub.profile.base import (
     ApplyResult,
@@ -58,14 +59,12 @@ from audiencehub.profile.columns import (
     ENTITY_ID,
     ENTITY_NS,
     MEMBER_COLUMNS,
-    MEMBERSHIP_LEAF,
     PROFILE_ID,
     QUALIFIED_AT,
     SEQ,
     STATUS,
     TS,
     dataset_rank,
-    fragment_table_for,
     table_for,
 )
 from audiencehub.profile.exports import ExportOutput, ExportSpec
@@ -193,6 +192,26 @@ class _Work:
     def drop(self, table: str) -> None:
         if self.new.tables.pop(table, None) is not None:
             self.changed = True
+
+    def add_by_profile(self, added: Path) -> None:
+        """Adds identities just appended (a file of ``identities``) to their copy sorted by profile."""
+        self.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")
+
+    def compact(self) -> None:
+        """Rewrites an append-only table of many small files as one sorted file (lookups read fewer footers)."""
+        appended = [
+            (q.IDENTITIES, "ns, id"),
+            (q.IDENTITIES_BY_PROFILE, "profile_id, ns, id"),
+            (q.APPLIED_RUNS, "run_id"),
+            (q.APPLIED_BATCHES, "batch_id"),
+            (q.FRAGMENT_MEMBERSHIPS, "profile_id"),
+        ]
+        for f in self.new.fragments.values():
+            key = f"{ENTITY_NS}, {ENTITY_ID}" if f["kind"] == "entity" else PROFILE_ID
+            appended.append((f["table"], f"{key}, {BATCH}, {SEQ}"))
+        for table, order in appended:
+            if len(self.new.tables.get(table, [])) > COMPACT_AT:
+                self.put(table, f"SELECT * FROM {self.rel(table, self.new.columns(table))} c ORDER BY {order}")
 
 
 class LakeProfileStore(ProfileStore):
@@ -645,7 +664,7 @@ class LakeProfileStore(ProfileStore):
         resolved, _ = w.temp("resolved", q.resolved_sql(rows, w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)))
         added, inserted = w.append(q.IDENTITIES, q.new_identities_sql(rows, resolved))
         if added is not None:
-            w.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")
+            w.add_by_profile(added)
         members = w.rel(tbl, columns)
         counted = w.session.query(q.counts_sql(resolved, members, cutoff, replace=rows.replace))[0]
         n_rows, n_realized, n_new, exited, replaced = (int(v or 0) for v in counted)
@@ -661,89 +680,10 @@ class LakeProfileStore(ProfileStore):
             membersExited=exited + replaced,
         )
         if len(rows.identities) > 1:
-            self._link(w, rows, resolved)
+            lake_fragments.link(w, rows, resolved)
         w.append(q.APPLIED_RUNS, q.applied_sql(rows.run_id, rows.audience_id, at, json.dumps(result.to_dict())))
-        self._compact(w)
+        w.compact()
         return result
-
-    @classmethod
-    def _link(cls, w: _Work, rows: AudienceRows, resolved: Path) -> None:
-        """Identities in one row link: a row whose identities belonged to two profiles merges them (in every table
-        that holds profile ids), as the embedded store's stitch does."""
-        rid, _ = w.temp("rid", q.rid_sql(rows, resolved))
-        identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
-        if not w.query(q.tangled_sql(rid, identities)):
-            return  # every row's identities are one profile's already
-        cls._remap(w, cls._components(w, rid, identities))
-
-    @staticmethod
-    def _components(w: _Work, rid: Path, identities: str) -> Path:
-        """Labels (node → its component's smallest node) of the graph where a row (``rid``: row node, ns, id) links
-        its identities and a known identity its profile: label propagation until nothing changes."""
-        edges, _ = w.temp("edges", q.edges_sql(rid, identities))
-        labels, _ = w.temp("labels0", q.labels_sql(edges))
-        step = 0
-        while True:
-            step += 1
-            after, _ = w.temp(f"labels{step}", q.propagate_sql(labels, edges))
-            changed = w.query(q.changed_sql(labels, after))
-            labels = after
-            if not changed:
-                return labels
-
-    @staticmethod
-    def _remap(w: _Work, labels: Path) -> None:
-        """Moves everything of the profiles a component merged to its smallest profile id, in every table that holds
-        profile ids (the embedded store's ``graph._merge_profiles``): identities, memberships (a member under two of
-        them keeps its newest row), fragments, records' memberships and segment results (one row per profile, the
-        newest status per segment)."""
-        remap, moved = w.temp("remap", q.remap_sql(labels))
-        if not moved:
-            return
-        rem = f"read_parquet({path_list([remap])})"
-        identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
-        w.put(q.IDENTITIES, q.remapped_identities_sql(identities, remap, by_profile=False))
-        w.put(q.IDENTITIES_BY_PROFILE, q.remapped_identities_sql(identities, remap, by_profile=True))
-        for _, aud in w.new.members():
-            columns = [(str(c), str(ty)) for c, ty in aud["columns"]]
-            members = w.rel(aud["table"], columns)
-            if w.query(f"SELECT count(*) FROM {members} x JOIN {rem} r ON r.old = x.{PROFILE_ID}"):
-                w.put(aud["table"], q.remapped_members_sql(members, [c for c, _ in columns], remap))
-        keyed = [(f["table"], PROFILE_ID) for f in w.new.fragments.values() if f["kind"] != "entity"]
-        for table, key in [*keyed, (q.FRAGMENT_MEMBERSHIPS, "profile_id")]:
-            if not w.files(table):
-                continue
-            columns = w.new.columns(table)
-            rel = w.rel(table, columns)
-            if w.query(f"SELECT count(*) FROM {rel} x JOIN {rem} r ON r.old = x.{ident(key)}"):
-                w.put(table, q.remapped_sql(rel, [c for c, _ in columns], key, remap))
-        # Segment results: the next evaluation reads each segment's past from them (``lake_segments``).
-        widths = {
-            str(a["segment"]["table"]): int(a["segment"]["width"]) for a in w.new.audiences.values() if "segment" in a
-        }
-        for table, width in widths.items():
-            if not w.files(table):
-                continue
-            rel = w.rel(table, [(PROFILE_ID, "VARCHAR"), *((f"c{k}", "INTEGER") for k in range(width))])
-            if w.query(f"SELECT count(*) FROM {rel} x JOIN {rem} r ON r.old = x.{PROFILE_ID}"):
-                w.put(table, q.remapped_results_sql(rel, width, remap))
-
-    @staticmethod
-    def _compact(w: _Work) -> None:
-        """Rewrites an append-only table of many small files as one sorted file (lookups read fewer footers)."""
-        appended = [
-            (q.IDENTITIES, "ns, id"),
-            (q.IDENTITIES_BY_PROFILE, "profile_id, ns, id"),
-            (q.APPLIED_RUNS, "run_id"),
-            (q.APPLIED_BATCHES, "batch_id"),
-            (q.FRAGMENT_MEMBERSHIPS, "profile_id"),
-        ]
-        for f in w.new.fragments.values():
-            key = f"{ENTITY_NS}, {ENTITY_ID}" if f["kind"] == "entity" else PROFILE_ID
-            appended.append((f["table"], f"{key}, {BATCH}, {SEQ}"))
-        for table, order in appended:
-            if len(w.new.tables.get(table, [])) > COMPACT_AT:
-                w.put(table, f"SELECT * FROM {w.rel(table, w.new.columns(table))} c ORDER BY {order}")
 
     # ----- fragments of profile-enabled datasets -----
 
@@ -770,98 +710,10 @@ class LakeProfileStore(ProfileStore):
         done = self._batch_result(scope, w.base, batch.batch_id)  # committed by another process since the first look
         if done is not None:
             return done
-        at = q.timestamp(batch.received_at)
-        values = [(name, expr) for name, _, expr in batch.leaves if name != MEMBERSHIP_LEAF]
-        has_memberships = any(name == MEMBERSHIP_LEAF for name, _, _ in batch.leaves)
-        table, columns = self._fragment_table(w, batch)
-        rec, records = w.temp("rec", q.records_sql(batch.file, values, has_memberships))
-        result = FragmentResult(records=records)
-        names = {name for name, _ in values}
-        if batch.kind == "entity":
-            # Non-people records (segment definitions): keyed by their primary identity, never stitched.
-            w.append(table, q.entity_fragments_sql(rec, columns, names, batch.batch_id, at))
-        else:
-            rec_profile = self._stitch(w, rec, result)
-            w.append(table, q.profile_fragments_sql(rec, rec_profile, columns, names, batch.batch_id, at))
-            if has_memberships:
-                w.append(q.FRAGMENT_MEMBERSHIPS, q.record_memberships_sql(rec, rec_profile, at, batch.dataset_id))
-        w.append(
-            q.APPLIED_BATCHES,
-            q.applied_batch_sql(batch.batch_id, batch.dataset_id, at, json.dumps(result.to_dict())),
-        )
-        self._compact(w)
-        return result
-
-    @staticmethod
-    def _fragment_table(w: _Work, batch: FragmentBatch) -> tuple[str, list[tuple[str, str]]]:
-        """The dataset's fragment table and its columns, widened (a schema may gain fields) to hold every leaf: its
-        files are rewritten with the new columns, so that every file of a table has one schema."""
-        entry = w.new.fragments.get(batch.dataset_id)
-        if entry is None:
-            # The first batch names the kind (the embedded store's fragment_tables: ON CONFLICT DO NOTHING).
-            entry = {
-                "kind": batch.kind,
-                "table": fragment_table_for(batch.dataset_id),
-                "columns": [list(c) for c in q.fragment_columns(batch.kind)],
-            }
-            w.new.fragments[batch.dataset_id] = entry
-            w.new.tables.setdefault(entry["table"], [])
-            w.changed = True
-        table = str(entry["table"])
-        columns = [(str(c), str(ty)) for c, ty in entry["columns"]]
-        have = {c for c, _ in columns}
-        added = [(name, sql_type) for name, sql_type, _ in batch.leaves if name not in have and name != MEMBERSHIP_LEAF]
-        if added:
-            if w.files(table):
-                w.put(table, q.widened_sql(w.rel(table, columns), columns, added))
-            columns += added
-            entry["columns"] = [list(c) for c in columns]
-        return table, columns
-
-    @classmethod
-    def _stitch(cls, w: _Work, rec: Path, result: FragmentResult) -> Path:
-        """Resolves every record to one profile (the embedded store's ``graph.stitch``): identities in a record link;
-        each connected component of records, identities and the profiles those belong to is one profile, the
-        smallest existing profile id of it or a new one, and the other profiles of it merge into that one. Adds the
-        new identities; answers the records' profiles (r, profile_id, new)."""
-        identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
-        rid, _ = w.temp("frid", q.record_ids_sql(rec))
-        if not w.query(q.record_tangled_sql(rid, identities)):
-            # No record links two profiles and no identity is in two records: the usual case, no walk.
-            rec_profile, _ = w.temp("rec_profile", q.untangled_sql(rec, rid, identities))
-            result.profilesCreated = w.query(
-                f"SELECT count(*) FROM read_parquet({path_list([rec_profile])}) p WHERE new"
-            )
-        else:
-            nodes, _ = w.temp("rid", q.record_nodes_sql(rid))
-            labels = cls._components(w, nodes, identities)
-            comp, _ = w.temp("comp", q.components_sql(labels))
-            created, merged = w.session.query(q.component_counts_sql(comp))[0]
-            result.profilesCreated, result.profilesMerged = int(created or 0), int(merged or 0)
-            rec_profile, _ = w.temp("rec_profile", q.record_profiles_sql(labels, comp))
-            if result.profilesMerged:
-                cls._remap(w, labels)
-        added, result.identitiesAdded = w.append(
-            q.IDENTITIES, q.record_new_identities_sql(rid, rec_profile, identities)
-        )
-        if added is not None:
-            w.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")
-        return rec_profile
+        return lake_fragments.apply_batch(w, batch)
 
     def remove_dataset(self, scope: Scope, dataset_id: str) -> None:
-        def work(w: _Work) -> None:
-            entry = w.new.fragments.pop(dataset_id, None)
-            if entry is None:
-                return
-            w.changed = True
-            w.drop(entry["table"])
-            members = w.rel(q.FRAGMENT_MEMBERSHIPS, q.FRAGMENT_MEMBERSHIP_COLUMNS)
-            if w.files(q.FRAGMENT_MEMBERSHIPS) and w.query(
-                f"SELECT count(*) FROM {members} x WHERE dataset_id = {lit(dataset_id)}"
-            ):
-                w.put(q.FRAGMENT_MEMBERSHIPS, f"SELECT * FROM {members} x WHERE dataset_id <> {lit(dataset_id)}")
-
-        self._write_again(scope, work)
+        self._write_again(scope, lambda w: lake_fragments.remove_dataset(w, dataset_id))
 
     def evaluate(
         self, scope: Scope, job_id: str, plans: list[Plan], ttl_days: dict[str, int]
