@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from audiencehub.api.deps import Caller, Services, read_json
 from audiencehub.api.routing import route
+from audiencehub.domain.xdm_registry import CLASSES, MIXINS, SCHEMAS, TENANT, UNIONS, DescriptorStyle, Form
 from audiencehub.errors import BadRequest
-from audiencehub.services.schemas import CLASSES, MIXINS, SCHEMAS, TENANT, UNIONS, DescriptorStyle, Form
 
 router = APIRouter(prefix="/data/foundation/schemaregistry", tags=["Schema Registry"])
 
@@ -226,7 +226,7 @@ def list_descriptors(
     property: str | None = None,
 ) -> dict[str, Any]:
     style, paged = descriptor_listing(accept)
-    return services.schemas.list_descriptors(caller.scope, container, style, paged=paged, prop=property)
+    return services.schemas.descriptors.list_descriptors(caller.scope, container, style, paged=paged, prop=property)
 
 
 @route(router, "GET", "/{container}/descriptors/{descriptor_id}", operation_id="retrieveDescriptor")
@@ -236,13 +236,13 @@ def get_descriptor(
     parsed = _accept(accept)
     if parsed is None or parsed[0] != "xdm":
         raise _invalid(accept, "application/vnd.adobe.xdm+json")
-    return services.schemas.get_descriptor(caller.scope, descriptor_id, container)
+    return services.schemas.descriptors.get_descriptor(caller.scope, descriptor_id, container)
 
 
 @route(router, "POST", "/tenant/descriptors", operation_id="createDescriptor", status_code=201)
 async def create_descriptor(request: Request, caller: Caller, services: Services) -> JSONResponse:
     body = await _body(request)
-    created = await run_in_threadpool(services.schemas.create_descriptor, caller, body)
+    created = await run_in_threadpool(services.schemas.descriptors.create_descriptor, caller, body)
     return JSONResponse(created, status_code=201)
 
 
@@ -251,10 +251,10 @@ async def replace_descriptor(
     descriptor_id: str, request: Request, caller: Caller, services: Services
 ) -> dict[str, Any]:
     body = await _body(request)
-    return await run_in_threadpool(services.schemas.replace_descriptor, caller, descriptor_id, body)
+    return await run_in_threadpool(services.schemas.descriptors.replace_descriptor, caller, descriptor_id, body)
 
 
 @route(router, "DELETE", "/tenant/descriptors/{descriptor_id}", operation_id="deleteDescriptor", status_code=204)
 def delete_descriptor(descriptor_id: str, caller: Caller, services: Services) -> Response:
-    services.schemas.delete_descriptor(caller.scope, descriptor_id)
+    services.schemas.descriptors.delete_descriptor(caller.scope, descriptor_id)
     return Response(status_code=204)

@@ -281,7 +281,7 @@ class CjaService:
                 "allOf": [{"$ref": PROFILE_CLASS}, {"$ref": group["$id"]}],
             },
         )
-        self._schemas.create_descriptor(
+        self._schemas.descriptors.create_descriptor(
             principal,
             {
                 "@type": "xdm:descriptorIdentity",
