@@ -8,7 +8,8 @@ from typing import Any
 
 from audiencehub.services.home import exclusive, owner_token
 from audiencehub.services.landing_zone import LandingZoneService
-from audiencehub.services.streaming import StreamingService, batch_id_of, owner_of
+from audiencehub.services.streaming import StreamingService, batch_id_of
+from audiencehub.services.streaming_owners import owner_of
 
 LIVE, DEAD = "host:1:aaaaaaaa", "host:2:bbbbbbbb"
 HEX = "0123456789abcdef" * 2

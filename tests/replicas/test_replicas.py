@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from audiencehub.metadata import tables as t
 from audiencehub.services.home import owner_token
-from audiencehub.services.streaming import owner_of
+from audiencehub.services.streaming_owners import owner_of
 from tests.conftest import LZ, seed_audience, wait_for
 from tests.integration.conftest import (
     SEED_CSV,

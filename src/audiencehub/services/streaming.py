@@ -9,11 +9,12 @@ record is appended to a write-ahead log of its dataset, fsync'd before the answe
     lake/{org}/{sandbox}/_streaming/{datasetId}/{openedNs}.{owner}_{logId}.{lane}.jsonl    split: one batch each
 
 ``owner`` names the process that owns the files (16 hex digits derived from its id in the ``workers``
-registry); a process seals, splits and commits only its own. Files whose owner is dead are adopted (renamed
-to the adopter's owner, under an ``flock`` on the sandbox's ``_streaming/.adopt.lock``, so that two
-adopters never share a file) and then handled as the adopter's own. A server that holds the home's lock is
-alone: every other owner is dead, and it adopts everything at its start. API replicas (no home lock) take an
-owner for dead when it is not registered or its heartbeat is stale, at start and every few seconds after.
+registry); a process seals, splits and commits only its own. Files whose owner is dead are adopted
+(``streaming_owners``: renamed to the adopter's owner, under an ``flock`` on the sandbox's
+``_streaming/.adopt.lock``, so that two adopters never share a file) and then handled as the adopter's own.
+A server that holds the home's lock is alone: every other owner is dead, and it adopts everything at its start.
+API replicas (no home lock) take an owner for dead when it is not registered or its heartbeat is stale, at start
+and every few seconds after.
 A batch id derives from the part's name without its owner, so an adopted part is the same batch.
 
 A flusher thread seals a log ``flush_seconds`` after its first record (or at ``flush_records``
@@ -34,7 +35,6 @@ answer and, when invalid, answered 400 with the reasons and dropped. An engine c
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import logging
@@ -53,40 +53,29 @@ from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row
 from audiencehub.services.auth import Principal
 from audiencehub.services.connections import ConnectionService, Inlet
-from audiencehub.services.home import owner_token, owner_tokens
+from audiencehub.services.home import owner_token
+from audiencehub.services.streaming_owners import (
+    FAILED,
+    LOG,
+    OPEN,
+    ORPHANED,
+    PART,
+    TMP,
+    adopt_dead,
+    fsync_dir,
+    owner_of,
+    without_owner,
+)
 
 log = logging.getLogger(__name__)
 
 RECORDS, REJECTED = "records", "rejected"
-LOG, OPEN, PART, TMP, ORPHANED, FAILED = ".log", ".open", ".jsonl", ".tmp", ".orphaned", ".failed"
 DATASET_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 INLET_ID = re.compile(r"[0-9a-f]{64}")
 RETRY_MAX_S = 60.0
 BATCH_IDS = uuid.UUID("5c2b0f55-8a7e-4d51-9a43-3f1f2f6b8e10")
 """The uuid5 namespace of batch ids derived from part names."""
-ADOPT_LOCK = ".adopt.lock"
 ADOPT_EVERY_S = 5.0
-
-
-def owner_of(name: str) -> str | None:
-    """The owner token in a streaming file's name; None for a name from before owners (nobody's: adoptable)."""
-    fields = name.split(".")
-    if len(fields) < 2 or "_" not in fields[1]:
-        return None
-    return fields[1].split("_", 1)[0]
-
-
-def _with_owner(name: str, token: str) -> str:
-    fields = name.split(".")
-    fields[1] = f"{token}_{fields[1].split('_', 1)[-1]}"
-    return ".".join(fields)
-
-
-def _without_owner(name: str) -> str:
-    fields = name.split(".")
-    if len(fields) >= 2:
-        fields[1] = fields[1].split("_", 1)[-1]
-    return ".".join(fields)
 
 
 class InletUnavailable(TransientError):
@@ -138,14 +127,6 @@ class _Answer:
     reasons: list[str] = field(default_factory=list)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_durably(path: Path, data: bytes) -> None:
     """``path`` holds ``data`` on disk, or still holds what it held: written aside, fsync'd, renamed."""
     tmp = path.with_name(path.name + TMP)
@@ -165,7 +146,7 @@ class _Log:
         self.path = self.sealed_path.with_name(self.sealed_path.name + OPEN)
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        _fsync_dir(folder)  # the file's name must survive a power loss as well as its bytes
+        fsync_dir(folder)  # the file's name must survive a power loss as well as its bytes
         self.records = 0
         self._size = 0
         self._synced = 0
@@ -209,7 +190,7 @@ class _Log:
             # A peer took this process for dead (its heartbeats were late) and adopted the log.
             log.error("streaming: log %s was adopted by a peer that took this process for dead", self.path.name)
             return
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
 
 @dataclass
@@ -222,26 +203,10 @@ class _Dataset:
     committing: threading.Lock = field(default_factory=threading.Lock)
 
 
-def seal_orphan(path: Path) -> None:
-    """A log a dead process left open, sealed: a torn last line (never acknowledged) cut off; empty, removed."""
-    with path.open("rb+") as f:
-        data = f.read()
-        keep = data.rfind(b"\n") + 1
-        if keep != len(data):
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-    if keep == 0:
-        path.unlink()
-    else:
-        os.replace(path, path.with_name(path.name.removesuffix(OPEN)))
-    _fsync_dir(path.parent)
-
-
 def batch_id_of(part: Path) -> str:
     """The batch a part becomes, derived from its name without its owner: a part handed over again (or adopted
     by another process) is the same batch."""
-    return str(uuid.uuid5(BATCH_IDS, _without_owner(part.name)))
+    return str(uuid.uuid5(BATCH_IDS, without_owner(part.name)))
 
 
 def _line(entity: dict[str, Any]) -> bytes:
@@ -490,9 +455,9 @@ class StreamingService:
         for lane, chosen in parts.items():
             if chosen:
                 _write_durably(sealed.with_name(f"{stem}.{lane}{PART}"), b"\n".join(chosen) + b"\n")
-        _fsync_dir(sealed.parent)
+        fsync_dir(sealed.parent)
         sealed.unlink()
-        _fsync_dir(sealed.parent)
+        fsync_dir(sealed.parent)
 
     def _ingest(self, scope: Scope, dataset_id: str, part: Path) -> str:
         batch_id = batch_id_of(part)
@@ -540,54 +505,13 @@ class StreamingService:
     def recover(self) -> int:
         """Adopts the files of dead processes (their open logs sealed) and queues what waits; answers how many
         files were adopted."""
-        # Listed before the registry is read: a file listed was made by a process registered by then, so a live
-        # peer that started a moment ago is never taken for dead.
-        found: dict[Path, list[str]] = {}
-        for folder in sorted(self._root.glob("*/*/_streaming/*")):
-            if folder.is_dir():
-                found[folder] = sorted(p.name for p in folder.iterdir() if owner_of(p.name) != self._owner)
-        live = {self._owner}
-        if self._live_owners is not None and any(found.values()):
-            live |= owner_tokens(self._live_owners())
-        adopted = 0
-        for folder, names in found.items():
-            dead = [n for n in names if owner_of(n) not in live and not n.endswith((ORPHANED, FAILED))]
-            if dead:
-                adopted += self._adopt(folder, dead)
+        adopted, folders = adopt_dead(self._root, self._owner, self._live_owners)
+        for folder in folders:
             if any(p.name.endswith((LOG, PART)) and owner_of(p.name) == self._owner for p in folder.iterdir()):
                 with self._lock:
                     self._pending.add((Scope(folder.parts[-4], folder.parts[-3]), folder.name))
         if adopted:
             log.info("streaming: %d file(s) left by stopped processes will be committed", adopted)
-        return adopted
-
-    def _adopt(self, folder: Path, names: list[str]) -> int:
-        """Renames the dead owners' files ``names`` to this process's, one adopter per folder at a time."""
-        adopted = 0
-        # Beside the dataset folders (one per sandbox), so that a dataset's folder holds only its records.
-        fd = os.open(folder.parent / ADOPT_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            for name in names:
-                path = folder / name
-                if name.endswith(TMP):
-                    path.unlink(missing_ok=True)  # a part being written when its process died: split again
-                    continue
-                if not name.endswith((LOG, LOG + OPEN, PART)):
-                    continue
-                mine = path.with_name(_with_owner(name, self._owner))
-                try:
-                    os.replace(path, mine)
-                except FileNotFoundError:
-                    continue  # another adopter was first
-                if name.endswith(OPEN):
-                    seal_orphan(mine)
-                adopted += 1
-                log.info("streaming: adopted %s of a stopped process as %s", name, mine.name)
-            if adopted:
-                _fsync_dir(folder)
-        finally:
-            os.close(fd)  # closing drops the flock
         return adopted
 
     def start(self) -> None:
