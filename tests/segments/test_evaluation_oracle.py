@@ -281,8 +281,8 @@ def loaded_world(store: DuckDBProfileStore, seed: int, now: dt.datetime, count: 
 def test_a_plan_that_fails_leaves_every_membership_table_as_it_was(
     store: DuckDBProfileStore, monkeypatch: pytest.MonkeyPatch, evaluated_before: bool, fails_in: str
 ) -> None:
-    """A job fails in its second plan, after the first plan's segments were written: the query of the plan fails,
-    or the store fails right after it replaced a segment's table. Nothing of the job stays."""
+    """A job fails in its second plan: the query of the plan fails, or the store fails right after it wrote the
+    job's result table. Nothing of the job stays."""
     now = STARTS[2]
     world, segments = loaded_world(store, 7, now, 6)
     if evaluated_before:
@@ -301,7 +301,7 @@ def test_a_plan_that_fails_leaves_every_membership_table_as_it_was(
 
         def failing_build(cur: duckdb.DuckDBPyConnection, have: Any, plan: Any, n: int, *args: Any) -> Any:
             counts = build(cur, have, plan, n, *args)
-            if n == 1:  # the second plan's result table is written, then the disk is full
+            if n == 0:  # the job's result table (every plan's segments: one pass) is written, then the disk is full
                 raise OSError("No space left on device")
             return counts
 

@@ -690,7 +690,7 @@ class DuckDBProfileStore(ProfileStore):
                 try:
                     have = segments.tables(cur)
                     stamps = segments.Stamps.next(cur, job_id, plans[0].now if plans else dt.datetime.now(dt.UTC))
-                    for n, plan in enumerate(plans):
+                    for n, plan in enumerate(segments.combine(plans)):  # one plan: every level in one pass
                         counts |= segments.build(cur, have, plan, n, stamps, ttl_days)
                     cur.execute("COMMIT")
                 except BaseException:

@@ -124,7 +124,7 @@ def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int])
     first = w.query(f"SELECT coalesce(max(no), 0) + 1 FROM {reader.ref(STAMPS)} s")
     stamps = segments.Stamps(first, job_id, at, {first: (job_id, at)})
     counts: dict[str, SegmentCounts] = {}
-    for n, plan in enumerate(plans):
+    for n, plan in enumerate(segments.combine(plans)):  # one plan: every level in one pass
         tbl = segments.result_table(job_id, n)
         reader.widths[tbl] = len(plan.segments)
         w.put(tbl, inline(segments.result_sql(have, plan, n, stamps, ttl_days), plan.params))

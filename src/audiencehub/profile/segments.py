@@ -217,12 +217,17 @@ def _events(have: Tables, counts: dict[str, EventCount]) -> str:
     return f"SELECT {PROFILE_ID}{aggs} FROM ({' UNION ALL '.join(parts)}) e GROUP BY {PROFILE_ID}"
 
 
-def query(have: Tables, plan: Plan) -> str:
-    """One row per profile: its id and one boolean column ``s{n}`` per segment of the plan."""
+def _joins(have: Tables, plan: Plan) -> tuple[str, dict[str, Flag]]:
+    """One row per profile: its id and every column the plan's segments read, except the flags on segments of the
+    plan itself (answered apart: they are read from the codes the same statement computes)."""
     kinds: dict[type, dict[str, Column]] = defaultdict(dict)
     fresh: dict[str, Flag] = {}
+    inner: dict[str, Flag] = {}
+    own = {segment_id for segment_id, _ in plan.segments}
     for alias, col in plan.columns.items():
-        if isinstance(col, Flag) and col.source.kind == "segment" and col.source.ref in have.fresh:
+        if isinstance(col, Flag) and col.source.kind == "segment" and col.source.ref in own:
+            inner[alias] = col
+        elif isinstance(col, Flag) and col.source.kind == "segment" and col.source.ref in have.fresh:
             fresh[alias] = col
         else:
             kinds[type(col)][alias] = col
@@ -234,10 +239,55 @@ def query(have: Tables, plan: Plan) -> str:
     joins += _payloads(have, plan, kinds[Payload])  # type: ignore[arg-type]
     if kinds[EventCount]:
         joins.append(_events(have, kinds[EventCount]))  # type: ignore[arg-type]
-    segs = ", ".join(f"{sql} AS s{n}" for n, (_, sql) in enumerate(plan.segments))
     joined = "".join(f" LEFT JOIN ({j}) j{n} USING ({PROFILE_ID})" for n, j in enumerate(joins))
     profiles = f"SELECT DISTINCT profile_id AS {PROFILE_ID} FROM {have.ref('identities')}"
-    return f"SELECT {PROFILE_ID}, {segs} FROM ({profiles}) i{joined}"
+    return f"SELECT * FROM ({profiles}) i{joined}", inner
+
+
+def query(have: Tables, plan: Plan) -> str:
+    """One row per profile: its id and one boolean column ``s{n}`` per segment of the plan (a plan whose segments
+    read none of its own segments: :func:`combine` puts those in one plan, that :func:`result_sql` evaluates)."""
+    joined, inner = _joins(have, plan)
+    if inner:
+        raise ValueError("a plan whose segments read its own segments is evaluated by result_sql")
+    segs = ", ".join(f"{sql} AS s{n}" for n, (_, sql) in enumerate(plan.segments))
+    return f"SELECT {PROFILE_ID}, {segs} FROM ({joined}) j"
+
+
+_NAMES = re.compile(r'"(__ah_[a-z]+\d+)"|\$([A-Za-z_]\w*)')
+"""The column aliases (quoted) and parameters that a plan's SQL names."""
+
+
+def _rename(sql: str, names: dict[str, str]) -> str:
+    return _NAMES.sub(lambda m: names.get(m[0], m[0]), sql)
+
+
+def combine(plans: list[Plan]) -> list[Plan]:
+    """The plans of a job's dependency levels as one plan, their segments in order: one statement then evaluates
+    every level, a later level reading the statuses an earlier level's segments get in the same pass (instead of
+    computing the merged attributes and the membership bitmask again per level). Columns and parameters the levels
+    share are computed and bound once; the others are renamed apart."""
+    if len(plans) <= 1:
+        return list(plans)
+    out = Plan(plans[0].now)
+    for plan in plans:
+        if plan.now != out.now:
+            raise ValueError(f"the plans of one evaluation share one now: {plan.now} is not {out.now}")
+        names: dict[str, str] = {}
+        for name, value in plan.params.items():
+            if name == "now":
+                out.params.setdefault("now", value)
+                names["$now"] = "$now"
+            else:
+                names[f"${name}"] = out.param(value)
+
+        for alias, col in plan.columns.items():
+            if isinstance(col, EventCount) and col.condition is not None:
+                col = EventCount(_rename(col.condition, names), col.fields)
+            prefix = alias.removeprefix("__ah_").rstrip("0123456789")
+            names[ident(alias)] = ident(out.column(prefix, col))
+        out.segments += [(segment_id, _rename(sql, names)) for segment_id, sql in plan.segments]
+    return [out]
 
 
 def used(sql: str, params: dict[str, object]) -> dict[str, object]:
@@ -258,6 +308,7 @@ def used(sql: str, params: dict[str, object]) -> dict[str, object]:
 REALIZED, EXISTING, EXITED = 1, 2, 3
 CODES = {"realized": REALIZED, "existing": EXISTING, "exited": EXITED}
 RESULT_PREFIX = "seg_"
+LIVE = "__ah_live"
 
 
 @dataclass(frozen=True)
@@ -351,25 +402,52 @@ def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datet
 
 def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[str, int]) -> str:
     """The plan's result table (:func:`result_table`) as one SELECT: the profile key, then the code ``c{k}`` of the
-    plan's segment ``k``, sorted by profile; profiles that are and were in none of its segments are left out."""
-    evaluation = query(have, plan)  # first: it may bind more of the plan's parameters
+    plan's segment ``k``, sorted by profile; profiles that are and were in none of its segments are left out.
+
+    Segments that read segments of the same plan (:func:`combine`) are computed in a later layer of the statement
+    than those: a flag on a segment of the plan is its new code's status."""
+    joined, inner = _joins(have, plan)  # first: it may bind more of the plan's parameters
+    position = {segment_id: k for k, (segment_id, _) in enumerate(plan.segments)}
     by_table: dict[str, list[str]] = defaultdict(list)
-    select = []
     for k, (segment_id, _) in enumerate(plan.segments):
         st = have.results.get(segment_id)
         if st is not None:
             by_table[st.tbl].append(f"c{st.col} AS o{k}")
-        status = _status(k, f"n.s{k}", st, ttl_days.get(segment_id, NO_TTL), plan.now, stamps)
-        select.append(f"CAST({status} AS INTEGER) AS c{k}")
     olds = "".join(
         f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(cols)} FROM {have.ref(t)}) o{m} USING ({PROFILE_ID})"
         for m, (t, cols) in enumerate(by_table.items())
     )
-    codes = ", ".join(f"c{k}" for k in range(len(plan.segments)))
-    return (
-        f"SELECT * FROM (SELECT {PROFILE_ID}, {', '.join(select)} FROM ({evaluation}) n{olds}) r "
-        f"WHERE coalesce({codes}) IS NOT NULL ORDER BY {PROFILE_ID}"
-    )
+    live = ""
+    if olds:  # a profile that only a past result holds (merged away since): in no segment now
+        joined = f"SELECT *, true AS {LIVE} FROM ({joined}) e"
+        live = f" AND {LIVE} IS NOT NULL"
+    # Layers: a segment's codes are computed after the codes of every segment of the plan it reads.
+    level: dict[int, int] = {}
+    reads: dict[int, list[str]] = {}
+    for k, (_, member) in enumerate(plan.segments):
+        reads[k] = [alias for alias in inner if ident(alias) in member]
+        level[k] = 1 + max((level[position[inner[a].source.ref]] for a in reads[k]), default=-1)
+    sql = f"SELECT * FROM ({joined}) n{olds}"
+    defined: set[str] = set()
+    for layer in range(max(level.values(), default=-1) + 1):
+        flags = {a for k in level if level[k] == layer for a in reads[k]} - defined
+        if flags:
+            cols = []
+            for alias in sorted(flags):
+                f = inner[alias]
+                wanted = ", ".join(str(CODES[s]) for s in f.statuses)
+                cols.append(f"coalesce((c{position[f.source.ref]} & 3) IN ({wanted}), false) AS {ident(alias)}")
+            sql = f"SELECT *, {', '.join(cols)} FROM ({sql}) f{layer}"
+            defined |= flags
+        codes = []
+        for k, (segment_id, member) in enumerate(plan.segments):
+            if level[k] == layer:
+                ttl = ttl_days.get(segment_id, NO_TTL)
+                status = _status(k, f"({member}{live})", have.results.get(segment_id), ttl, plan.now, stamps)
+                codes.append(f"CAST({status} AS INTEGER) AS c{k}")
+        sql = f"SELECT *, {', '.join(codes)} FROM ({sql}) l{layer}"
+    every = ", ".join(f"c{k}" for k in range(len(plan.segments)))
+    return f"SELECT {PROFILE_ID}, {every} FROM ({sql}) r WHERE coalesce({every}) IS NOT NULL ORDER BY {PROFILE_ID}"
 
 
 def counts_sql(result: str, plan: Plan, stamps: Stamps) -> str:
