@@ -372,7 +372,8 @@ def plans(segs: list[Segment], audiences: list[str], now: dt.datetime) -> list[P
 # ----- timing ------------------------------------------------------------------------------------------------------
 
 KINDS = [
-    ("query", re.compile(r"CREATE OR REPLACE TABLE")),  # a plan's result table: the evaluation and its write
+    ("query", re.compile(r'INSERT INTO "seg_')),  # a plan's result table: the evaluation and its write
+    ("create", re.compile(r"CREATE OR REPLACE TABLE")),
     ("counts", re.compile(r"SELECT count")),
     ("views", re.compile(r"CREATE OR REPLACE VIEW")),
     ("register", re.compile(r"INSERT INTO (audiences|segment_results)")),
@@ -383,7 +384,9 @@ KINDS = [
 
 WHAT_IF = {
     "none": "the store as it is",
-    "unsorted": "result tables written in the engine's order, not sorted by profile id",
+    "sorted": "result tables sorted by profile id (ORDER BY) rather than written in the order of the profiles read"
+    " in id order",
+    "compressed": "result tables' codes compressed as DuckDB chooses, not stored uncompressed",
 }
 
 
@@ -399,11 +402,13 @@ class TimedCursor:
 
     def execute(self, sql: str, params: Any = None) -> Any:
         kind = next((k for k, pattern in KINDS if pattern.match(sql.lstrip())), "other")
-        if self._what_if == "unsorted" and kind == "query":
-            sql = sql.removesuffix(f" ORDER BY {P}")
-        if kind == "query":  # one per plan, that is per dependency level
+        if self._what_if == "sorted" and kind == "query":
+            sql = sql.replace(f" ORDER BY {P})", ")", 1) + f" ORDER BY {P}"
+        if self._what_if == "compressed" and kind == "create":
+            sql = sql.replace(" USING COMPRESSION uncompressed", "")
+        if kind == "query":  # one per plan: the store evaluates every dependency level in one plan
             self._levels += 1
-            kind = f"query L{self._levels}"
+            kind = f"query {self._levels}"
         start = time.perf_counter()
         out = self._cur.execute(sql) if params is None else self._cur.execute(sql, params)
         self._totals[kind] += time.perf_counter() - start
@@ -455,6 +460,31 @@ def parts(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, float]:
         out[name] = time.perf_counter() - start
     con.execute("DROP TABLE piece")
     return out
+
+
+def lookups(store: DuckDBProfileStore, n: int, count: int = 40) -> float:
+    """The median time of a profile lookup by identity (identities, external memberships, segment results), ms."""
+    rng = random.Random(7)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        found = store.lookup(SCOPE, "Email", f"user{rng.randrange(n)}@example.com")
+        times.append(time.perf_counter() - start)
+        assert found is not None
+    return sorted(times)[count // 2] * 1000
+
+
+def disorder(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(rows, rows whose profile id is smaller than the row's before it) of the store's segment result tables."""
+    rows = disordered = 0
+    for (tbl,) in con.execute("SELECT tbl FROM segment_results GROUP BY tbl").fetchall():
+        got = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {P} < before) FROM "
+            f'(SELECT {P}, lag({P}) OVER (ORDER BY rowid) AS before FROM "{tbl}")'
+        ).fetchone()
+        assert got is not None
+        rows, disordered = rows + got[0], disordered + got[1]
+    return rows, disordered
 
 
 def floor_run(con: duckdb.DuckDBPyConnection, cat: Catalogue) -> tuple[float, dict[str, int]]:
@@ -674,6 +704,7 @@ def main() -> None:
 
         first_s, first, first_parts = evaluate(store, all_plans)
         second_s, second, second_parts = evaluate(store, all_plans)
+        lookup_ms = lookups(store, n)
         store.close()
 
         con = connect(str(path), **settings)
@@ -682,6 +713,7 @@ def main() -> None:
         wrong = mismatches(con, cat, [first, second], floor)
         changed = [sid for sid, c in second.items() if c.realized or c.exited]
         piece_s = parts(con, all_plans[0]) if args.parts else {}
+        result_rows, out_of_order = disorder(con)
         con.close()
     if wrong or changed:
         print("\n".join(wrong))
@@ -706,6 +738,10 @@ def main() -> None:
     print(
         f"floor ({len(cat.segments)} CREATE TABLE AS, bare DuckDB): {floor_s:7.2f}s  "
         f"{units / floor_s:>13,.0f} segment-profiles/s  (best of {floor_before:.2f}s before, {floor_after:.2f}s after)"
+    )
+    print(
+        f"result rows: {result_rows:,}, {out_of_order:,} of them out of profile id order; "
+        f"a profile lookup by identity: {lookup_ms:.1f} ms (median of 40)"
     )
     print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     if piece_s:
