@@ -10,6 +10,7 @@ identityMap in key order where DuckDB keeps the order of the record.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from collections.abc import Callable
@@ -151,7 +152,7 @@ def _both(
         ["spark"] if spark["rows"] else []
     )
     for key in ("status", "records", "failed", "errors", "failed_records", "types", "rows"):
-        assert spark[key] == duck[key], f"{key} differs:\nduckdb: {duck[key]}\nspark:  {spark[key]}"
+        assert spark[key] == duck[key], f"{key} differs:\nduckdb: {duck[key]}\nspark:  {spark[key]}\n{spark['errors']}"
     return duck
 
 
@@ -242,10 +243,37 @@ def test_a_parquet_file(apps: tuple[App, App], datasets: dict[str, tuple[str, st
                 "_id": ["1", "2"],
                 "personID": ["a@example.com", "b@example.com"],
                 "person": [{"name": {"firstName": "Ann"}}, None],
-                field: [
-                    {"visits": 3, "score": 1.5, "vip": True, "tags": ["x"]},
-                    {"visits": None, "score": 2.0, "vip": False, "tags": []},
-                ],
+                field: pa.array(
+                    [
+                        {
+                            "visits": 3,
+                            "score": 1.5,
+                            "vip": True,
+                            "tags": ["x"],
+                            "joined": dt.date(2020, 2, 29),
+                            "seen": dt.datetime(2025, 5, 23, 20, 19, 0, 500000, tzinfo=dt.UTC),
+                        },
+                        {
+                            "visits": None,
+                            "score": 2.0,
+                            "vip": False,
+                            "tags": [],
+                            "joined": None,
+                            "seen": dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+                        },
+                    ],
+                    # Dates and date-times as Parquet's own types (a CTAS on either engine writes them so).
+                    pa.struct(
+                        [
+                            ("visits", pa.int64()),
+                            ("score", pa.float64()),
+                            ("vip", pa.bool_()),
+                            ("tags", pa.list_(pa.string())),
+                            ("joined", pa.date32()),
+                            ("seen", pa.timestamp("us", tz="UTC")),
+                        ]
+                    ),
+                ),
             }
         )
         sink = io.BytesIO()
@@ -254,3 +282,5 @@ def test_a_parquet_file(apps: tuple[App, App], datasets: dict[str, tuple[str, st
 
     got = _both(apps, datasets, make, "parquet", "p.parquet")
     assert got["status"] == "success" and len(got["rows"]) == 2
+    seen = sorted(str(r[TENANT]["seen"]) for r in got["rows"])
+    assert seen == ["1969-12-31 23:59:59+00:00", "2025-05-23 20:19:00.500000+00:00"], seen

@@ -221,3 +221,12 @@ def test_row_number_over_nothing_follows_the_rows(spark: Any) -> None:
 
 def test_len_is_the_size_of_a_list(spark: Any) -> None:
     _same(spark, "SELECT len([1, 2, 3]), length('abcd')")
+
+
+def test_range_tables_count_in_spark(spark: Any) -> None:
+    assert "RANGE(0, 200000, 1)" in _spark("SELECT sum(x.range) FROM range(200000) x")
+    _same(spark, "SELECT sum(x.range * y.range), count(*) FROM range(300) x, range(5, 0, -2) y")
+    _same(spark, "SELECT n FROM generate_series(1, 7, 3) t(n) ORDER BY n")
+    _same(spark, "SELECT * FROM generate_series(3, 1, -1) ORDER BY 1")
+    with pytest.raises(s.UnsupportedSql, match="dates or timestamps"):
+        _spark("SELECT * FROM range(DATE '2025-01-01', DATE '2025-02-01', INTERVAL 1 DAY)")

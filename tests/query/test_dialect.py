@@ -165,3 +165,30 @@ def test_statements_splits_a_script() -> None:
     with pytest.raises(QueryError) as err:
         dialect.parse("SELECT 1; SELECT 2")
     assert err.value.sqlstate == "42601"
+
+
+def test_results_have_sparks_integer_types(session: DuckDBSession) -> None:
+    """Spark answers INT for size, year, length, row_number... and BIGINT for a sum of integers; DuckDB's
+    functions answer BIGINT and HUGEINT: the columns show Spark's types, as a client of AEP expects."""
+    sql = (
+        f"SELECT size(map_keys(segmentMembership.ups)) AS n, length(_demoemea.identification.core.email) AS len, "
+        f"year(DATE'2025-05-23') AS y, extract(MONTH FROM DATE'2025-05-23') AS m, "
+        f"row_number() OVER (ORDER BY _demoemea.identification.core.email) AS rn, "
+        f"sum(size(map_keys(segmentMembership.ups))) OVER () AS total, count(*) OVER () AS c FROM {T}"
+    )
+    result = session.execute(sql)
+    types = {c.name: str(c.type) for c in result.columns or []}
+    assert types == {
+        "n": "int32",
+        "len": "int32",
+        "y": "int32",
+        "m": "int32",
+        "rn": "int32",
+        "total": "int64",
+        "c": "int64",
+    }, types
+    grouped = session.execute(
+        f"SELECT sum(length(_demoemea.identification.core.email)) AS s, named_struct('s', sum(1)) AS st FROM {T}"
+    )
+    assert [(c.name, str(c.type)) for c in grouped.columns or []] == [("s", "int64"), ("st", "struct<s: int64>")]
+    assert rows(session, f"SELECT sum(1) AS s FROM {T}") == [(3,)]  # three rows in the fixture table

@@ -370,12 +370,14 @@ def json_extract_to_variant_get(tree: exp.Expression) -> exp.Expression:
 
 def json_type_of_variant(tree: exp.Expression) -> exp.Expression:
     """``json_type(x)`` → DuckDB's names (NULL, VARCHAR, UBIGINT when >= 0 and BIGINT when negative, DOUBLE,
-    BOOLEAN, OBJECT, ARRAY) from ``schema_of_variant(x)``; an integer beyond BIGINT is a DECIMAL(p,0) there."""
+    BOOLEAN, OBJECT, ARRAY) from ``schema_of_variant(x)``; an integer beyond BIGINT is a DECIMAL(p,0) there. A
+    date, timestamp or binary value (a Parquet file's own types) is VARCHAR: DuckDB's ``to_json`` writes it as a
+    string, and its text (a cast to string in the session's UTC) is one DuckDB's casts read back the same."""
     # One schema_of_variant for the common kinds (a map lookup evaluates it once; a CASE on it would repeat it per
     # branch in Spark's plan), and the number cases only when needed (coalesce is lazy).
     kinds = (
         "map('VOID', 'NULL', 'STRING', 'VARCHAR', 'BOOLEAN', 'BOOLEAN', 'OBJECT', 'OBJECT', 'ARRAY', 'ARRAY', "
-        "'DOUBLE', 'DOUBLE', 'FLOAT', 'DOUBLE')"
+        "'DOUBLE', 'DOUBLE', 'FLOAT', 'DOUBLE', 'DATE', 'VARCHAR', 'TIMESTAMP', 'VARCHAR', 'BINARY', 'VARCHAR')"
     )
     template = (
         f"CASE WHEN __x IS NULL THEN NULL ELSE coalesce(element_at({kinds}, "
@@ -680,6 +682,31 @@ def epoch_seconds_to_timestamp(tree: exp.Expression) -> exp.Expression:
     return _bottom_up(tree, swap)
 
 
+def range_table_to_spark_range(tree: exp.Expression) -> exp.Expression:
+    """``FROM range(a, b[, step])`` / ``generate_series(...)`` (DuckDB: one BIGINT column named after the function;
+    ``generate_series`` includes its end) → ``FROM (SELECT id AS range FROM range(a, b, step))``: Spark's range
+    table function, which counts in its tasks instead of exploding a list built in one row. Only integer series:
+    a series of dates or timestamps is refused by name."""
+    for table in list(tree.find_all(exp.Table)):
+        series = table.this
+        if not isinstance(series, exp.GenerateSeries):
+            continue
+        start, end, step = series.args.get("start"), series.args.get("end"), series.args.get("step")
+        if any(isinstance(a, exp.Interval) for a in (start, end, step)) or end is None:
+            raise UnsupportedSql(f"a range of dates or timestamps: {series.sql('duckdb')}")
+        step = step.copy() if step is not None else exp.Literal.number(1)
+        name = "range" if series.args.get("is_end_exclusive") else "generate_series"
+        past_end = "__e + CASE WHEN __s < 0 THEN -1 ELSE 1 END"
+        stop = end.copy() if name == "range" else _substitute(past_end, e=end, s=step)
+        call = exp.Anonymous(this="range", expressions=[start.copy() if start else exp.Literal.number(0), stop, step])
+        body = exp.select(exp.column("id").as_(name)).from_(exp.Table(this=call))
+        alias = table.args.get("alias")
+        table.replace(
+            exp.Subquery(this=body, alias=alias.copy() if alias else exp.TableAlias(this=exp.to_identifier(name)))
+        )
+    return tree
+
+
 def row_number_in_file_order(tree: exp.Expression) -> exp.Expression:
     """``row_number() OVER ()`` (DuckDB: the scan's order) → ``OVER (ORDER BY monotonically_increasing_id())``,
     which follows the files' partitions in order."""
@@ -716,6 +743,7 @@ REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     hugeint_to_decimal,
     epoch_seconds_to_timestamp,
     row_number_in_file_order,
+    range_table_to_spark_range,
 )
 """The named rewrites, in the order they apply (after the table functions became views)."""
 

@@ -9,6 +9,8 @@ wrong, the tree is changed first, never the text:
   list run side by side), an array ``col``, ``pos`` counts from 0, and an ``_outer`` form keeps a row (of NULLs) for
   an empty or NULL input, as Spark does. Whether the argument is a map or an array is asked of the engine
   (:data:`TypeProbe`), on a ``LIMIT 0`` query over the same FROM clause.
+- A result column that DuckDB would type HUGEINT (a sum of integers) is cast to BIGINT, Spark's type for it
+  (:func:`without_hugeint`).
 - Everything else sqlglot already writes right for DuckDB (checked by tests/query/test_dialect.py): ``a.b.c``
   through struct columns, ``arr[0]`` (Spark counts from 0, DuckDB from 1), ``element_at``, ``::text``
   (``TRY_CAST``, as Spark's non-ANSI cast), window functions, subqueries without an alias.
@@ -30,6 +32,8 @@ WRITE = "duckdb"
 
 TypeProbe = Callable[[str], list[str]]
 """Runs a DuckDB ``SELECT`` (that returns no rows) and answers its columns' DuckDB type names."""
+ColumnProbe = Callable[[str], list[tuple[str, str]]]
+"""Binds a DuckDB ``SELECT`` without running it and answers its columns' names and DuckDB type names."""
 
 _GENERATORS = (exp.Explode, exp.Inline)  # Posexplode and the _outer forms subclass Explode
 
@@ -94,7 +98,7 @@ def render(tree: exp.Expr) -> str:
 
 def to_duckdb(tree: exp.Expr, probe: TypeProbe) -> exp.Expr:
     """A copy of ``tree`` (Spark) whose DuckDB rendering means what the Spark SQL means (see the module doc)."""
-    tree = tree.copy()
+    tree = _spark_integer_results(tree.copy())
     for node in tree.find_all(exp.Inline):
         raise QueryError(
             f"inline() is not supported: use explode() and read the struct's fields ({node.sql(READ)})", "0A000"
@@ -105,6 +109,73 @@ def to_duckdb(tree: exp.Expr, probe: TypeProbe) -> exp.Expr:
             return tree
         select = _ready(pending, tree)
         _rewrite(select, tree, probe)
+
+
+_INT_RESULTS: tuple[type[exp.Expr], ...] = (
+    exp.ArraySize,
+    exp.Year,
+    exp.Quarter,
+    exp.Month,
+    exp.WeekOfYear,
+    exp.Day,
+    exp.DayOfMonth,
+    exp.DayOfWeek,
+    exp.DayOfYear,
+    exp.Hour,
+    exp.Minute,
+    exp.Second,
+    exp.Length,
+    exp.BitLength,
+    exp.DateDiff,
+    exp.StrPosition,
+    exp.Levenshtein,
+)
+"""Spark functions that answer an INT where the DuckDB function sqlglot writes for them answers a BIGINT."""
+_INT_WINDOWS = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile)
+_INT_PARTS = {"YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "DAYOFWEEK", "DOW", "DAYOFYEAR", "DOY", "HOUR", "MINUTE"}
+
+
+def _spark_integer_results(tree: exp.Expr) -> exp.Expr:
+    """Each call of a Spark function that answers an INT (``size``, ``year``, ``length``, ``datediff``,
+    ``row_number``...; :data:`_INT_RESULTS`) cast to INTEGER, so that DuckDB's BIGINT does not show through."""
+
+    def cast(node: exp.Expr) -> exp.Expr:
+        wanted = isinstance(node, _INT_RESULTS)
+        wanted |= isinstance(node, exp.Window) and isinstance(node.this, _INT_WINDOWS)
+        wanted |= isinstance(node, exp.Extract) and node.name.upper() in _INT_PARTS
+        wanted |= isinstance(node, exp.Anonymous) and node.name.lower() == "cardinality"
+        if not wanted or isinstance(node.parent, exp.Window):
+            return node
+        return exp.Cast(this=node, to=exp.DataType.build("INT"))
+
+    return tree.transform(cast, copy=False)
+
+
+def without_hugeint(tree: exp.Expr, probe: ColumnProbe) -> exp.Expr:
+    """``tree`` whose result columns have Spark's types where DuckDB's would differ: DuckDB sums integers into a
+    HUGEINT (128 bits), Spark into a BIGINT. A result column of the query's own select list that holds a HUGEINT
+    (at any depth) is cast to the same type with BIGINT there, under its own name; a sum beyond BIGINT's range
+    then fails, as it does in Spark's ANSI mode. Set operations and ``*`` are left as they are."""
+    if not isinstance(tree, exp.Select) or any(p.is_star for p in tree.expressions):
+        return tree
+    columns = probe(render(without_parameters(tree)))
+    if len(columns) != len(tree.expressions) or not any("HUGEINT" in t for _, t in columns):
+        return tree
+    tree = tree.copy()
+    projections = []
+    for projection, (name, type_name) in zip(tree.expressions, columns, strict=True):
+        if "HUGEINT" not in type_name:
+            projections.append(projection)
+            continue
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        try:
+            target = exp.DataType.build(type_name.replace("HUGEINT", "BIGINT"), dialect=WRITE)
+        except (ParseError, TokenError):  # pragma: no cover - a type DuckDB printed that sqlglot cannot read back
+            projections.append(projection)
+            continue
+        projections.append(exp.Cast(this=inner.copy(), to=target).as_(name, quoted=True))
+    tree.set("expressions", projections)
+    return tree
 
 
 # ----- explode and its kin -----
