@@ -94,8 +94,9 @@ def ingest(
     *,
     fmt: str = "json",
     name: str = "records.json",
+    timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """Create a batch, upload one file, complete it, and wait until it succeeded or failed."""
+    """Create a batch, upload one file, complete it, and wait (``timeout`` s at most) until it succeeded or failed."""
     resp = client.post(
         f"{IMPORT}/batches", json={"datasetId": dataset_id, "inputFormat": {"format": fmt}}, headers=headers
     )
@@ -114,7 +115,7 @@ def ingest(
         body = client.get(f"{CATALOG}/batches/{batch_id}", headers=headers).json()[batch_id]
         return body if body["status"] in ("success", "failed") else None
 
-    return wait_for(finished, what="batch ingestion")
+    return wait_for(finished, timeout=timeout, what="batch ingestion")
 
 
 def json_lines(*records: dict[str, Any]) -> bytes:

@@ -160,6 +160,9 @@ class _Recording(Engine):
                 outer.statements.append(sql)
                 return self.s.query(sql)
 
+            def interrupt(self) -> None:
+                self.s.interrupt()
+
         with self.inner.session(progress=progress) as s:
             yield Session(s)
 

@@ -60,6 +60,10 @@ class EngineSession(ABC):
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Runs ``sql`` and returns its (small) result; raises as :meth:`copy` does."""
 
+    @abstractmethod
+    def interrupt(self) -> None:
+        """Stops the statement that runs now (called from another thread): that call fails."""
+
 
 class Engine(ABC):
     name: str

@@ -132,6 +132,9 @@ class DuckDBSession(EngineSession):
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return self._run(sql)
 
+    def interrupt(self) -> None:
+        self._con.interrupt()
+
 
 class DuckDBEngine(Engine):
     name = "duckdb"

@@ -161,7 +161,10 @@ class SparkJobSession(EngineSession):
 
     def _parquet(self, scan: Scan) -> DataFrame:
         functions = _pyspark().functions
-        frame = self._spark.read.parquet(*scan.paths)
+        reader = self._spark.read
+        if scan.options.get("union_by_name"):
+            reader = reader.option("mergeSchema", "true")
+        frame = reader.parquet(*scan.paths)
         if scan.options.get("file_row_number"):
             frame = frame.withColumn("file_row_number", functions.col("_metadata.row_index"))
         return frame
@@ -365,6 +368,9 @@ class SparkJobSession(EngineSession):
                 return [tuple(r) for r in frame.collect()]
         except Exception as exc:
             raise self._translate(exc) from exc
+
+    def interrupt(self) -> None:
+        self._spark.sparkContext.cancelJobGroup(self._group)
 
     def close(self) -> None:
         for frame in self._cached:

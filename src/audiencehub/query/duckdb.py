@@ -14,13 +14,18 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
 
+from audiencehub.engines.base import EngineError, EngineInputError, EngineSession
 from audiencehub.engines.ingest_sql import ident, lit
 from audiencehub.query import dialect, guard
 from audiencehub.query.errors import QueryError
@@ -34,15 +39,19 @@ TIMED_OUT = "canceling statement due to statement timeout"
 CANCELLED = "canceling statement due to user request"
 
 
+Write = Callable[[Path], int]
+"""Writes a statement's rows as one Parquet file at the path given and answers how many rows it wrote."""
+
+
 class TableWriter(Protocol):
     """Writes a statement's rows into the sandbox's datasets as a new batch (``services/query.py``)."""
 
-    def create(self, name: str, rows: pa.RecordBatchReader) -> int:
+    def create(self, name: str, write: Write) -> int:
         """CTAS: a new dataset called ``name`` (an ad hoc schema from the rows' columns) with the rows as its first
         batch; answers how many rows were written. QueryError when the batch fails."""
         ...
 
-    def insert(self, table: DatasetTable, rows: pa.RecordBatchReader) -> int:
+    def insert(self, table: DatasetTable, write: Write) -> int:
         """INSERT INTO: the rows as a new batch of the table's dataset, checked against its schema."""
         ...
 
@@ -106,6 +115,7 @@ class DuckDBSession:
         self._reason: str | None = None
         self._timer: threading.Timer | None = None
         self._active: Iterator[pa.RecordBatch] | None = None
+        self._elsewhere: EngineSession | None = None
         self._closed = False
 
     # ----- QuerySession -----
@@ -263,9 +273,18 @@ class DuckDBSession:
                 raise QueryError(f"table {name} cannot be read now: {self._broken[name]}", "58030")
         with self._profile(read):
             tree = dialect.to_duckdb(query, self._probe)
+            tree = dialect.without_hugeint(tree, self._probe_columns)
         duck_sql = dialect.render(tree)
         guard.check_engine_sql(self._con, duck_sql, self._known)
         return duck_sql, read
+
+    def _probe_columns(self, sql: str) -> list[tuple[str, str]]:
+        guard.check_engine_sql(self._con, sql, self._known)
+        try:
+            rel = self._con.sql(sql)
+            return [(n, str(t)) for n, t in zip(rel.columns, rel.types, strict=True)]
+        except duckdb.Error as exc:
+            raise _query_error(exc, None) from None
 
     def _probe(self, sql: str) -> list[str]:
         guard.check_engine_sql(self._con, sql, self._known)
@@ -300,7 +319,16 @@ class DuckDBSession:
         return Result("EXPLAIN", [Column("QUERY PLAN", pa.string())], iter([_batch(["QUERY PLAN"], [lines])]))
 
     def _create(self, stmt: Statement, params: Sequence[Any]) -> Result:
-        assert stmt.target is not None and stmt.query is not None
+        if (done := self._creatable(stmt)) is not None:
+            return done
+        assert stmt.target is not None and stmt.query is not None and self._writer is not None
+        duck_sql, read = self._prepare(stmt.query)
+        count = self._writer.create(stmt.target, lambda dest: self._write_here(duck_sql, read, params, dest))
+        return Result("SELECT", None, rowcount=count)
+
+    def _creatable(self, stmt: Statement) -> Result | None:
+        """Checks that a CTAS may run; answers its result when it has nothing to do (IF NOT EXISTS, table there)."""
+        assert stmt.target is not None
         name = table_name(stmt.target)
         if name in self._known:
             if stmt.if_not_exists:
@@ -308,17 +336,18 @@ class DuckDBSession:
             raise QueryError(f"table {name} already exists in this sandbox", "42P07")
         if self._writer is None:
             raise QueryError("this session cannot write datasets", "25006")
-        duck_sql, read = self._prepare(stmt.query)
-        reader, stop = self._start(duck_sql, read, params)
-        rows = pa.RecordBatchReader.from_batches(reader.schema, self._stream(reader, stop))
-        try:
-            count = self._writer.create(stmt.target, rows)
-        finally:
-            stop()
-        return Result("SELECT", None, rowcount=count)
+        return None
 
     def _insert(self, stmt: Statement, params: Sequence[Any]) -> Result:
-        assert stmt.target is not None and stmt.query is not None
+        table = self._insertable(stmt)
+        assert stmt.query is not None and self._writer is not None
+        duck_sql, read = self._prepare(stmt.query)
+        count = self._writer.insert(table, lambda dest: self._write_here(duck_sql, read, params, dest))
+        return Result("INSERT", None, rowcount=count)
+
+    def _insertable(self, stmt: Statement) -> DatasetTable:
+        """The dataset an INSERT writes (QueryError when it cannot)."""
+        assert stmt.target is not None
         table = self._known.get(stmt.target.lower())
         if table is None:
             raise guard.unknown_table(stmt.target, self._known)
@@ -326,14 +355,112 @@ class DuckDBSession:
             raise QueryError(f"table {table.name} is the profile store's, read-only: insert into a dataset", "42501")
         if self._writer is None:
             raise QueryError("this session cannot write datasets", "25006")
-        duck_sql, read = self._prepare(stmt.query)
+        return table
+
+    def _write_here(self, duck_sql: str, read: list[str], params: Sequence[Any], dest: Path) -> int:
+        """Runs a query in this session and writes its rows, as they stream, to the Parquet file ``dest``."""
         reader, stop = self._start(duck_sql, read, params)
-        rows = pa.RecordBatchReader.from_batches(reader.schema, self._stream(reader, stop))
         try:
-            count = self._writer.insert(table, rows)
+            return write_parquet(dest, reader.schema, self._stream(reader, stop))
         finally:
             stop()
-        return Result("INSERT", None, rowcount=count)
+
+    # ----- batch queries on the configured engine -----
+
+    def execute_on(self, sql: str, engine: EngineSession, results: Path, scratch: Path) -> Result:
+        """Runs a batch query's statement with the data engine (Spark) instead of this session's database.
+
+        The statement is checked and translated here as for :meth:`execute`; a query, CTAS or INSERT then runs
+        as one self-contained SELECT over the tables' committed files (the profile table, when read, streamed
+        once into ``scratch`` first) that the engine writes to a Parquet file without collecting rows: a
+        query's rows to ``results``, a CTAS's or INSERT's to the new batch. Other statements (SHOW, DESCRIBE,
+        EXPLAIN...) run here, their rows written to ``results`` too. The answer's ``batches`` is empty: the rows
+        are in ``results`` when ``columns`` is not None. Timeout and :meth:`cancel` interrupt the engine.
+        """
+        with self._engine_errors():
+            stmt = guard.statement(sql)
+            self._finish_active()
+            if stmt.kind not in (Kind.QUERY, Kind.CTAS, Kind.INSERT) or stmt.query is None:
+                result = self._execute(sql, ())
+                if result.columns is None:
+                    return result
+                schema = pa.schema([pa.field(c.name, c.type) for c in result.columns])
+                return Result(result.tag, result.columns, rowcount=write_parquet(results, schema, result.batches))
+            self._refresh()
+            if stmt.kind is Kind.CTAS:
+                if (done := self._creatable(stmt)) is not None:
+                    return done
+                assert stmt.target is not None and self._writer is not None
+                select, read = self._portable(stmt.query, scratch)
+                count = self._writer.create(stmt.target, lambda dest: self._write_on(engine, select, read, dest))
+                return Result("SELECT", None, rowcount=count)
+            if stmt.kind is Kind.INSERT:
+                table = self._insertable(stmt)
+                assert self._writer is not None
+                select, read = self._portable(stmt.query, scratch)
+                count = self._writer.insert(table, lambda dest: self._write_on(engine, select, read, dest))
+                return Result("INSERT", None, rowcount=count)
+            select, read = self._portable(stmt.query, scratch)
+            count = self._write_on(engine, select, read, results)
+            columns = [Column(f.name, f.type) for f in pq.read_schema(results)]
+            return Result(stmt.tag, columns, rowcount=count)
+
+    def _portable(self, query: Any, scratch: Path) -> tuple[str, list[str]]:
+        """A checked query as one DuckDB SELECT that names no session table: each table it reads is a CTE over the
+        table's committed files (as ``AUDIENCEHUB_QUERY_NATIVE_PARQUET`` reads them) or, for the profile table,
+        over a file of the snapshot written into ``scratch``."""
+        duck_sql, read = self._prepare(query)
+        ctes: list[exp.CTE] = []
+        for name in read:
+            table = self._known[name]
+            if isinstance(table, DatasetTable):
+                body = _view_sql(table)
+            else:
+                body = f"SELECT * FROM read_parquet({lit(str(_snapshot_file(table, scratch)))})"
+            ctes.append(
+                exp.CTE(this=sqlglot.parse_one(body, read="duckdb"), alias=exp.TableAlias(this=ident_node(name)))
+            )
+        if not ctes:
+            return duck_sql, read
+        tree = sqlglot.parse_one(duck_sql, read="duckdb")
+        own = tree.args.get("with_")
+        own_names = {c.alias_or_name.lower() for c in own.expressions} if own is not None else set()
+        if own_names & set(read):
+            # The query's own WITH shadows a table name somewhere: keep its scopes apart.
+            tree = exp.select("*").from_(exp.Subquery(this=tree, alias=exp.TableAlias(this=ident_node("__ah_query"))))
+            own = None
+        tree.set(
+            "with_",
+            exp.With(
+                expressions=[*ctes, *(own.expressions if own is not None else [])],
+                recursive=own.args.get("recursive") if own is not None else None,
+            ),
+        )
+        return tree.sql("duckdb"), read
+
+    def _write_on(self, engine: EngineSession, select: str, read: list[str], dest: Path) -> int:
+        """Runs a portable SELECT with ``engine`` into the Parquet file ``dest`` under this session's timeout."""
+        self._reason = None
+        timer = threading.Timer(self._limits.timeout_s, self._interrupt, args=(TIMED_OUT,))
+        timer.daemon = True
+        with self._lock:
+            self._elsewhere = engine
+        timer.start()
+        try:
+            return engine.copy(select, dest)
+        except (EngineError, EngineInputError) as exc:
+            if self._reason is not None:
+                raise QueryError(self._reason, "57014") from None
+            message = exc.detail if isinstance(exc, EngineInputError) else str(exc)
+            raise QueryError(
+                _PATH.sub("<file>", message), "22000" if isinstance(exc, EngineInputError) else "XX000"
+            ) from None
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._elsewhere = None
+            if self._reason is not None and dest.exists():
+                dest.unlink()
 
     # ----- running, streaming, stopping -----
 
@@ -399,6 +526,8 @@ class DuckDBSession:
                 return
             self._reason = reason
             self._con.interrupt()
+            if self._elsewhere is not None:
+                self._elsewhere.interrupt()
 
     def _finish_active(self) -> None:
         active, self._active = self._active, None
@@ -456,6 +585,32 @@ def _view_sql(table: DatasetTable) -> str:
     if not table.files:
         return f"SELECT {cols} LIMIT 0"
     return f"SELECT {cols} FROM read_parquet([{', '.join(lit(f) for f in table.files)}], union_by_name = true)"
+
+
+def _snapshot_file(table: ProfileTable, scratch: Path) -> Path:
+    """The profile table's rows now, streamed into a Parquet file under ``scratch`` (for an engine to read)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / f"{table.name}.parquet"
+    reader = table.snapshot()
+    try:
+        write_parquet(path, reader.schema, reader)
+    finally:
+        reader.close()
+    return path
+
+
+def write_parquet(dest: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+    """Writes record batches, as they come, to the Parquet file ``dest``; answers how many rows it wrote."""
+    count = 0
+    with pq.ParquetWriter(dest, schema) as out:
+        for batch in batches:
+            out.write_batch(batch)
+            count += batch.num_rows
+    return count
+
+
+def ident_node(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
 
 
 def _rows(stmt: Statement, arrays: list[pa.Array]) -> Result:

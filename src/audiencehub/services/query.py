@@ -27,7 +27,7 @@ from audiencehub.errors import AudiencehubError
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Scope, delete_rows, get_row, insert_row, now
 from audiencehub.profile.base import ProfileStore
-from audiencehub.query.duckdb import DuckDBSession, Limits
+from audiencehub.query.duckdb import DuckDBSession, Limits, Write
 from audiencehub.query.errors import QueryError
 from audiencehub.query.tables import DatasetTable, ProfileTable, SandboxTables, profile_table_name
 from audiencehub.services.auth import AuthService, Principal, UnknownSandbox
@@ -87,13 +87,17 @@ class DatasetWriter:
         self._batches = batches
         self._who = who
 
-    def create(self, name: str, rows: pa.RecordBatchReader) -> int:
+    def create(self, name: str, write: Write) -> int:
         scope = self._who.scope
-        properties = {f.name: adhoc_field(f.name, f.type) for f in rows.schema}
-        if not properties:
-            raise QueryError("CREATE TABLE AS SELECT: the query has no columns", "42601")
         batch_id = str(uuid.uuid4())
-        count = self._write(scope, batch_id, rows)
+        count, schema = self._write(scope, batch_id, write)
+        try:
+            properties = {f.name: adhoc_field(f.name, f.type) for f in schema}
+            if not properties:
+                raise QueryError("CREATE TABLE AS SELECT: the query has no columns", "42601")
+        except QueryError:
+            self._lake.remove(self._lake.staging(scope, batch_id))
+            raise
         schema_id = f"https://ns.adobe.com/{scope.org_id}/schemas/adhoc-{uuid.uuid4().hex}"
         with self._store.tx() as conn:
             insert_row(
@@ -135,36 +139,34 @@ class DatasetWriter:
             raise
         return count
 
-    def insert(self, table: DatasetTable, rows: pa.RecordBatchReader) -> int:
+    def insert(self, table: DatasetTable, write: Write) -> int:
         scope = self._who.scope
         dataset = self._catalog.get_row(scope, table.dataset_id)
         if dataset["kind"] == KIND_AUDIENCE:
             raise QueryError(f"table {table.name} belongs to an external audience: ingest through its runs", "42501")
+        batch_id = str(uuid.uuid4())
+        count, schema = self._write(scope, batch_id, write)
         fields = set(table.schema.names)
-        for name in rows.schema.names:
+        for name in schema.names:
             if name not in fields:
+                self._lake.remove(self._lake.staging(scope, batch_id))
                 raise QueryError(
                     f"column {name!r} is not a field of table {table.name} (fields: {', '.join(table.schema.names)})",
                     "42703",
                 )
-        batch_id = str(uuid.uuid4())
-        count = self._write(scope, batch_id, rows)
         self._commit(scope, table.dataset_id, batch_id)
         return count
 
-    def _write(self, scope: Scope, batch_id: str, rows: pa.RecordBatchReader) -> int:
+    def _write(self, scope: Scope, batch_id: str, write: Write) -> tuple[int, pa.Schema]:
+        """The statement's rows as the batch's one staged file: how many, and their columns."""
         path = self._batches.files_dir(scope, batch_id) / RESULT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        count = 0
         try:
-            with pq.ParquetWriter(path, rows.schema) as out:
-                for batch in rows:
-                    out.write_batch(batch)
-                    count += batch.num_rows
+            count = write(path)
+            return count, pq.read_schema(path)
         except BaseException:
             self._lake.remove(self._lake.staging(scope, batch_id))
             raise
-        return count
 
     def _commit(self, scope: Scope, dataset_id: str, batch_id: str) -> None:
         path = self._batches.files_dir(scope, batch_id) / RESULT_FILE

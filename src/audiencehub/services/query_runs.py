@@ -32,7 +32,7 @@ from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row
 from audiencehub.query import guard
 from audiencehub.query.dialect import READ, parse
-from audiencehub.query.duckdb import TIMED_OUT, DuckDBSession
+from audiencehub.query.duckdb import TIMED_OUT, DuckDBSession, write_parquet
 from audiencehub.query.errors import QueryError
 from audiencehub.query.guard import Kind
 from audiencehub.query.tables import table_name
@@ -53,6 +53,7 @@ SUBMITTED, IN_PROGRESS, SUCCESS_STATE, FAILED, KILLED, TIMEOUT = (
 )
 FINISHED = frozenset({SUCCESS_STATE, FAILED, KILLED, TIMEOUT})
 RESULTS = "results.parquet"
+SCRATCH = "scratch"  # the profile snapshot a statement on Spark reads, while it runs
 FORMATS = ("csv", "json", "parquet")
 REQUEST_FIELDS = frozenset(
     {"dbName", "sql", "queryParameters", "templateId", "name", "description", "insertIntoParameters", "ctasParameters"}
@@ -358,23 +359,28 @@ class QueryRuns:
         return row is None or bool(row["cancel"])
 
     def _run(self, scope: Scope, query_id: str, session: DuckDBSession, row: Row) -> tuple[int, str | None, list[str]]:
-        result = session.execute(row["effective_sql"])
-        referenced = session.datasets_read()
-        if result.columns is None:
-            created = None
-            if row["kind"] == Kind.CTAS.value:
-                target = guard.statement(row["effective_sql"]).target
-                created = session.dataset_of(target) if target else None
-            return int(result.rowcount or 0), created, referenced
         folder = self._lake.run_dir(scope, query_id)
         folder.mkdir(parents=True, exist_ok=True)
-        schema = pa.schema([pa.field(c.name, c.type) for c in result.columns])
-        count = 0
-        with pq.ParquetWriter(folder / RESULTS, schema) as out:
-            for batch in result.batches:
-                out.write_batch(batch)
-                count += batch.num_rows
-        return count, None, referenced
+        sql = row["effective_sql"]
+        if self._engine.name == "duckdb":
+            # The session's own walled database is DuckDB already: rows stream from it into the files.
+            result = session.execute(sql)
+            if result.columns is not None:
+                schema = pa.schema([pa.field(c.name, c.type) for c in result.columns])
+                result.rowcount = write_parquet(folder / RESULTS, schema, result.batches)
+        else:
+            scratch = folder / SCRATCH
+            try:
+                with self._engine.session() as engine:
+                    result = session.execute_on(sql, engine, folder / RESULTS, scratch)
+            finally:
+                self._lake.remove(scratch)
+        referenced = session.datasets_read()
+        created = None
+        if result.columns is None and row["kind"] == Kind.CTAS.value:
+            target = guard.statement(sql).target
+            created = session.dataset_of(target) if target else None
+        return int(result.rowcount or 0), created, referenced
 
     def _finish(
         self,
