@@ -75,25 +75,25 @@ QUERIES = {
     "nested fields, filter, order": f"""
         SELECT personID, person.name.firstName AS first_name, {T}.visits AS visits, {T}.score AS score,
                {T}.joined AS joined, {T}.seen AS seen, {T}.tags AS tags
-        FROM parity_people WHERE {T}.vip OR {T}.score < 0 ORDER BY personID, visits""",
+        FROM query_people WHERE {T}.vip OR {T}.score < 0 ORDER BY personID, visits""",
     "aggregates": f"""
         SELECT personID, count(*) AS n, sum({T}.visits) AS visits, max({T}.score) AS best,
                min({T}.joined) AS first_joined, collect_set(_id) IS NOT NULL AS has_ids
-        FROM parity_people GROUP BY personID ORDER BY personID""",
+        FROM query_people GROUP BY personID ORDER BY personID""",
     "expressions": f"""
         SELECT upper(personID) AS who, coalesce({T}.visits, 0) * 2 AS doubled,
                CASE WHEN {T}.vip THEN 'vip' ELSE 'regular' END AS kind, size({T}.tags) AS tag_count,
                date_format({T}.seen, 'yyyy-MM-dd') AS seen_day, year({T}.joined) AS joined_year
-        FROM parity_people ORDER BY who, doubled""",
+        FROM query_people ORDER BY who, doubled""",
     "a join and a subquery": f"""
         SELECT a.personID, a.{T}.visits AS visits, b.best
-        FROM parity_people a
-        JOIN (SELECT personID, max({T}.score) AS best FROM parity_people GROUP BY personID) b
+        FROM query_people a
+        JOIN (SELECT personID, max({T}.score) AS best FROM query_people GROUP BY personID) b
           ON a.personID = b.personID
-        WHERE a.{T}.visits > (SELECT min({T}.visits) FROM parity_people)
+        WHERE a.{T}.visits > (SELECT min({T}.visits) FROM query_people)
         ORDER BY a.personID, visits""",
     "own common table expressions": f"""
-        WITH vips AS (SELECT personID FROM parity_people WHERE {T}.vip),
+        WITH vips AS (SELECT personID FROM query_people WHERE {T}.vip),
              counted AS (SELECT count(*) AS n FROM vips)
         SELECT n FROM counted""",
     "the profile snapshot": """
@@ -112,7 +112,7 @@ def sandboxes(apps: tuple[App, App]) -> dict[str, dict[str, str]]:
         sid = schema(app.client, app.headers, "Query parity people", PROFILE_CLASS, fg, PERSON_FG, IDENTITY_MAP_FG)
         identity(app.client, app.headers, sid, "/personID", "Email", True)
         enable_profile(app.client, app.headers, sid)
-        ds = dataset(app.client, app.headers, "Parity people", sid, profile=True)
+        ds = dataset(app.client, app.headers, "Query people", sid, profile=True)
         for records in (FIRST, SECOND):
             text = json_lines(*records).decode().replace(T, field)
             assert ingest(app.client, app.headers, ds, text.encode(), timeout=180)["status"] == "success"
@@ -194,15 +194,15 @@ def test_ctas_and_insert_write_the_same_batches(apps: tuple[App, App], sandboxes
             sandbox,
             f"""SELECT personID AS email, sum({T}.visits) AS visits, max({T}.seen) AS last_seen,
                       array_agg(_id) AS ids, named_struct('vip', bool_or({T}.vip), 'score', max({T}.score)) AS facts
-               FROM parity_people GROUP BY personID""",
+               FROM query_people GROUP BY personID""",
         )
-        created = _run(app, select, ctasParameters={"datasetName": "parity_summary"})
+        created = _run(app, select, ctasParameters={"datasetName": "query_summary"})
         assert created["state"] == "SUCCESS", (app.engine, created["errors"])
         assert created["rowCount"] == 4
         new_id = created["_links"]["created_dataset"]["id"]
         assert new_id
         inserted = _run(
-            app, _sql(app, sandbox, "INSERT INTO parity_summary SELECT * FROM parity_summary WHERE visits > 5")
+            app, _sql(app, sandbox, "INSERT INTO query_summary SELECT * FROM query_summary WHERE visits > 5")
         )
         assert inserted["state"] == "SUCCESS", (app.engine, inserted["errors"])
         assert inserted["rowCount"] == 3
@@ -217,7 +217,7 @@ def test_a_failing_statement_fails_on_both(apps: tuple[App, App], sandboxes: dic
     for app in apps:
         # Overflows BIGINT at run time on both (Spark's ANSI mode; DuckDB's checked arithmetic).
         query = _run(
-            app, _sql(app, sandboxes[app.engine], f"SELECT {T}.visits * 4611686018427387904 AS n FROM parity_people")
+            app, _sql(app, sandboxes[app.engine], f"SELECT {T}.visits * 4611686018427387904 AS n FROM query_people")
         )
         assert query["state"] == "FAILED", (app.engine, query)
         assert query["errors"][0]["code"] in ("22000", "XX000"), query["errors"]
@@ -233,7 +233,7 @@ def test_what_duckdb_refuses_never_reaches_spark(apps: tuple[App, App], sandboxe
     for sql in (
         "SELECT * FROM parquet.`/etc/passwd`",
         "SELECT reflect('java.lang.System', 'getProperty', 'user.home') AS home",
-        "SELECT java_method('java.lang.Runtime', 'getRuntime') AS rt FROM parity_people",
+        "SELECT java_method('java.lang.Runtime', 'getRuntime') AS rt FROM query_people",
         "SELECT * FROM read_csv('/etc/passwd')",
         "SELECT * FROM read_files('/etc')",
     ):
