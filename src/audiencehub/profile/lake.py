@@ -642,7 +642,8 @@ class LakeProfileStore(ProfileStore):
         done = self.applied(scope, rows.run_id)
         if done is not None:
             return done
-        return self._write(scope, lambda w: self._apply(scope, w, rows))
+        # An ingestion run is not retried as a job (it is never run twice): a lost race is built again here.
+        return self._write_again(scope, lambda w: self._apply(scope, w, rows))
 
     def _apply(self, scope: Scope, w: _Work, rows: AudienceRows) -> ApplyResult:
         done = self._applied(scope, w.base, rows.run_id)  # committed by another process since the first look
