@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     jobs, they wait for worker processes."""
 
     job_poll_seconds: float = Field(default=1.0, gt=0)
-    """How often an idle job thread looks for jobs that another process enqueued (its own process wakes it at once)."""
+    """How often an idle job thread looks for jobs that another process enqueued (its own process wakes it at once),
+    and how often a running query looks for a cancel that another process was asked for."""
 
     worker_grace_seconds: float = Field(default=30.0, ge=0)
     """On SIGTERM or SIGINT, how long ``audiencehub worker`` lets running jobs finish; those still running then are

@@ -330,7 +330,7 @@ def _build(settings: Settings, home_lock: HomeLock | None, *, replica: bool = Fa
         ),
         ingestion=ingestion,
         query=query,
-        query_runs=QueryRuns(store, lake, query, engine, runner.wake),
+        query_runs=QueryRuns(store, lake, query, engine, runner.wake, cancel_poll_s=settings.job_poll_seconds),
         runner=runner,
         home_lock=home_lock,
         # Every process with job threads runs the schedule; its slots in the metadata store make each day's run one.

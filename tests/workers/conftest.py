@@ -65,6 +65,11 @@ class Worker:
         """The job ids this worker's log says it claimed."""
         return re.findall(r"job (\S+) \(\S+ \S+\) claimed by", self.log())
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the process has used (user + system, from /proc): it grows fast while a query runs."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)

@@ -239,3 +239,21 @@ def test_sigterm_stops_claiming_and_leaves_a_job_that_outlives_the_grace_period_
     wait_for(lambda: cluster.job(job_id)["status"] == jobs.SUCCEEDED, timeout=JOB_TIMEOUT_S, what="the job")
     assert (cluster.job(job_id)["attempts"], cluster.job(job_id)["worker_id"]) == (2, peer.worker_id)
     assert batch_status(http, headers, batch_id) == "success"
+
+
+def test_a_cancel_answered_by_the_api_process_stops_the_query_a_worker_runs(cluster: Cluster) -> None:
+    http, headers = cluster.server.http, cluster.server.headers()
+    worker = cluster.worker()
+    query_id = submit(http, headers, sql="SELECT sum(a.range * b.range) AS s FROM range(300000) a, range(300000) b")
+    wait_for(lambda: query(http, headers, query_id)["state"] == "IN_PROGRESS", timeout=JOB_TIMEOUT_S, interval=0.05)
+    (job,) = cluster.jobs()
+    assert job["worker_id"] == worker.worker_id  # the server runs no jobs: only the flag in the database reaches it
+    # Running for sure (past the check for a cancel that the job makes before it starts): the worker burns CPU.
+    idle = worker.cpu_seconds()
+    wait_for(lambda: worker.cpu_seconds() > idle + 2, timeout=JOB_TIMEOUT_S, interval=0.1, what="the query to run")
+    started = time.monotonic()
+    resp = http.patch(f"/data/foundation/query/queries/{query_id}", json={"op": "cancel"}, headers=headers)
+    assert resp.status_code == 202, resp.text
+    done = finished_query(http, headers, query_id)
+    assert done["state"] == "KILLED" and done["errors"][0]["code"] == "57014", done
+    assert time.monotonic() - started < 20, "the worker ran the query to its end"

@@ -150,8 +150,17 @@ class QueryRuns:
     """The HTTP API's queries: stored, run as jobs, cancelled, listed, their results kept for download."""
 
     def __init__(
-        self, store: MetadataStore, lake: Lake, service: QueryService, engine: Engine, wake: Callable[[], None]
+        self,
+        store: MetadataStore,
+        lake: Lake,
+        service: QueryService,
+        engine: Engine,
+        wake: Callable[[], None],
+        *,
+        cancel_poll_s: float = 1.0,
     ) -> None:
+        """``cancel_poll_s``: how often a running query looks for a cancel asked in another process."""
+        self._cancel_poll_s = cancel_poll_s
         self._store = store
         self._lake = lake
         self._service = service
@@ -333,10 +342,15 @@ class QueryRuns:
         session = self._service.session(who)
         with self._lock:
             self._running[query_id] = session
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch_cancel, args=(scope, query_id, session, done), name=f"cancel-{query_id}", daemon=True
+        )
         try:
             if self._cancelled(scope, query_id):
                 session.cancel()
                 raise QueryError(CANCELLED_MSG, "57014")
+            watcher.start()
             count, created, referenced = self._run(scope, query_id, session, row)
         except QueryError as exc:
             state = TIMEOUT if exc.message == TIMED_OUT else KILLED if exc.sqlstate == "57014" else FAILED
@@ -349,9 +363,24 @@ class QueryRuns:
         else:
             self._finish(scope, query_id, SUCCESS_STATE, count=count, created=created, referenced=referenced)
         finally:
+            done.set()
+            if watcher.is_alive():
+                watcher.join()
             with self._lock:
                 self._running.pop(query_id, None)
             session.close()
+
+    def _watch_cancel(self, scope: Scope, query_id: str, session: DuckDBSession, done: threading.Event) -> None:
+        """Cancels the session when the query's cancel flag is set: a ``PATCH`` answered by another process (an API
+        replica, while a worker runs the query) reaches it within ``cancel_poll_s``."""
+        while not done.wait(self._cancel_poll_s):
+            try:
+                cancelled = self._cancelled(scope, query_id)
+            except Exception:  # the metadata store is away for a moment: look again next time
+                log.warning("query %s: could not read its cancel flag", query_id, exc_info=True)
+                continue
+            if cancelled:
+                session.cancel()  # again at each look: a cancel that fell between two statements is not lost
 
     def _cancelled(self, scope: Scope, query_id: str) -> bool:
         with self._store.read() as conn:
