@@ -3,7 +3,8 @@
 Jobs write one SELECT in DuckDB's dialect (``engines/ingest_sql.py``, ``engines/xdm_sql.py``); the
 Spark engine hands it to :func:`to_spark`, never a second hand-written copy. sqlglot maps most of the
 dialect; each function below rewrites one construct it does not map (or maps with other semantics),
-so that Spark computes what DuckDB computes. Table functions that read files become :class:`Scan`
+so that Spark computes what DuckDB computes (the JSON ones live in ``engines/spark_json.py``, the helpers
+they share in ``engines/spark_tree.py``). Table functions that read files become :class:`Scan`
 descriptions that the engine turns into temporary views (this module does not import pyspark).
 """
 
@@ -18,6 +19,18 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.helper import seq_get
 
+from audiencehub.engines.spark_json import (
+    json_extract_to_variant_get,
+    json_keys_of_variant,
+    json_merge_patch_to_map_concat,
+    json_object_to_variant,
+    json_text_of_variant,
+    json_type_of_variant,
+    to_json_as_variant,
+    to_json_of_row,
+)
+from audiencehub.engines.spark_tree import UnsupportedSql, bottom_up, substitute
+
 NUMBER_SHAPE = r"\s*[+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|inf|infinity|nan)\s*"
 """What DuckDB's DOUBLE cast reads (case-insensitive); Java's parser also reads ``1d``, ``0x1p3``, ``1f``."""
 DATE_SHAPE = r"\s*[0-9]{4,}-[0-9]{1,2}-[0-9]{1,2}\s*"
@@ -26,10 +39,6 @@ TIMESTAMP_SHAPE = (
     r"\s*(Z|z|UTC|[+-][0-9]{1,2}(:?[0-9]{2})?)?\s*"
 )
 """What DuckDB's DATE and TIMESTAMPTZ casts read; Spark's also read ``2025``, ``2025-05`` and ``T20:19``."""
-
-
-class UnsupportedSql(ValueError):
-    """The statement uses DuckDB SQL that has no faithful Spark translation (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ def regexp_full_match_to_rlike(tree: exp.Expression) -> exp.Expression:
             return exp.RegexpLike(this=subject.copy(), expression=anchored(pattern))
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def regexp_matches_to_rlike(tree: exp.Expression) -> exp.Expression:
@@ -134,7 +143,7 @@ def regexp_matches_to_rlike(tree: exp.Expression) -> exp.Expression:
             return exp.RegexpLike(this=args[0].copy(), expression=args[1].copy())
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def first_regexp_replace(tree: exp.Expression) -> exp.Expression:
@@ -158,42 +167,16 @@ def first_regexp_replace(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _bottom_up(tree: exp.Expression, swap: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
-    """``swap`` applied to every node, children before their parent (a parent's copy then holds rewritten
-    children); returns the new root."""
-    root = tree
-    for node in reversed(list(tree.dfs())):
-        new = swap(cast(exp.Expression, node))
-        if new is not node:
-            if node is root:
-                root = new
-            else:
-                node.replace(new)
-    return root
-
-
-def _substitute(template: str, **values: exp.Expression) -> exp.Expression:
-    """``template`` (Spark SQL) with each column ``__name`` replaced by a copy of ``values[name]``."""
-    tree = sqlglot.parse_one(template, read="spark")
-
-    def put(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Column) and not node.table and node.name.startswith("__"):
-            return values[node.name[2:]].copy()
-        return node
-
-    return tree.transform(put)
-
-
 def isfinite_to_checks(tree: exp.Expression) -> exp.Expression:
     """``isfinite(x)`` → ``NOT isnan(x) AND abs(x) <> double('Infinity')`` (Spark has no isfinite)."""
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Anonymous) and node.name.lower() == "isfinite":
             x = node.expressions[0]
-            return exp.paren(_substitute("NOT isnan(__x) AND abs(__x) <> double('Infinity')", x=x))
+            return exp.paren(substitute("NOT isnan(__x) AND abs(__x) <> double('Infinity')", x=x))
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 INTERVAL_ARGS = ("years", "months", "weeks", "days", "hours", "minutes", "seconds")
@@ -218,16 +201,14 @@ def interval_functions_to_make_interval(tree: exp.Expression) -> exp.Expression:
         zeros = [exp.Literal.number(0) for _ in range(INTERVAL_ARGS.index(unit))]
         return exp.Anonymous(this="make_interval", expressions=[*zeros, amount.copy()])
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def _shape_guard(try_cast: exp.Expression, shape: str) -> exp.Expression:
     text = try_cast.this
     guarded = exp.TryCast(this=text.copy(), to=try_cast.args["to"].copy(), safe=True)
     guarded.meta["shape_checked"] = True
-    return _substitute(
-        f"CASE WHEN __t RLIKE {_spark_string('(?i)^(?:' + shape + ')$')} THEN __c END", t=text, c=guarded
-    )
+    return substitute(f"CASE WHEN __t RLIKE {_spark_string('(?i)^(?:' + shape + ')$')} THEN __c END", t=text, c=guarded)
 
 
 def _spark_string(value: str) -> str:
@@ -257,7 +238,7 @@ def try_cast_text_like_duckdb(tree: exp.Expression) -> exp.Expression:
                 return exp.paren(_shape_guard(node, shapes[to.this]))
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def _is_text(node: exp.Expression) -> bool:
@@ -272,219 +253,6 @@ def timestamptz_to_timestamp(tree: exp.Expression) -> exp.Expression:
         if node.this is exp.DataType.Type.TIMESTAMPTZ:
             node.set("this", exp.DataType.Type.TIMESTAMP)
     return tree
-
-
-def to_json_of_row(tree: exp.Expression) -> exp.Expression:
-    """``to_json(t)`` of a whole row (``t`` a table alias) → ``to_json(struct(t.*))``."""
-    aliases = {a.name for a in tree.find_all(exp.TableAlias) if a.name}
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if (
-            isinstance(node, exp.Anonymous | exp.JSONFormat)
-            and node.sql("duckdb").upper().startswith("TO_JSON(")
-            and len(_args(node)) == 1
-        ):
-            arg = _args(node)[0]
-            if isinstance(arg, exp.Column) and not arg.table and arg.name in aliases:
-                star = exp.Column(this=exp.Star(), table=exp.to_identifier(arg.name))
-                return exp.Anonymous(this="to_json", expressions=[exp.Struct(expressions=[star])])
-        return node
-
-    return _bottom_up(tree, swap)
-
-
-def _args(node: exp.Expression) -> list[exp.Expression]:
-    if isinstance(node, exp.Anonymous):
-        return list(node.expressions)
-    return [a for a in (node.this, *node.expressions) if a is not None]
-
-
-# -- JSON: DuckDB's JSON values are Spark VARIANTs -------------------------------------------------
-#
-# DuckDB keeps JSON as text and reads it with json_* functions; Spark 4 parses JSON into VARIANT and
-# reads that. Inside a statement every JSON value is a VARIANT (read_json_objects gives one, to_json of
-# a struct makes one); the outermost SELECT's to_json stays text. Differences that remain: a VARIANT
-# object keeps its keys sorted (json_keys lists them sorted, maps built from them are in key order,
-# JSON written from one has sorted keys), and numbers print normalized (1.50 as 1.5).
-
-
-def _variant(x: exp.Expression, spark_type: str, path: str = "$") -> exp.Expression:
-    return exp.Anonymous(
-        this="try_variant_get", expressions=[x.copy(), exp.Literal.string(path), exp.Literal.string(spark_type)]
-    )
-
-
-def _spark_path(parts: list[exp.Expression]) -> str | None:
-    """A DuckDB JSON path (``$."a"."b"``) as Spark's (``$["a"]["b"]``); None when it ends in ``[*]``."""
-    out = "$"
-    for n, part in enumerate(parts):
-        if isinstance(part, exp.JSONPathSubscript) and isinstance(part.this, exp.JSONPathWildcard):
-            if n != len(parts) - 1:
-                raise UnsupportedSql("[*] inside a JSON path")
-            return None
-        if isinstance(part, exp.JSONPathRoot):
-            continue
-        if isinstance(part, exp.JSONPathKey) and isinstance(part.this, str):
-            key = part.this
-            if '"' not in key:
-                out += f'["{key}"]'
-            elif "'" not in key:
-                out += f"['{key}']"
-            else:
-                raise UnsupportedSql("a JSON key with both kinds of quote")
-        elif isinstance(part, exp.JSONPathSubscript) and isinstance(part.this, int):
-            out += f"[{part.this}]"
-        else:
-            raise UnsupportedSql(f"JSON path step {part!r}")
-    return out
-
-
-def _dynamic_key(path: exp.Expression) -> exp.Expression:
-    """The key ``k`` of a path built as ``'$."' || replace(replace(k, ...), ...) || '"'`` (a map's entries)."""
-    replaces = list(path.find_all(exp.Replace))
-    if not replaces:
-        raise UnsupportedSql("a JSON path computed in SQL")
-    innermost = min(replaces, key=lambda r: len(r.sql()))
-    return innermost.this.copy()
-
-
-def json_extract_to_variant_get(tree: exp.Expression) -> exp.Expression:
-    """``json_extract(x, '$."a"')`` → ``try_variant_get(x, '$["a"]', 'variant')``; ``json_extract(x, '$[*]')`` →
-    the array's elements; a path built from a key → ``try_element_at(<x as a map>, key)``."""
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if not isinstance(node, exp.JSONExtract) or isinstance(node, exp.JSONExtractScalar):
-            return node
-        path = node.expression
-        if isinstance(path, exp.JSONPath):
-            spark_path = _spark_path(list(path.expressions))
-            if spark_path is None:  # ``...[*]``: the elements of the array there
-                return _variant(node.this, "array<variant>", _spark_path(list(path.expressions)[:-1]) or "$")
-            return _variant(node.this, "variant", spark_path)
-        return exp.Anonymous(
-            this="try_element_at", expressions=[_variant(node.this, "map<string,variant>"), _dynamic_key(path)]
-        )
-
-    return _bottom_up(tree, swap)
-
-
-def json_type_of_variant(tree: exp.Expression) -> exp.Expression:
-    """``json_type(x)`` → DuckDB's names (NULL, VARCHAR, UBIGINT when >= 0 and BIGINT when negative, DOUBLE,
-    BOOLEAN, OBJECT, ARRAY) from ``schema_of_variant(x)``; an integer beyond BIGINT is a DECIMAL(p,0) there. A
-    date, timestamp or binary value (a Parquet file's own types) is VARCHAR: DuckDB's ``to_json`` writes it as a
-    string, and its text (a cast to string in the session's UTC) is one DuckDB's casts read back the same."""
-    # One schema_of_variant for the common kinds (a map lookup evaluates it once; a CASE on it would repeat it per
-    # branch in Spark's plan), and the number cases only when needed (coalesce is lazy).
-    kinds = (
-        "map('VOID', 'NULL', 'STRING', 'VARCHAR', 'BOOLEAN', 'BOOLEAN', 'OBJECT', 'OBJECT', 'ARRAY', 'ARRAY', "
-        "'DOUBLE', 'DOUBLE', 'FLOAT', 'DOUBLE', 'DATE', 'VARCHAR', 'TIMESTAMP', 'VARCHAR', 'BINARY', 'VARCHAR')"
-    )
-    template = (
-        f"CASE WHEN __x IS NULL THEN NULL ELSE coalesce(element_at({kinds}, "
-        "regexp_extract(schema_of_variant(__x), '^[A-Z]+', 0)), "
-        "CASE WHEN schema_of_variant(__x) LIKE 'DECIMAL(%,0)' THEN CASE WHEN try_variant_get(__x, '$', "
-        "'decimal(38,0)') BETWEEN 0 AND 18446744073709551615 THEN 'UBIGINT' ELSE 'DOUBLE' END "
-        "WHEN schema_of_variant(__x) LIKE 'DECIMAL%' THEN 'DOUBLE' "
-        # DuckDB names a non-negative integer UBIGINT, a negative one BIGINT.
-        "WHEN try_variant_get(__x, '$', 'bigint') < 0 THEN 'BIGINT' ELSE 'UBIGINT' END) END"
-    )
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.JSONType):
-            return exp.paren(_substitute(template, x=node.this))
-        return node
-
-    return _bottom_up(tree, swap)
-
-
-def json_text_of_variant(tree: exp.Expression) -> exp.Expression:
-    """``x ->> '$'`` → ``try_variant_get(x, '$', 'string')``: the string itself for a JSON string, NULL for JSON
-    null, the JSON text of anything else (numbers as Spark prints them: 1.50 reads 1.5)."""
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.JSONExtractScalar):
-            path = node.expression
-            spark_path = _spark_path(list(path.expressions)) if isinstance(path, exp.JSONPath) else None
-            if spark_path is None:
-                raise UnsupportedSql("->> with a computed path")
-            return _variant(node.this, "string", spark_path)
-        return node
-
-    return _bottom_up(tree, swap)
-
-
-def json_keys_of_variant(tree: exp.Expression) -> exp.Expression:
-    """``json_keys(x)`` → ``map_keys(<x as a map>)`` (in key order: a VARIANT object keeps its keys sorted)."""
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.JSONKeys):
-            return exp.Anonymous(this="map_keys", expressions=[_variant(node.this, "map<string,variant>")])
-        return node
-
-    return _bottom_up(tree, swap)
-
-
-def _outermost(node: exp.Expression, root: exp.Expression) -> bool:
-    """Whether ``node`` is itself a column of the statement's result (under an alias or a cast at most)."""
-    child, parent = node, node.parent
-    while isinstance(parent, exp.Alias | exp.Cast | exp.Paren):
-        child, parent = parent, parent.parent
-    selects = (
-        [root]
-        if isinstance(root, exp.Select)
-        else list(root.find_all(exp.Select))
-        if isinstance(root, exp.Union)
-        else []
-    )
-    return any(parent is sel and child in sel.expressions for sel in selects)
-
-
-def to_json_as_variant(tree: exp.Expression) -> exp.Expression:
-    """``to_json(x)`` inside the statement → ``to_variant_object(x)`` (a JSON value for the json_* rewrites);
-    in the outermost SELECT it stays ``to_json`` (text, fields in their order), as the result is written."""
-    root = tree
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Anonymous) and node.name.lower() == "to_json" and not _outermost(node, root):
-            return exp.Anonymous(this="to_variant_object", expressions=[node.expressions[0].copy()])
-        if isinstance(node, exp.JSONFormat) and not _outermost(node, root):
-            return exp.Anonymous(this="to_variant_object", expressions=[node.this.copy()])
-        return node
-
-    return _bottom_up(tree, swap)
-
-
-def json_object_to_variant(tree: exp.Expression) -> exp.Expression:
-    """``json_object('k', v, ...)`` → ``to_variant_object(named_struct('k', v, ...))``."""
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.JSONObject):
-            args: list[exp.Expression] = []
-            for pair in node.expressions:
-                args += [pair.this.copy(), pair.expression.copy()]
-            return exp.Anonymous(
-                this="to_variant_object", expressions=[exp.Anonymous(this="named_struct", expressions=args)]
-            )
-        return node
-
-    return _bottom_up(tree, swap)
-
-
-def json_merge_patch_to_map_concat(tree: exp.Expression) -> exp.Expression:
-    """``json_merge_patch(a, b)`` of two objects → ``b``'s entries over ``a``'s (keys of ``b`` replace ``a``'s)."""
-    template = (
-        "to_variant_object(map_concat(map_filter(try_variant_get(__a, '$', 'map<string,variant>'), "
-        "(k, v) -> NOT array_contains(map_keys(try_variant_get(__b, '$', 'map<string,variant>')), k)), "
-        "try_variant_get(__b, '$', 'map<string,variant>')))"
-    )
-
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Anonymous) and node.name.lower() == "json_merge_patch":
-            a, b = node.expressions[:2]
-            return _substitute(template, a=a, b=b)
-        return node
-
-    return _bottom_up(tree, swap)
 
 
 # -- lists, structs and the rest ---------------------------------------------------------------------
@@ -534,7 +302,7 @@ def list_index_one_based(tree: exp.Expression) -> exp.Expression:
             return exp.Anonymous(this="try_element_at", expressions=[node.this.copy(), one_based])
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def _struct_fields(node: exp.Expression, scope: dict[str, exp.Expression]) -> list[str] | None:
@@ -609,7 +377,7 @@ def ordered_first_to_min_by(tree: exp.Expression) -> exp.Expression:
             )
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def ordered_list_to_sorted_collect(tree: exp.Expression) -> exp.Expression:
@@ -629,10 +397,10 @@ def ordered_list_to_sorted_collect(tree: exp.Expression) -> exp.Expression:
                 expressions=[*keys, cast(exp.Expression, exp.alias_(order.this.copy(), "__v", quoted=True))]
             )
             collected = exp.Anonymous(this="collect_list", expressions=[packed])
-            return _substitute("transform(array_sort(__l), e -> e.`__v`)", l=collected)
+            return substitute("transform(array_sort(__l), e -> e.`__v`)", l=collected)
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def aggregate_order_in_subquery(tree: exp.Expression) -> exp.Expression:
@@ -676,10 +444,10 @@ def epoch_seconds_to_timestamp(tree: exp.Expression) -> exp.Expression:
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.UnixToTime) and node.args.get("scale") is None:
-            return _substitute("timestamp_micros(CAST(round(__s * 1000000) AS BIGINT))", s=node.this)
+            return substitute("timestamp_micros(CAST(round(__s * 1000000) AS BIGINT))", s=node.this)
         return node
 
-    return _bottom_up(tree, swap)
+    return bottom_up(tree, swap)
 
 
 def range_table_to_spark_range(tree: exp.Expression) -> exp.Expression:
@@ -697,7 +465,7 @@ def range_table_to_spark_range(tree: exp.Expression) -> exp.Expression:
         step = step.copy() if step is not None else exp.Literal.number(1)
         name = "range" if series.args.get("is_end_exclusive") else "generate_series"
         past_end = "__e + CASE WHEN __s < 0 THEN -1 ELSE 1 END"
-        stop = end.copy() if name == "range" else _substitute(past_end, e=end, s=step)
+        stop = end.copy() if name == "range" else substitute(past_end, e=end, s=step)
         call = exp.Anonymous(this="range", expressions=[start.copy() if start else exp.Literal.number(0), stop, step])
         body = exp.select(exp.column("id").as_(name)).from_(exp.Table(this=call))
         alias = table.args.get("alias")
