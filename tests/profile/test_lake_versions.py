@@ -169,9 +169,11 @@ class _Recording(Engine):
             def __init__(self, s: EngineSession) -> None:
                 self.s = s
 
-            def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
+            def copy(
+                self, select_sql: str, dest: Path, fmt: Format = "parquet", *, row_group_rows: int | None = None
+            ) -> int:
                 outer.statements.append(select_sql)
-                return self.s.copy(select_sql, dest, fmt)
+                return self.s.copy(select_sql, dest, fmt, row_group_rows=row_group_rows)
 
             def query(self, sql: str) -> list[tuple[Any, ...]]:
                 outer.statements.append(sql)
@@ -297,3 +299,24 @@ def test_two_writers_committing_at_once_one_wins_on_each_metadata_backend(
     for store in stores:
         store.close()
     catalog.dispose()
+
+
+def test_tables_are_written_in_row_groups_small_enough_for_point_reads(
+    tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(lake, "POINT_READ_ROWS", 2048)  # DuckDB's smallest; the real 16,384 needs a large run
+    rows = [(f"u{i}@x.com", None, "gold", i, None) for i in range(5000)]
+    store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
+    (tmp_path / "files").mkdir()
+    store.apply_audience(SCOPE, run(tmp_path / "files", "big", [rows], crm=False))
+    m = store.manifest(SCOPE)
+    for table in (lake.q.IDENTITIES, m.audiences[A1]["table"]):
+        (path,) = [store.root(SCOPE) / f for f in m.tables[table]]
+        meta = pq.read_metadata(path)
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert sum(sizes) == 5000 and max(sizes) <= 2048, (table, sizes)  # default: one group of 5000
+    found = store.lookup(SCOPE, "Email", "u4321@x.com")
+    assert found is not None and found.memberships
+    store.close()

@@ -49,8 +49,12 @@ class EngineSession(ABC):
     """A working context for one job. Not shared between threads."""
 
     @abstractmethod
-    def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
+    def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet", *, row_group_rows: int | None = None) -> int:
         """Writes the result of ``select_sql`` to the file ``dest``; returns the number of rows written.
+
+        ``row_group_rows``: Parquet row groups of about that many rows, for files read by point lookups (DuckDB
+        decodes a whole row group to find one key). A hint: an engine whose writer adds a page index (Spark's)
+        serves point reads from its pages and may ignore it.
 
         Raises :class:`EngineInputError` when an input file cannot be read, :class:`EngineError` on any
         other failure of the statement.

@@ -117,7 +117,7 @@ class DuckDBSession(EngineSession):
         except duckdb.Error as exc:
             raise translate(exc, sql) from exc
 
-    def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
+    def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet", *, row_group_rows: int | None = None) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         options = {
             "parquet": "FORMAT parquet, COMPRESSION zstd",
@@ -126,6 +126,8 @@ class DuckDBSession(EngineSession):
             "json": "FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01'",
             "json_array": "FORMAT json, ARRAY true",
         }[fmt]
+        if fmt == "parquet" and row_group_rows:
+            options += f", ROW_GROUP_SIZE {int(row_group_rows)}"
         rows = self._run(f"COPY ({select_sql}) TO {lit(str(dest))} ({options})")
         return int(rows[0][0]) if rows else 0
 

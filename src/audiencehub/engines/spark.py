@@ -310,7 +310,7 @@ class SparkJobSession(EngineSession):
             done.set()
             watcher.join()
 
-    def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet") -> int:
+    def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet", *, row_group_rows: int | None = None) -> int:
         """Writes the result to the single file ``dest`` and returns its row count.
 
         The query's last stage runs as one task (``coalesce(1)``) so that one part file, in the query's

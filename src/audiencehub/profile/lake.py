@@ -78,7 +78,10 @@ GRACE_S = 3600.0
 COMPACT_AT = 8
 """An append-only table with more files than this is rewritten as one sorted file."""
 RACES = 3
-"""How many times a batch's write (or a dataset's removal) is built when other processes keep committing first."""
+"""How many times a write (a run, a batch, a dataset's removal) is built when other processes keep committing first."""
+POINT_READ_ROWS = 16_384
+"""Rows per Parquet row group of the store's tables: a point read (a lookup, an entity) decodes one row group of each
+file it reads; DuckDB's default (122,880 rows) takes ~6 ms a read, this ~2 ms."""
 
 
 def _json_value(value: Any) -> Any:
@@ -167,7 +170,7 @@ class _Work:
     def _write(self, table: str, sql: str) -> tuple[str, int]:
         self._n += 1
         rel = f"{self.folder.name}/{table}-{self._n}.parquet"
-        rows = self.session.copy(sql, self.root / rel)
+        rows = self.session.copy(sql, self.root / rel, row_group_rows=POINT_READ_ROWS)
         self.changed = True
         return rel, rows
 
