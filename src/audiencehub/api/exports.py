@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from audiencehub.api.deps import Caller, Services
 from audiencehub.api.routing import route
 from audiencehub.errors import BadRequest
-from audiencehub.services.exports import DEFAULT_LIMIT, keep_repeats
+from audiencehub.services.export_shapes import keep_repeats
+from audiencehub.services.exports import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/data/core/ups/export/jobs", tags=["Export jobs"])
 

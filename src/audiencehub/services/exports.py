@@ -7,15 +7,11 @@ engine, nothing row by row), then publishes the folders and records batches and 
 A field the schema does not have fails the batches with that reason (the Catalog's batch ``errors``, seed 002's
 Monitoring step) and the job FAILED with it. Each step can run again after a crash: the job is retryable.
 
-Seed 002 sends ``filter.segments`` as one object that repeats ``segmentId``, ``segmentNs`` and ``status`` three
-times. A JSON parser keeps only the last of repeated keys (AEP's would export only the third audience); the body is
-read with :func:`keep_repeats` instead, and such an object becomes one filter per ``segmentId``, so the seed exports
-its three audiences, and the job's answer lists them as three ``filter.segments`` items.
+The request's checks and the job's answer (AEP's shapes) are in ``services/export_shapes.py``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 import time
@@ -25,20 +21,18 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 
-from audiencehub.domain.audiences import DEFAULT_NAMESPACE
 from audiencehub.domain.merge_policies import DATASET_PRECEDENCE
-from audiencehub.domain.segments import SEGMENT_NAMESPACE
 from audiencehub.domain.xdm import ResolvedSchema
 from audiencehub.engines.xdm_sql import at, duck_type, kind, leaves
-from audiencehub.errors import AudiencehubError, BadRequest, NotFound, TransientError, Unprocessable
+from audiencehub.errors import AudiencehubError, BadRequest, NotFound, TransientError
 from audiencehub.metadata import jobs
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row, now, update_row
 from audiencehub.profile.base import ProfileStore
-from audiencehub.profile.exports import ExportField, ExportOutput, ExportSpec, MemberFilter
+from audiencehub.profile.exports import ExportField, ExportOutput, ExportSpec
 from audiencehub.services.auth import Principal
-from audiencehub.services.catalog import KIND_XDM, CatalogService, created_ms
-from audiencehub.services.external_audiences import find_active
+from audiencehub.services.catalog import CatalogService, created_ms
+from audiencehub.services.export_shapes import ExportRequests, field_names, job_view, member_filter, parse_time
 from audiencehub.services.lake import Lake
 from audiencehub.services.merge_policies import MergePolicyService
 
@@ -50,9 +44,6 @@ LINK = "/export/jobs"
 NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLING = "NEW", "PROCESSING", "SUCCEEDED", "FAILED", "CANCELLING"
 FINAL = (SUCCEEDED, FAILED)
 LISTED = (NEW, PROCESSING, SUCCEEDED, FAILED)
-STATUSES = ("realized", "existing", "exited")
-DEFAULT_STATUSES = ("realized", "existing")
-PROFILE_SCHEMA = "_xdm.context.profile"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 SPECIAL = ("identityMap", "segmentMembership")
 """Fields the profile store keeps apart: identityMap is written when asked, segmentMembership always."""
@@ -60,62 +51,10 @@ CODE_FIELD = "EXPORT-1001-400"
 CODE_FAILED = "EXPORT-1000-500"
 JOB_ERROR = "0100000003"  # AEP's code for an export job's error
 _OFFSET = re.compile(r"^(\d+)_(\d+)$")
-_PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class Repeated(dict[str, Any]):
-    """A JSON object that repeats keys: the last value of each (as any parser keeps), and every pair in order."""
-
-    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
-        super().__init__(pairs)
-        self.pairs = pairs
-
-
-def keep_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads(..., object_pairs_hook=keep_repeats)``: objects as usual, but one with repeated keys keeps them."""
-    if len({k for k, _ in pairs}) == len(pairs):
-        return dict(pairs)
-    return Repeated(pairs)
-
-
-def _split(item: Any) -> list[Any]:
-    """One ``filter.segments`` item, or several when it repeats keys (seed 002): a new item starts at each key that
-    the current one already has."""
-    if not isinstance(item, Repeated):
-        return [item]
-    out: list[dict[str, Any]] = [{}]
-    for key, value in item.pairs:
-        if key in out[-1]:
-            out.append({})
-        out[-1][key] = value
-    return out
-
-
-def _time(value: Any, where: str) -> dt.datetime:
-    if not isinstance(value, str):
-        raise BadRequest(f"{where}: must be an RFC 3339 timestamp such as 2018-01-01T00:00:00Z, got {value!r}")
-    try:
-        stamp = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise BadRequest(
-            f"{where}: must be an RFC 3339 timestamp such as 2018-01-01T00:00:00Z, got {value!r}"
-        ) from None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=dt.UTC)
-
-
-def _object(body: dict[str, Any], key: str, where: str, *, required: bool = False) -> dict[str, Any]:
-    value = body.get(key)
-    if value is None:
-        if required:
-            raise BadRequest(f"{where}: is required")
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest(f"{where}: must be an object, got {value!r}")
-    return value
 
 
 class ExportService:
@@ -131,6 +70,7 @@ class ExportService:
         wake: Callable[[], None],
     ) -> None:
         self._store = store
+        self._requests = ExportRequests(store, profiles, catalog, policies)
         self._profiles = profiles
         self._lake = lake
         self._catalog = catalog
@@ -144,7 +84,7 @@ class ExportService:
         scope = principal.scope
         if not isinstance(data, dict):
             raise BadRequest(f"body: must be a JSON object, got {type(data).__name__}")
-        spec = self._checked(scope, data)
+        spec = self._requests.spec(scope, data)
         dataset_id = spec["destination"]["datasetId"]
         segments = spec["filter"].get("segments")
         if spec["destination"]["segmentPerBatch"] and segments:
@@ -241,129 +181,6 @@ class ExportService:
                 conn.execute(t.export_jobs.delete().where(t.export_jobs.c.id == row["id"]))
         return {"status": True, "message": "Export job has been marked for cancelling"}
 
-    # -- the request ----------------------------------------------------------------------------------
-
-    def _checked(self, scope: Scope, body: dict[str, Any]) -> dict[str, Any]:
-        """The request as the job will run it; refusals name the field and the value."""
-        destination = _object(body, "destination", "destination", required=True)
-        dataset_id = destination.get("datasetId")
-        if not isinstance(dataset_id, str) or not dataset_id.strip():
-            raise BadRequest(
-                f"destination.datasetId: the id of the dataset to write to is required, got {dataset_id!r}"
-            )
-        per_batch = destination.get("segmentPerBatch", False)
-        if not isinstance(per_batch, bool):
-            raise BadRequest(f"destination.segmentPerBatch: must be true or false, got {per_batch!r}")
-        schema = _object(body, "schema", "schema", required=True)
-        if schema.get("name") != PROFILE_SCHEMA:
-            raise BadRequest(
-                f"schema.name: must be {PROFILE_SCHEMA!r} (profiles are exported), got {schema.get('name')!r}"
-            )
-        try:
-            dataset = self._catalog.get_row(scope, dataset_id.strip())
-        except NotFound:
-            raise BadRequest(f"destination.datasetId: no dataset {dataset_id!r} in this sandbox") from None
-        if dataset["kind"] != KIND_XDM:
-            raise BadRequest(f"destination.datasetId: dataset {dataset_id!r} belongs to an external audience")
-        fields = body.get("fields")
-        if fields is not None:
-            if not isinstance(fields, str):
-                raise BadRequest(f"fields: must be a comma-separated list of field paths, got {fields!r}")
-            for name in _field_names(fields):
-                if not _PATH.match(name):
-                    raise BadRequest(f"fields: {name!r} is not a field path such as person.name.firstName")
-        policy_body = _object(body, "mergePolicy", "mergePolicy")
-        policy_id = policy_body.get("id")
-        if policy_id is not None and not isinstance(policy_id, str):
-            raise BadRequest(f"mergePolicy.id: must be a merge policy id, got {policy_id!r}")
-        try:
-            policy = self._policies.resolve(scope, policy_id)
-        except NotFound:
-            raise BadRequest(f"mergePolicy.id: no merge policy {policy_id!r} in this sandbox") from None
-        additional = _object(body, "additionalFields", "additionalFields")
-        if additional.get("eventList") is not None:
-            raise Unprocessable("additionalFields.eventList: exporting ExperienceEvents with profiles is not supported")
-        if _object(body, "evaluationInfo", "evaluationInfo").get("segmentation"):
-            raise Unprocessable(
-                "evaluationInfo.segmentation: evaluate the segments with a segment job first, then export"
-            )
-        spec: dict[str, Any] = {
-            "filter": self._filter(scope, _object(body, "filter", "filter")),
-            "destination": {"datasetId": dataset["id"], "segmentPerBatch": per_batch},
-            "schema": {"name": PROFILE_SCHEMA},
-            "mergePolicy": {"id": policy.id, "version": policy_body.get("version") or 1},
-        }
-        if fields is not None:
-            spec["fields"] = fields
-        return spec
-
-    def _filter(self, scope: Scope, body: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        segments = body.get("segments")
-        if segments is not None:
-            items = segments if isinstance(segments, list) else [segments] if isinstance(segments, dict) else None
-            if items is None:
-                raise BadRequest(
-                    f"filter.segments: must be a list of {{segmentId, segmentNs, status}}, got {segments!r}"
-                )
-            found = [part for item in items for part in _split(item)]
-            out["segments"] = [self._segment(scope, n, item) for n, item in enumerate(found)]
-        window = _object(body, "segmentQualificationTime", "filter.segmentQualificationTime")
-        if window:
-            kept = {}
-            for key in ("startTime", "endTime"):
-                if window.get(key) is not None:
-                    _time(window[key], f"filter.segmentQualificationTime.{key}")
-                    kept[key] = window[key]
-            out["segmentQualificationTime"] = kept
-        if body.get("fromIngestTimestamp") is not None:
-            _time(body["fromIngestTimestamp"], "filter.fromIngestTimestamp")
-            out["fromIngestTimestamp"] = body["fromIngestTimestamp"]
-        if body.get("emptyProfiles") is not None:
-            if not isinstance(body["emptyProfiles"], bool):
-                raise BadRequest(f"filter.emptyProfiles: must be true or false, got {body['emptyProfiles']!r}")
-            out["emptyProfiles"] = body["emptyProfiles"]
-        return out
-
-    def _segment(self, scope: Scope, n: int, item: Any) -> dict[str, Any]:
-        where = f"filter.segments[{n}]"
-        if not isinstance(item, dict):
-            raise BadRequest(f"{where}: must be an object with segmentId, segmentNs and status, got {item!r}")
-        segment_id = item.get("segmentId")
-        if not isinstance(segment_id, str) or not segment_id.strip():
-            raise BadRequest(f"{where}.segmentId: the id of a segment definition or audience is required")
-        ns = item.get("segmentNs", SEGMENT_NAMESPACE)
-        if not isinstance(ns, str) or not ns.strip():
-            raise BadRequest(f"{where}.segmentNs: must be a namespace such as ups, got {ns!r}")
-        statuses = item.get("status", list(DEFAULT_STATUSES))
-        if isinstance(statuses, str):
-            statuses = [statuses]  # AEP's own segmentPerBatch example answers "status": "exited"
-        if not isinstance(statuses, list) or not statuses or any(s not in STATUSES for s in statuses):
-            raise BadRequest(f"{where}.status: must be a list of {', '.join(STATUSES)}, got {statuses!r}")
-        namespace, audience_id = self._resolve(scope, segment_id.strip(), ns.strip(), where)
-        return {
-            "segmentId": segment_id.strip(),
-            "segmentNs": ns.strip(),
-            "status": list(dict.fromkeys(statuses)),
-            "__ah_member": {"namespace": namespace, "id": audience_id},
-        }
-
-    def _resolve(self, scope: Scope, segment_id: str, ns: str, where: str) -> tuple[str, str]:
-        """The namespace and id under which the profile store holds the memberships a filter names: a segment
-        definition (``ups``), an external audience (its own namespace, by its id or customAudienceId; named with
-        ``ups`` too, as seed 002 names every audience it picked in the Audiences list), or records' own."""
-        with self._store.read() as conn:
-            if ns == SEGMENT_NAMESPACE and get_row(conn, t.segment_definitions, scope, id=segment_id) is not None:
-                return SEGMENT_NAMESPACE, segment_id
-            found = find_active(conn, scope, segment_id)
-        if found is not None:
-            own = (found["spec"] or {}).get("namespace", DEFAULT_NAMESPACE)
-            if ns in (own, SEGMENT_NAMESPACE):
-                return own, str(found["id"])
-        if ns in self._profiles.record_segments(scope, segment_id):
-            return ns, segment_id
-        raise BadRequest(f"{where}.segmentId: no segment definition or audience {segment_id!r} in namespace {ns!r}")
-
     # -- the job --------------------------------------------------------------------------------------
 
     def execute(self, ref: str, scope: Scope) -> None:
@@ -406,7 +223,7 @@ class ExportService:
             if segments is None:
                 members = None
             else:  # with segmentPerBatch, batch n holds segment n
-                members = (_member(segments[n]),) if per_batch else tuple(_member(s) for s in segments)
+                members = (member_filter(segments[n]),) if per_batch else tuple(member_filter(s) for s in segments)
             staged = self._lake.staging(scope, b["batchId"]) / "out"
             self._lake.remove(staged.parent)  # what an earlier attempt left
             staged.mkdir(parents=True)
@@ -434,7 +251,7 @@ class ExportService:
 
     def _export_spec(self, scope: Scope, spec: dict[str, Any], schema: ResolvedSchema) -> ExportSpec:
         """The fields as leaves of the dataset's schema; BadRequest names the first one it does not have."""
-        wanted = _field_names(spec.get("fields") or "")
+        wanted = field_names(spec.get("fields") or "")
         identity_map = not wanted
         found: dict[tuple[str, ...], str] = {}
         if not wanted:
@@ -462,9 +279,9 @@ class ExportService:
         return ExportSpec(
             fields=tuple(ExportField(p, sql_type) for p, sql_type in found.items()),
             identity_map=identity_map,
-            qualified_from=_time(start, "startTime") if start else None,
-            qualified_until=_time(end, "endTime") if end else None,
-            updated_after=_time(after, "fromIngestTimestamp") if after else None,
+            qualified_from=parse_time(start, "startTime") if start else None,
+            qualified_until=parse_time(end, "endTime") if end else None,
+            updated_after=parse_time(after, "fromIngestTimestamp") if after else None,
             empty_profiles=bool(spec["filter"].get("emptyProfiles", False)),
             precedence=tuple(policy.dataset_order) if policy.attribute_merge == DATASET_PRECEDENCE else None,
         )
@@ -636,17 +453,8 @@ class ExportService:
         return row
 
 
-def _field_names(fields: str) -> list[str]:
-    return list(dict.fromkeys(f.strip() for f in fields.split(",") if f.strip()))
-
-
 def _update(conn: Connection, job_id: int, values: dict[str, Any]) -> None:
     conn.execute(t.export_jobs.update().where(t.export_jobs.c.id == job_id).values(**values))
-
-
-def _member(segment: dict[str, Any]) -> MemberFilter:
-    found = segment["__ah_member"]
-    return MemberFilter(found["namespace"], found["id"], tuple(segment["status"]))
 
 
 def _span(start: int, end: int) -> dict[str, int]:
@@ -655,39 +463,3 @@ def _span(start: int, end: int) -> dict[str, int]:
 
 def _error(message: str) -> dict[str, Any]:
     return {"code": JOB_ERROR, "msg": message}
-
-
-def job_view(row: Row) -> dict[str, Any]:
-    """An export job in AEP's ``ExportJobResponse`` shape."""
-    spec = row["spec"]
-    destination: dict[str, Any] = dict(spec["destination"])
-    if destination["segmentPerBatch"] and "segmentId" in row["batches"][0]:
-        destination["batches"] = [dict(b) for b in row["batches"]]
-    else:
-        destination["batchId"] = row["batches"][0]["batchId"]
-    filters = dict(spec["filter"])
-    if "segments" in filters:
-        filters["segments"] = [{k: v for k, v in s.items() if not k.startswith("__ah_")} for s in filters["segments"]]
-    metrics = dict(row["metrics"])
-    metrics.setdefault("totalTime", {"startTimeInMs": row["created_at"]})
-    body: dict[str, Any] = {
-        "id": row["id"],
-        "jobType": "BATCH",
-        "destination": destination,
-        "schema": spec["schema"],
-        "imsOrgId": row["org_id"],
-        "status": row["status"],
-        "filter": filters,
-        "mergePolicy": spec["mergePolicy"],
-        "profileInstanceId": "ups",
-        "metrics": metrics,
-        "computeGatewayJobId": {"exportJob": row["work_id"]},
-        "creationTime": row["created_at"],
-        "updateTime": row["updated_at"],
-        "requestId": row["request_id"],
-    }
-    if "fields" in spec:
-        body["fields"] = spec["fields"]
-    if row["errors"]:
-        body["errors"] = row["errors"]
-    return body
