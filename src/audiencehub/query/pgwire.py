@@ -26,21 +26,17 @@ from typing import Any, TypeVar
 from audiencehub.query import pgtypes
 from audiencehub.query.errors import QueryError
 from audiencehub.query.pgcatalog import Catalog
+from audiencehub.query.pgmessages import FLUSH_BYTES, ProtocolError, Wire, read_cstr
 from audiencehub.query.pgportals import Portal, Portals, Prepared, command_tag, next_rows, skip
+from audiencehub.query.pgstartup import handshake
 from audiencehub.query.pgstatements import GUCS, ServerSettings, Statement, classify, split
 from audiencehub.query.session import Column, QueryBackend, QuerySession, Result
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST = 80877103, 80877104, 80877102
 ROWS_PER_CHUNK = 32768  # rows encoded and written at a time
-FLUSH_BYTES = 1 << 18
 _pids = itertools.count(1000)
-
-
-class ProtocolError(Exception):
-    """The client broke the protocol: answered with a FATAL error, then the connection closes."""
 
 
 class PgWireServer:
@@ -91,7 +87,7 @@ class Connection:
     """One client: the startup handshake, then messages until Terminate or end of stream."""
 
     def __init__(self, server: PgWireServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.server, self.reader, self.writer = server, reader, writer
+        self.server, self.wire = server, Wire(reader, writer)
         self.pid = next(_pids)
         self.secret = secrets.randbits(31)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pgwire-{self.pid}")
@@ -101,7 +97,6 @@ class Connection:
         self.statements: dict[str, Prepared] = {}
         self.portals = Portals(self.pool)
         self.status = b"I"  # I idle, T in a transaction block, E in a failed one
-        self.out = bytearray()
         self.busy = False
         self.cancelled = False
         self.skip_to_sync = False
@@ -114,9 +109,9 @@ class Connection:
                 self.server.register(self)
                 await self._serve()
         except ProtocolError as exc:
-            self._error(QueryError(str(exc), "08P01"), fatal=True)
+            self.wire.error(QueryError(str(exc), "08P01"), fatal=True)
             with contextlib.suppress(ConnectionError):
-                await self._flush()
+                await self.wire.flush()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         except Exception:
@@ -126,7 +121,7 @@ class Connection:
 
     def abort(self) -> None:
         self.cancel()
-        self.writer.close()
+        self.wire.writer.close()
 
     def cancel(self) -> None:
         """A CancelRequest with this connection's key: interrupts the statement that runs now, if any."""
@@ -144,9 +139,9 @@ class Connection:
         except Exception:
             log.exception("closing pgwire session %d", self.pid)
         self.pool.shutdown(wait=False)
-        self.writer.close()
+        self.wire.writer.close()
         with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
+            await self.wire.writer.wait_closed()
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """Runs a blocking call on this connection's thread."""
@@ -155,58 +150,27 @@ class Connection:
     # -- startup --
 
     async def _startup(self) -> bool:
-        while True:
-            (length,) = struct.unpack("!i", await self.reader.readexactly(4))
-            if not 8 <= length <= 10_000:
-                raise ProtocolError("invalid length of startup packet")
-            body = await self.reader.readexactly(length - 4)
-            (code,) = struct.unpack_from("!i", body)
-            if code in (SSL_REQUEST, GSSENC_REQUEST):
-                self.writer.write(b"N")  # no TLS here: put a TLS-terminating proxy in front
-                continue
-            if code == CANCEL_REQUEST:
-                pid, key = struct.unpack_from("!ii", body, 4)
-                self.server.cancel(pid, key)
-                return False
-            break
-        if code >> 16 != 3:
-            raise ProtocolError(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: only 3.0 is")
-        items = body[4:].split(b"\0")
-        params = {k.decode(): v.decode() for k, v in zip(items[::2], items[1::2], strict=False) if k}
-        unknown = [k for k in params if k.startswith("_pq_.")]
-        if code & 0xFFFF or unknown:
-            payload = struct.pack("!ii", 0, len(unknown)) + b"".join(k.encode() + b"\0" for k in unknown)
-            self._send(b"v", payload)
-        user = params.get("user")
-        if not user:
-            self._error(QueryError("no PostgreSQL user name specified in startup packet", "28000"), fatal=True)
-            await self._flush()
+        login = await handshake(self.wire, self.server.cancel)
+        if login is None:
             return False
-        database = params.get("database") or user
-        self._send(b"R", struct.pack("!i", 3))  # AuthenticationCleartextPassword
-        await self._flush()
-        kind, payload = await self._read()
-        if kind != b"p":
-            raise ProtocolError(f"expected a password message, got {kind!r}")
-        password = payload.rstrip(b"\0").decode()
         try:
             session = await self._call(
-                lambda: self.server.backend.open(user=user, password=password, database=database)
+                lambda: self.server.backend.open(user=login.user, password=login.password, database=login.database)
             )
         except QueryError as exc:
-            self._error(exc, fatal=True)
-            await self._flush()
+            self.wire.error(exc, fatal=True)
+            await self.wire.flush()
             return False
         self.session = session
-        self.settings = ServerSettings(user)
-        self.settings.apply_startup({**params, **_options(params.get("options", ""))})
-        self.catalog = Catalog(session, user=user, database=database, pid=self.pid, settings=self.settings)
-        self._send(b"R", struct.pack("!i", 0))
+        self.settings = ServerSettings(login.user)
+        self.settings.apply_startup(login.settings)
+        self.catalog = Catalog(session, user=login.user, database=login.database, pid=self.pid, settings=self.settings)
+        self.wire.send(b"R", struct.pack("!i", 0))
         for name, value in self.settings.reported():
-            self._send(b"S", _cstr(name) + _cstr(value))
-        self._send(b"K", struct.pack("!ii", self.pid, self.secret))
+            self.wire.parameter_status(name, value)
+        self.wire.send(b"K", struct.pack("!ii", self.pid, self.secret))
         self._ready()
-        await self._flush()
+        await self.wire.flush()
         return True
 
     # -- message loop --
@@ -223,7 +187,7 @@ class Connection:
             b"S": self._sync,
         }
         while True:
-            kind, payload = await self._read()
+            kind, payload = await self.wire.read()
             if kind == b"X":
                 return
             if kind not in handlers:
@@ -242,15 +206,8 @@ class Connection:
                     self._ready()
                 else:
                     self.skip_to_sync = True  # the extended protocol ignores all until Sync after an error
-            if len(self.out) >= FLUSH_BYTES:
-                await self._flush()
-
-    async def _read(self) -> tuple[bytes, bytes]:
-        header = await self.reader.readexactly(5)
-        (length,) = struct.unpack_from("!i", header, 1)
-        if length < 4 or length > 1 << 30:
-            raise ProtocolError("invalid message length")
-        return header[:1], await self.reader.readexactly(length - 4)
+            if len(self.wire.out) >= FLUSH_BYTES:
+                await self.wire.flush()
 
     # -- simple query --
 
@@ -258,7 +215,7 @@ class Connection:
         sql = payload.rstrip(b"\0").decode()
         statements = split(sql)
         if not statements:
-            self._send(b"I", b"")  # EmptyQueryResponse
+            self.wire.send(b"I", b"")  # EmptyQueryResponse
         for text in statements:
             try:
                 prepared = await self._prepare(text)
@@ -271,13 +228,13 @@ class Connection:
                 break
         self._end_implicit_transaction()
         self._ready()
-        await self._flush()
+        await self.wire.flush()
 
     # -- extended query --
 
     async def _parse(self, payload: bytes) -> None:
-        name, at = _read_cstr(payload, 0)
-        sql, at = _read_cstr(payload, at)
+        name, at = read_cstr(payload, 0)
+        sql, at = read_cstr(payload, at)
         (count,) = struct.unpack_from("!h", payload, at)
         types = list(struct.unpack_from(f"!{count}i", payload, at + 2))
         if len(split(sql)) > 1:
@@ -288,11 +245,11 @@ class Connection:
         count = await self._parameter_count(prepared)
         prepared.param_types = (types + [0] * count)[: max(count, len(types))]
         self.statements[name] = prepared
-        self._send(b"1", b"")  # ParseComplete
+        self.wire.send(b"1", b"")  # ParseComplete
 
     async def _bind(self, payload: bytes) -> None:
-        portal_name, at = _read_cstr(payload, 0)
-        name, at = _read_cstr(payload, at)
+        portal_name, at = read_cstr(payload, 0)
+        name, at = read_cstr(payload, at)
         (n,) = struct.unpack_from("!h", payload, at)
         param_formats = list(struct.unpack_from(f"!{n}h", payload, at + 2))
         at += 2 + 2 * n
@@ -324,50 +281,50 @@ class Connection:
         if portal_name and portal_name in self.portals:
             raise QueryError(f'portal "{portal_name}" already exists', "42P03")
         self.portals.add(Portal(portal_name, prepared, params, result_codes))
-        self._send(b"2", b"")  # BindComplete
+        self.wire.send(b"2", b"")  # BindComplete
 
     async def _describe(self, payload: bytes) -> None:
-        kind, name = payload[:1], _read_cstr(payload, 1)[0]
+        kind, name = payload[:1], read_cstr(payload, 1)[0]
         if kind == b"S":
             prepared = self.statements.get(name)
             if prepared is None:
                 raise QueryError(f'prepared statement "{name}" does not exist', "26000")
             types = [t or pgtypes.TEXT.oid for t in prepared.param_types]
-            self._send(b"t", struct.pack(f"!h{len(types)}i", len(types), *types))
+            self.wire.send(b"t", struct.pack(f"!h{len(types)}i", len(types), *types))
             columns = await self._statement_columns(prepared)
-            self._row_description(columns, [0] * len(columns)) if columns is not None else self._send(b"n", b"")
+            self.wire.row_description(columns, [0] * len(columns)) if columns is not None else self.wire.send(b"n", b"")
             return
         portal = self.portals.get(name)
         async with self._statement():
             await self._start(portal)
         if portal.result is not None and portal.result.columns is not None:
-            self._row_description(portal.result.columns, portal.formats)
+            self.wire.row_description(portal.result.columns, portal.formats)
         else:
-            self._send(b"n", b"")  # NoData
+            self.wire.send(b"n", b"")  # NoData
 
     async def _execute(self, payload: bytes) -> None:
-        name, at = _read_cstr(payload, 0)
+        name, at = read_cstr(payload, 0)
         (limit,) = struct.unpack_from("!i", payload, at)
         portal = self.portals.get(name)
         async with self._statement():
             await self._run(portal, max(limit, 0), describe=False)
 
     async def _close_message(self, payload: bytes) -> None:
-        kind, name = payload[:1], _read_cstr(payload, 1)[0]
+        kind, name = payload[:1], read_cstr(payload, 1)[0]
         if kind == b"S":
             self.statements.pop(name, None)
         else:
             self.portals.remove(name)
-        self._send(b"3", b"")  # CloseComplete
+        self.wire.send(b"3", b"")  # CloseComplete
 
     async def _flush_message(self, payload: bytes) -> None:
-        await self._flush()
+        await self.wire.flush()
 
     async def _sync(self, payload: bytes) -> None:
         self.skip_to_sync = False
         self._end_implicit_transaction()
         self._ready()
-        await self._flush()
+        await self.wire.flush()
 
     # -- statements --
 
@@ -458,7 +415,7 @@ class Connection:
         if st.kind not in ("commit", "rollback", "savepoint", "empty"):
             self._check_not_aborted()
         if st.kind == "empty":
-            self._send(b"I", b"")
+            self.wire.send(b"I", b"")
         elif st.kind in ("begin", "commit", "rollback", "savepoint"):
             self._transaction(st)
         elif st.kind in ("set", "reset"):
@@ -476,21 +433,21 @@ class Connection:
                 self.statements = {k: v for k, v in self.statements.items() if not k}
             elif self.statements.pop(st.name, None) is None:
                 raise QueryError(f'prepared statement "{st.name}" does not exist', "26000")
-            self._complete(st.tag)
+            self.wire.complete(st.tag)
         else:
             await self._start(portal)
             result = portal.result
             assert result is not None
             if result.columns is None:
-                self._complete(command_tag(result.tag, result.rowcount or 0))
+                self.wire.complete(command_tag(result.tag, result.rowcount or 0))
                 return
             if describe:
-                self._row_description(result.columns, portal.formats)
+                self.wire.row_description(result.columns, portal.formats)
             sent, done = await self._stream(portal, limit or None)
             if done:
-                self._complete(command_tag(result.tag, sent if result.rowcount is None else result.rowcount))
+                self.wire.complete(command_tag(result.tag, sent if result.rowcount is None else result.rowcount))
             else:
-                self._send(b"s", b"")  # PortalSuspended: Execute again for more
+                self.wire.send(b"s", b"")  # PortalSuspended: Execute again for more
 
     async def _stream(self, portal: Portal, limit: int | None) -> tuple[int, bool]:
         """Writes up to ``limit`` rows of a started portal; (rows written, whether the result is done)."""
@@ -502,32 +459,32 @@ class Connection:
             rows, count = await self._call(lambda w=want: next_rows(portal, w))  # type: ignore[misc]
             if count == 0:
                 return sent, True
-            self.out += rows
+            self.wire.out += rows
             sent += count
-            if len(self.out) >= FLUSH_BYTES:
-                await self._flush()
+            if len(self.wire.out) >= FLUSH_BYTES:
+                await self.wire.flush()
         return sent, portal.exhausted and portal.pending is None
 
     def _transaction(self, st: Statement) -> None:
         if st.kind == "begin":
             if self.status != b"I":
-                self._notice("there is already a transaction in progress", "25001")
+                self.wire.notice("there is already a transaction in progress", "25001")
             self.status = b"T" if self.status == b"I" else self.status
-            self._complete("BEGIN")
+            self.wire.complete("BEGIN")
             return
         if st.kind == "savepoint":
             if self.status == b"I":
                 raise QueryError(f"{st.tag} can only be used in transaction blocks", "25P01")
             if st.tag == "ROLLBACK":  # ROLLBACK TO SAVEPOINT leaves a failed block usable again
                 self.status = b"T"
-            self._complete(st.tag)
+            self.wire.complete(st.tag)
             return
         if self.status == b"I":
-            self._notice("there is no transaction in progress", "25P01")
+            self.wire.notice("there is no transaction in progress", "25P01")
         tag = "ROLLBACK" if self.status == b"E" else st.tag
         self.status = b"I"
         self.portals.close_where(lambda p: not p.hold)
-        self._complete(tag)
+        self.wire.complete(tag)
 
     def _set(self, st: Statement) -> None:
         settings = self.settings
@@ -538,8 +495,8 @@ class Connection:
                 continue  # SET TRANSACTION ...: nothing to change
             report = settings.set(name, st.value if st.kind == "set" else None)
             if report is not None:
-                self._send(b"S", _cstr(report[0]) + _cstr(report[1]))
-        self._complete(st.tag)
+                self.wire.parameter_status(*report)
+        self.wire.complete(st.tag)
 
     async def _declare(self, portal: Portal) -> None:
         st = portal.prepared.statement
@@ -555,7 +512,7 @@ class Connection:
             cursor.types = [pgtypes.pg_type(c.type) for c in result.columns]
             cursor.formats = pgtypes.result_formats(cursor.format_codes, len(cursor.types))
         self.portals.add(cursor)
-        self._complete("DECLARE CURSOR")
+        self.wire.complete("DECLARE CURSOR")
 
     async def _fetch(self, portal: Portal, st: Statement, *, describe: bool) -> None:
         cursor = self.portals.cursor(st.name)
@@ -568,23 +525,23 @@ class Connection:
         pgtypes.check_formats(cursor.types, formats)
         if st.kind == "move":
             moved = await self._call(lambda: skip(cursor, st.count))
-            self._complete(f"MOVE {moved}")
+            self.wire.complete(f"MOVE {moved}")
             return
         if describe:
-            self._row_description(result.columns, formats)
+            self.wire.row_description(result.columns, formats)
         saved, cursor.formats = cursor.formats, formats
         try:
             sent, _ = await self._stream(cursor, st.count)
         finally:
             cursor.formats = saved
-        self._complete(f"FETCH {sent}")
+        self.wire.complete(f"FETCH {sent}")
 
     def _close_cursor(self, name: str | None) -> None:
         if name is None:
             self.portals.close_where(lambda p: p.cursor)
         else:
             self.portals.remove(self.portals.cursor(name).name)
-        self._complete("CLOSE CURSOR")
+        self.wire.complete("CLOSE CURSOR")
 
     def _discard(self, portal: Portal) -> None:
         self.portals.close_where(lambda p: p is not portal)
@@ -592,7 +549,7 @@ class Connection:
         assert self.settings is not None
         for name in _settable():
             self.settings.set(name, None)
-        self._complete(portal.prepared.statement.tag)
+        self.wire.complete(portal.prepared.statement.tag)
 
     # -- state --
 
@@ -614,40 +571,13 @@ class Connection:
 
     # -- messages out --
 
-    def _send(self, kind: bytes, payload: bytes) -> None:
-        self.out += kind + struct.pack("!i", len(payload) + 4) + payload
-
-    async def _flush(self) -> None:
-        if self.out:
-            self.writer.write(bytes(self.out))
-            self.out.clear()
-        await self.writer.drain()
-
     def _ready(self) -> None:
-        self._send(b"Z", self.status)
-
-    def _complete(self, tag: str) -> None:
-        self._send(b"C", _cstr(tag))
-
-    def _row_description(self, columns: list[Column], formats: list[int]) -> None:
-        parts = [struct.pack("!h", len(columns))]
-        for column, fmt in zip(columns, formats or [0] * len(columns), strict=True):
-            t = pgtypes.pg_type(column.type)
-            parts.append(_cstr(column.name) + struct.pack("!ihihih", 0, 0, t.oid, t.size, -1, fmt))
-        self._send(b"T", b"".join(parts))
+        self.wire.send(b"Z", self.status)
 
     def _failed(self, exc: QueryError) -> None:
-        self._error(exc)
+        self.wire.error(exc)
         if self.status == b"T":
             self.status = b"E"
-
-    def _error(self, exc: QueryError, *, fatal: bool = False) -> None:
-        severity = b"FATAL" if fatal else b"ERROR"
-        fields = b"S" + severity + b"\0V" + severity + b"\0C" + exc.sqlstate.encode() + b"\0M" + exc.message.encode()
-        self._send(b"E", fields + b"\0\0")
-
-    def _notice(self, message: str, sqlstate: str) -> None:
-        self._send(b"N", b"SWARNING\0VWARNING\0C" + sqlstate.encode() + b"\0M" + message.encode() + b"\0\0")
 
 
 def _close_session(session: QuerySession, catalog: Catalog | None) -> None:
@@ -658,23 +588,3 @@ def _close_session(session: QuerySession, catalog: Catalog | None) -> None:
 
 def _settable() -> list[str]:
     return [k for k, g in GUCS.items() if g.settable]
-
-
-def _options(options: str) -> dict[str, str]:
-    """``-c name=value`` and ``--name=value`` pairs of the startup packet's ``options``."""
-    out, words = {}, options.split()
-    for i, word in enumerate(words):
-        pair = words[i + 1] if word == "-c" and i + 1 < len(words) else word[2:] if word.startswith("--") else ""
-        if "=" in pair:
-            key, value = pair.split("=", 1)
-            out[key.replace("-", "_")] = value
-    return out
-
-
-def _cstr(s: str) -> bytes:
-    return s.encode() + b"\0"
-
-
-def _read_cstr(buf: bytes, at: int) -> tuple[str, int]:
-    end = buf.index(b"\0", at)
-    return buf[at:end].decode(), end + 1
