@@ -9,6 +9,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+TENANT_FIELDS = {
+    "visits": {"type": "integer", "meta:xdmType": "int"},
+    "score": {"type": "number"},
+    "vip": {"type": "boolean"},
+    "joined": {"type": "string", "format": "date"},
+    "seen": {"type": "string", "format": "date-time"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "tier": {"type": "string", "enum": ["gold", "blue"]},
+}
+"""The typed tenant fields of the parity tests' people schemas: every XDM kind a job converts."""
+
 SPARK_MARK = b"org.apache.spark.version"
 """The key Spark's Parquet writer puts in a file's metadata; DuckDB's files have none."""
 

@@ -37,18 +37,10 @@ from tests.api.xdm_support import (
 )
 from tests.conftest import wait_for
 from tests.parity.conftest import App
-from tests.parity.support import written_by
+from tests.parity.support import TENANT_FIELDS, written_by
 
 TENANT = "_TENANT"
-FIELDS = {
-    "visits": {"type": "integer", "meta:xdmType": "int"},
-    "score": {"type": "number"},
-    "vip": {"type": "boolean"},
-    "joined": {"type": "string", "format": "date"},
-    "seen": {"type": "string", "format": "date-time"},
-    "tags": {"type": "array", "items": {"type": "string"}},
-    "tier": {"type": "string", "enum": ["gold", "blue"]},
-}
+FIELDS = TENANT_FIELDS
 ECID = ["12345678901234567890123456789012345678", "22345678901234567890123456789012345678", "3" * 38]
 Records = Callable[[str], Any]
 """Builds a file's records for a tenant field name (``_<tenant id>``)."""

@@ -35,19 +35,12 @@ from tests.api.xdm_support import (
 )
 from tests.conftest import wait_for
 from tests.parity.conftest import App
-from tests.parity.support import table, written_by
+from tests.parity.support import TENANT_FIELDS, table, written_by
 
 QS = "/data/foundation/query"
 T = "_TENANT"
 """Stands for the app's tenant field (``_<tenant id>``) in the statements and the compared rows."""
-FIELDS = {
-    "visits": {"type": "integer", "meta:xdmType": "int"},
-    "score": {"type": "number"},
-    "vip": {"type": "boolean"},
-    "joined": {"type": "string", "format": "date"},
-    "seen": {"type": "string", "format": "date-time"},
-    "tags": {"type": "array", "items": {"type": "string"}},
-}
+FIELDS = TENANT_FIELDS
 
 
 def _person(n: int, email: str, **fields: Any) -> dict[str, Any]:
@@ -193,7 +186,8 @@ def test_ctas_and_insert_write_the_same_batches(apps: tuple[App, App], sandboxes
             app,
             sandbox,
             f"""SELECT personID AS email, sum({T}.visits) AS visits, max({T}.seen) AS last_seen,
-                      array_agg(_id) AS ids, named_struct('vip', bool_or({T}.vip), 'score', max({T}.score)) AS facts
+                      sort_array(collect_list(_id)) AS ids,
+                      named_struct('vip', bool_or({T}.vip), 'score', max({T}.score)) AS facts
                FROM query_people GROUP BY personID""",
         )
         created = _run(app, select, ctasParameters={"datasetName": "query_summary"})
