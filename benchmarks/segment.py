@@ -385,8 +385,7 @@ KINDS = [
 
 WHAT_IF = {
     "none": "the store as it is",
-    "sorted": "result tables sorted by profile id (ORDER BY) rather than written in the order of the profiles read"
-    " in id order",
+    "unsorted": "result tables written in the engine's order, not sorted by profile id",
     "compressed": "result tables' codes compressed as DuckDB chooses, not stored uncompressed",
 }
 
@@ -403,8 +402,8 @@ class TimedCursor:
 
     def execute(self, sql: str, params: Any = None) -> Any:
         kind = next((k for k, pattern in KINDS if pattern.match(sql.lstrip())), "other")
-        if self._what_if == "sorted" and kind == "query":
-            sql = sql.replace(f" ORDER BY {P})", ")", 1) + f" ORDER BY {P}"
+        if self._what_if == "unsorted" and kind == "query":
+            sql = sql.removesuffix(f" ORDER BY {P}")
         if self._what_if == "compressed" and kind == "create":
             sql = sql.replace(" USING COMPRESSION uncompressed", "")
         if kind == "query":  # one per plan: the store evaluates every dependency level in one plan

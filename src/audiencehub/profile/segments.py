@@ -217,10 +217,9 @@ def _events(have: Tables, counts: dict[str, EventCount]) -> str:
     return f"SELECT {PROFILE_ID}{aggs} FROM ({' UNION ALL '.join(parts)}) e GROUP BY {PROFILE_ID}"
 
 
-def _joins(have: Tables, plan: Plan, sorted_profiles: bool = False) -> tuple[str, dict[str, Flag]]:
+def _joins(have: Tables, plan: Plan) -> tuple[str, dict[str, Flag]]:
     """One row per profile: its id and every column the plan's segments read, except the flags on segments of the
-    plan itself (answered apart: they are read from the codes the same statement computes). ``sorted_profiles``:
-    the profiles are read in profile id order (the joins keep it: see :func:`result_sql`)."""
+    plan itself (answered apart: they are read from the codes the same statement computes)."""
     kinds: dict[type, dict[str, Column]] = defaultdict(dict)
     fresh: dict[str, Flag] = {}
     inner: dict[str, Flag] = {}
@@ -242,8 +241,6 @@ def _joins(have: Tables, plan: Plan, sorted_profiles: bool = False) -> tuple[str
         joins.append(_events(have, kinds[EventCount]))  # type: ignore[arg-type]
     joined = "".join(f" LEFT JOIN ({j}) j{n} USING ({PROFILE_ID})" for n, j in enumerate(joins))
     profiles = f"SELECT DISTINCT profile_id AS {PROFILE_ID} FROM {have.ref('identities')}"
-    if sorted_profiles:
-        profiles += f" ORDER BY {PROFILE_ID}"
     return f"SELECT * FROM ({profiles}) i{joined}", inner
 
 
@@ -403,21 +400,13 @@ def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datet
     )
 
 
-def result_sql(
-    have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[str, int], *, presorted: bool = False
-) -> str:
+def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[str, int]) -> str:
     """The plan's result table (:func:`result_table`) as one SELECT: the profile key, then the code ``c{k}`` of the
     plan's segment ``k``, sorted by profile; profiles that are and were in none of its segments are left out.
 
     Segments that read segments of the same plan (:func:`combine`) are computed in a later layer of the statement
-    than those: a flag on a segment of the plan is its new code's status.
-
-    ``presorted`` (DuckDB, which keeps the order of a join's probe side when it writes a table in insertion order):
-    instead of sorting the result, wide as it is, the statement reads the profiles in id order and the joins keep
-    it, up to a few rows (those only a past result holds come last). A lookup needs no more: it skips the row groups
-    whose zone map leaves its profile out. An engine that does not keep the order writes correct codes in an order
-    that only makes lookups read more."""
-    joined, inner = _joins(have, plan, presorted)  # first: it may bind more of the plan's parameters
+    than those: a flag on a segment of the plan is its new code's status."""
+    joined, inner = _joins(have, plan)  # first: it may bind more of the plan's parameters
     position = {segment_id: k for k, (segment_id, _) in enumerate(plan.segments)}
     by_table: dict[str, list[str]] = defaultdict(list)
     for k, (segment_id, _) in enumerate(plan.segments):
@@ -458,8 +447,7 @@ def result_sql(
                 codes.append(f"CAST({status} AS INTEGER) AS c{k}")
         sql = f"SELECT *, {', '.join(codes)} FROM ({sql}) l{layer}"
     every = ", ".join(f"c{k}" for k in range(len(plan.segments)))
-    order = "" if presorted else f" ORDER BY {PROFILE_ID}"
-    return f"SELECT {PROFILE_ID}, {every} FROM ({sql}) r WHERE coalesce({every}) IS NOT NULL{order}"
+    return f"SELECT {PROFILE_ID}, {every} FROM ({sql}) r WHERE coalesce({every}) IS NOT NULL ORDER BY {PROFILE_ID}"
 
 
 def counts_sql(result: str, plan: Plan, stamps: Stamps) -> str:
@@ -499,7 +487,7 @@ def build(
     # values among NULLs), and analysing a hundred columns for bit-packing and RLE was a fifth of the evaluation.
     codes = "".join(f", c{k} INTEGER USING COMPRESSION uncompressed" for k in range(len(plan.segments)))
     cur.execute(f"CREATE OR REPLACE TABLE {ident(tbl)} ({PROFILE_ID} {have.key_type} NOT NULL{codes})")
-    sql = f"INSERT INTO {ident(tbl)} {result_sql(have, plan, n, stamps, ttl_days, presorted=True)}"
+    sql = f"INSERT INTO {ident(tbl)} {result_sql(have, plan, n, stamps, ttl_days)}"
     cur.execute(sql, used(sql, plan.params))
     row = cur.execute(counts_sql(ident(tbl), plan, stamps)).fetchone()
     assert row is not None
