@@ -230,3 +230,34 @@ def test_range_tables_count_in_spark(spark: Any) -> None:
     _same(spark, "SELECT * FROM generate_series(3, 1, -1) ORDER BY 1")
     with pytest.raises(s.UnsupportedSql, match="dates or timestamps"):
         _spark("SELECT * FROM range(DATE '2025-01-01', DATE '2025-02-01', INTERVAL 1 DAY)")
+
+
+MAPS = (
+    "(SELECT 1 AS id, map(['a', 'b', 'c'], [1, 2, 3]) AS m, [10, 20] AS a UNION ALL "
+    "SELECT 2, map(['x'], [9]), CAST([] AS INTEGER[]) UNION ALL SELECT 3, CAST(NULL AS MAP(VARCHAR, INTEGER)), NULL)"
+)
+
+
+def test_side_by_side_unnests_walk_the_lists_together(spark: Any) -> None:
+    # A map exploded as the Query Service writes it: one row per entry, not keys x values.
+    rows = _same(spark, f"SELECT id, unnest(map_keys(m)) AS k, unnest(map_values(m)) AS v FROM {MAPS} ORDER BY id, k")
+    assert rows == [(1, "a", 1), (1, "b", 2), (1, "c", 3), (2, "x", 9)]
+    # Lists of other lengths (and a NULL one) are padded with NULL.
+    _same(spark, "SELECT unnest([1, 2, 3]) AS a, unnest(['x']) AS b, unnest(CAST(NULL AS INTEGER[])) AS c ORDER BY a")
+    _same(spark, f"SELECT id, unnest(range(len(a))) AS pos, unnest(a) AS col FROM {MAPS} ORDER BY id, pos")
+    with pytest.raises(s.UnsupportedSql, match="next to each other"):
+        _spark("SELECT unnest(a) AS x, 1 AS one, unnest(b) AS y FROM t")
+
+
+def test_lateral_generators_are_lateral_views(spark: Any) -> None:
+    sql = _spark("SELECT x.c FROM t CROSS JOIN LATERAL (SELECT unnest(t.a) AS c) AS x")
+    assert "LATERAL VIEW EXPLODE(t.a) x AS c" in sql, sql
+    _same(
+        spark,
+        f"SELECT t.id, x.k, x.v FROM {MAPS} t CROSS JOIN LATERAL "
+        "(SELECT unnest(map_keys(t.m)) AS k, unnest(map_values(t.m)) AS v) AS x ORDER BY 1, 2",
+    )
+    _same(
+        spark,
+        f"SELECT t.id, y.c FROM {MAPS} t LEFT JOIN LATERAL (SELECT unnest(t.a) AS c) AS y ON true ORDER BY 1, 2",
+    )

@@ -486,6 +486,81 @@ def row_number_in_file_order(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
+def side_by_side_unnests_to_zipped_inline(tree: exp.Expression) -> exp.Expression:
+    """Several ``unnest(list) AS name`` in one select list: DuckDB walks the lists side by side (row n holds each
+    list's n-th element, NULL past a shorter or NULL list's end); Spark nests two explodes of one select list (a map
+    exploded as ``unnest(map_keys(m)), unnest(map_values(m))`` gave every key with every value). They become one
+    ``inline(arrays_zip(coalesce(list, array()), ...)) AS (name, ...)``: arrays_zip pads with NULL as DuckDB does."""
+    for select in list(tree.find_all(exp.Select)):
+        items = select.expressions
+        spots = [n for n, item in enumerate(items) if type(item.unalias()) is exp.Explode]
+        if len(spots) < 2:
+            continue
+        if spots != list(range(spots[0], spots[0] + len(spots))) or not all(
+            isinstance(items[n], exp.Alias) for n in spots
+        ):
+            raise UnsupportedSql(f"side-by-side unnests must be next to each other and named: {select.sql('duckdb')}")
+        lists = [substitute("coalesce(__v, array())", v=items[n].unalias().this) for n in spots]
+        zipped = exp.Inline(this=exp.Anonymous(this="arrays_zip", expressions=lists))
+        names = [exp.to_identifier(items[n].alias) for n in spots]
+        inline = exp.Aliases(this=zipped, expressions=names)
+        select.set("expressions", [*items[: spots[0]], inline, *items[spots[-1] + 1 :]])
+    return tree
+
+
+def _generator_of_lateral(join: exp.Join) -> tuple[exp.Expression, list[exp.Identifier]] | None:
+    """The generator and its column names of ``CROSS JOIN LATERAL (SELECT gen AS (names))`` or ``LEFT JOIN LATERAL
+    (...) ON true`` when the subquery is that one generator and nothing else."""
+    lateral = join.this
+    if not isinstance(lateral, exp.Lateral) or lateral.args.get("view") or not isinstance(lateral.this, exp.Subquery):
+        return None
+    body = lateral.this.this
+    if not isinstance(body, exp.Select) or len(body.expressions) != 1:
+        return None
+    if any(body.args.get(k) for k in ("from_", "joins", "where", "group", "having", "order", "limit", "laterals")):
+        return None
+    item = body.expressions[0]
+    if isinstance(item, exp.Aliases) and isinstance(item.this, exp.Inline):
+        return item.this, [exp.to_identifier(e.name) for e in item.expressions]
+    if isinstance(item, exp.Alias) and type(item.this) is exp.Explode:
+        return item.this, [exp.to_identifier(item.alias)]
+    return None
+
+
+def lateral_generators_to_lateral_view(tree: exp.Expression) -> exp.Expression:
+    """``CROSS JOIN LATERAL (SELECT unnest(x) AS c) AS t`` (what the Query Service writes for LATERAL VIEW) → Spark's
+    own ``LATERAL VIEW explode(x) t AS c`` (``LEFT JOIN LATERAL ... ON true`` → ``LATERAL VIEW OUTER``): Spark
+    refuses a lateral subquery whose generator reads the outer row. Only trailing joins of that shape move (Spark
+    puts lateral views after every join)."""
+    for select in list(tree.find_all(exp.Select)):
+        joins = list(select.args.get("joins") or [])
+        views: list[exp.Lateral] = []
+        while joins:
+            join = joins[-1]
+            found = _generator_of_lateral(join)
+            cross = join.args.get("kind") == "CROSS" and not join.args.get("on")
+            left = join.args.get("side") == "LEFT" and isinstance(join.args.get("on"), exp.Boolean)
+            left = left and bool(join.args["on"].this)
+            alias = join.this.args.get("alias")
+            if found is None or not (cross or left) or alias is None or alias.columns:
+                break
+            generator, names = found
+            views.insert(
+                0,
+                exp.Lateral(
+                    this=generator.copy(),
+                    view=True,
+                    outer=left,
+                    alias=exp.TableAlias(this=exp.to_identifier(alias.name), columns=names),
+                ),
+            )
+            joins.pop()
+        if views:
+            select.set("joins", joins or None)
+            select.set("laterals", [*(select.args.get("laterals") or []), *views])
+    return tree
+
+
 REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     regexp_full_match_to_rlike,
     regexp_matches_to_rlike,
@@ -512,6 +587,8 @@ REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     epoch_seconds_to_timestamp,
     row_number_in_file_order,
     range_table_to_spark_range,
+    side_by_side_unnests_to_zipped_inline,
+    lateral_generators_to_lateral_view,
 )
 """The named rewrites, in the order they apply (after the table functions became views)."""
 
