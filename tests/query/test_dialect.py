@@ -192,3 +192,13 @@ def test_results_have_sparks_integer_types(session: DuckDBSession) -> None:
     )
     assert [(c.name, str(c.type)) for c in grouped.columns or []] == [("s", "int64"), ("st", "struct<s: int64>")]
     assert rows(session, f"SELECT sum(1) AS s FROM {T}") == [(3,)]  # three rows in the fixture table
+
+
+def test_size_counts_a_maps_entries_and_an_arrays_items(session: DuckDBSession) -> None:
+    got = rows(
+        session,
+        f"SELECT size(segmentMembership.ups) AS n, size(map_keys(segmentMembership.ups)) AS k, "
+        f"size(array(1, 2, 3)) AS a FROM {T} ORDER BY n",
+    )
+    assert [r[2] for r in got] == [3, 3, 3]
+    assert [r[0] for r in got] == [r[1] for r in got] and all(r[0] >= 1 for r in got), got

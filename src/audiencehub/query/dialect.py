@@ -9,6 +9,8 @@ wrong, the tree is changed first, never the text:
   list run side by side), an array ``col``, ``pos`` counts from 0, and an ``_outer`` form keeps a row (of NULLs) for
   an empty or NULL input, as Spark does. Whether the argument is a map or an array is asked of the engine
   (:data:`TypeProbe`), on a ``LIMIT 0`` query over the same FROM clause.
+- ``size(x)`` is DuckDB's ``cardinality`` (a map's entries, an array's items; sqlglot's ``array_length`` takes lists
+  only).
 - A result column that DuckDB would type HUGEINT (a sum of integers) is cast to BIGINT, Spark's type for it
   (:func:`without_hugeint`).
 - Everything else sqlglot already writes right for DuckDB (checked by tests/query/test_dialect.py): ``a.b.c``
@@ -140,6 +142,9 @@ def _spark_integer_results(tree: exp.Expr) -> exp.Expr:
     ``row_number``...; :data:`_INT_RESULTS`) cast to INTEGER, so that DuckDB's BIGINT does not show through."""
 
     def cast(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.ArraySize):
+            # Spark's size() takes an array or a map; sqlglot writes DuckDB's array_length (lists only).
+            node = exp.Anonymous(this="cardinality", expressions=[node.this])
         wanted = isinstance(node, _INT_RESULTS)
         wanted |= isinstance(node, exp.Window) and isinstance(node.this, _INT_WINDOWS)
         wanted |= isinstance(node, exp.Extract) and node.name.upper() in _INT_PARTS
