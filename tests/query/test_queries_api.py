@@ -11,7 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from audiencehub.metadata import tables as t
+from audiencehub.metadata.store import Scope
 from tests.api.support import assert_problem
 from tests.api.xdm_support import (
     CATALOG,
@@ -146,6 +149,60 @@ def test_ctas_parameters_make_a_dataset(client: TestClient, headers: dict[str, s
     assert client.get(f"{QS}/queries/{q3['id']}/results", params={"format": "json"}, headers=headers).json() == [
         {"n": 3}
     ]
+
+
+def test_results_of_ctas_and_insert_name_the_dataset_they_went_into(
+    client: TestClient, headers: dict[str, str], people: str
+) -> None:
+    ctas = submit(client, headers, sql="SELECT _id FROM people_list", ctasParameters={"datasetName": "Ids Copy"})
+    done = finished(client, headers, ctas["id"])
+    assert done["state"] == "SUCCESS", done
+    created = done["_links"]["created_dataset"]["id"]
+    assert "results" not in done["_links"]
+    assert_problem(
+        client.get(f"{QS}/queries/{ctas['id']}/results", headers=headers),
+        404,
+        "100940-404",
+        "CTAS",
+        f"2 rows went into dataset '{created}'",
+        "_links.created_dataset",
+        "ids_copy",
+    )
+    insert = submit(client, headers, sql="SELECT 'r3' AS _id", insertIntoParameters={"datasetName": "Ids Copy"})
+    assert finished(client, headers, insert["id"])["state"] == "SUCCESS"
+    assert_problem(
+        client.get(f"{QS}/queries/{insert['id']}/results", params={"format": "json"}, headers=headers),
+        404,
+        "100940-404",
+        "INSERT INTO",
+        f"1 rows went into dataset '{created}'",
+        "ids_copy",
+    )
+
+
+def test_a_query_is_answered_submitted_even_when_a_job_took_it_at_once(
+    client: TestClient, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = client.app.state.container.query_runs  # type: ignore[attr-defined]
+    store = client.app.state.container.store  # type: ignore[attr-defined]
+
+    def wake_and_run() -> None:
+        """A worker as quick as can be: each submitted query runs to its end before the POST answers."""
+        q = t.queries.c
+        with store.read() as conn:
+            waiting = conn.execute(select(q.id, q.org_id, q.sandbox).where(q.state == "SUBMITTED")).all()
+        for row in waiting:
+            runs.execute(row.id, Scope(row.org_id, row.sandbox))
+
+    monkeypatch.setattr(runs, "_wake", wake_and_run)
+    resp = client.post(f"{QS}/queries", json={"sql": "SELECT 1 AS one"}, headers=headers)
+    assert resp.status_code == 202, resp.text
+    answer = resp.json()
+    assert answer["state"] == "SUBMITTED" and answer["rowCount"] == 0 and answer["elapsedTime"] == 0
+    assert answer["errors"] == [] and "results" not in answer["_links"]
+    assert answer["request"] == {"sql": "SELECT 1 AS one", "dbName": "prod:all"}
+    now = client.get(f"{QS}/queries/{answer['id']}", headers=headers).json()
+    assert now["state"] == "SUCCESS" and now["rowCount"] == 1 and now["created"] == answer["created"]
 
 
 def test_query_parameters_fill_the_sql(client: TestClient, headers: dict[str, str], people: str) -> None:

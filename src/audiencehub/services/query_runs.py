@@ -35,7 +35,7 @@ from audiencehub.query.dialect import READ, parse
 from audiencehub.query.duckdb import TIMED_OUT, DuckDBSession, write_parquet
 from audiencehub.query.errors import QueryError
 from audiencehub.query.guard import Kind
-from audiencehub.query.tables import table_name
+from audiencehub.query.tables import assign_names, table_name
 from audiencehub.services.auth import Principal
 from audiencehub.services.lake import Lake
 from audiencehub.services.query import QueryService
@@ -191,30 +191,29 @@ class QueryRuns:
         query_id, stamp = str(uuid.uuid4()), _ms()
         request = {k: v for k, v in body.items() if k in REQUEST_FIELDS}
         request.setdefault("dbName", f"{caller.sandbox}:all")
+        row: Row = {
+            "id": query_id,
+            "org_id": caller.org_id,
+            "sandbox": caller.sandbox,
+            "state": SUBMITTED,
+            "request": request,
+            "effective_sql": sql,
+            "kind": kind.value,
+            "client_id": caller.client_id,
+            "errors": [],
+            "datasets": {"referenced": [], "created": None},
+            "deleted": False,
+            "cancel": False,
+            "created_ms": stamp,
+            "updated_ms": stamp,
+        }
         with self._store.tx() as conn:
-            insert_row(
-                conn,
-                t.queries,
-                {
-                    "id": query_id,
-                    "org_id": caller.org_id,
-                    "sandbox": caller.sandbox,
-                    "state": SUBMITTED,
-                    "request": request,
-                    "effective_sql": sql,
-                    "kind": kind.value,
-                    "client_id": caller.client_id,
-                    "errors": [],
-                    "datasets": {"referenced": [], "created": None},
-                    "deleted": False,
-                    "cancel": False,
-                    "created_ms": stamp,
-                    "updated_ms": stamp,
-                },
-            )
+            insert_row(conn, t.queries, row)
             jobs.enqueue(conn, caller.scope, JOB_QUERY, query_id)
         self._wake()
-        return self.get(caller.scope, query_id, base_url)
+        # AEP answers 202 with the query as submitted: described from the row as inserted, since a job may have
+        # taken it (IN_PROGRESS, or even finished) by now.
+        return describe_query({**row, "row_count": None, "started_ms": None, "ended_ms": None}, base_url)
 
     def get(self, scope: Scope, query_id: str, base_url: str) -> dict[str, Any]:
         return describe_query(self._row(scope, query_id), base_url)
@@ -310,8 +309,12 @@ class QueryRuns:
             raise BadRequest(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
         row = self._row(scope, query_id)
         source = self._lake.run_dir(scope, query_id) / RESULTS
-        if row["state"] != SUCCESS_STATE or not source.is_file():
-            raise NotFound(f"query {query_id!r} has no results ({row['state']}: only a successful query has rows)")
+        if row["state"] != SUCCESS_STATE:
+            raise NotFound(f"query {query_id!r} has no results: it is {row['state']}, and only a successful query has")
+        if row["kind"] in (Kind.CTAS.value, Kind.INSERT.value):
+            raise NotFound(self._written_to(scope, row))
+        if not source.is_file():
+            raise NotFound(f"query {query_id!r} has no results: its statement returns no rows")
         media = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv", "json": "application/json"}[fmt]
         if fmt == "parquet":
             return source, media
@@ -324,6 +327,34 @@ class QueryRuns:
             finally:
                 partial.unlink(missing_ok=True)
         return target, media
+
+    def _written_to(self, scope: Scope, row: Row) -> str:
+        """Where a successful CTAS or INSERT INTO put its rows, said as the answer to a request for its results."""
+        table = table_name(guard.statement(row["effective_sql"]).target or "")
+        tables = self._dataset_tables(scope)
+        ctas = row["kind"] == Kind.CTAS.value
+        dataset = (row.get("datasets") or {}).get("created") if ctas else None
+        if dataset is None:
+            dataset = next((d for d, name in tables.items() if name == table), None)
+        table = tables.get(dataset, table) if dataset else table
+        what = "a CTAS" if ctas else "an INSERT INTO"
+        where = f"dataset {dataset!r}" if dataset else f"table {table}"
+        link = " (its _links.created_dataset)" if ctas and dataset else ""
+        return (
+            f"query {row['id']!r} is {what}: its {int(row['row_count'] or 0)} rows went into {where}{link}, not into "
+            f"results; read them there, as table {table}"
+        )
+
+    def _dataset_tables(self, scope: Scope) -> dict[str, str]:
+        """The Query Service's table name of each of the sandbox's datasets, by dataset id."""
+        d = t.datasets.c
+        with self._store.read() as conn:
+            rows = conn.execute(
+                select(d.id, d.name)
+                .where(d.org_id == scope.org_id, d.sandbox == scope.sandbox)
+                .order_by(d.created_ms, d.created_at, d.id)
+            ).all()
+        return assign_names([(str(r.id), str(r.name)) for r in rows])
 
     # ----- the job -----
 
