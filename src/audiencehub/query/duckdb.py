@@ -28,6 +28,7 @@ from sqlglot import exp
 from audiencehub.engines.base import EngineError, EngineInputError, EngineSession
 from audiencehub.engines.ingest_sql import ident, lit
 from audiencehub.query import dialect, guard
+from audiencehub.query.conform import dataset_select
 from audiencehub.query.errors import QueryError
 from audiencehub.query.guard import Kind, Statement
 from audiencehub.query.session import Column, Result
@@ -414,7 +415,8 @@ class DuckDBSession:
         for name in read:
             table = self._known[name]
             if isinstance(table, DatasetTable):
-                body = _view_sql(table)
+                # Nested columns rebuilt by field name: Spark casts structs by position (query/conform.py).
+                body = _view_sql(table) if table.duck_types is None or not table.files else dataset_select(table)
             else:
                 body = f"SELECT * FROM read_parquet({lit(str(_snapshot_file(table, scratch)))})"
             ctes.append(
