@@ -1,4 +1,4 @@
-"""What the Spark SQL rewrites (``engines/spark_sql.py``, ``engines/spark_json.py``) share: the error they
+"""What the Spark SQL rewrites (``engines/spark_sql.py``, ``spark_json.py``, ``spark_lists.py``) share: the error they
 raise and two ways to rewrite a sqlglot tree."""
 
 from __future__ import annotations
