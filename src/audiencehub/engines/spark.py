@@ -10,6 +10,7 @@ only when a Spark engine is built.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -92,7 +93,22 @@ def spark_session(master: str, conf: dict[str, str], *, ui: bool = True) -> Spar
             builder = builder.config(key, value)
         _shared = builder.getOrCreate()
         _shared.sparkContext.setLogLevel("ERROR")
+        _quiet(_shared)
         return _shared
+
+
+def _quiet(spark: SparkSession) -> None:
+    """Silences two ERROR logs that are no error for a user: Janino's failure to compile a generated method (Spark
+    falls back to interpreting it and the answer is right; a ~100-line stack per batch ingestion) and pyspark's
+    ``SQLQueryContextLogger`` line for each statement Spark refuses (the job reports it, translated, already)."""
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    jvm = spark.sparkContext._jvm
+    if jvm is None:  # pragma: no cover - a Spark Connect session has no JVM here
+        return
+    log4j = jvm.org.apache.logging.log4j
+    log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator", log4j.Level.OFF
+    )
 
 
 def parse_conf(pairs: str | None) -> dict[str, str]:
