@@ -1,9 +1,9 @@
 #!/bin/bash
-# Usage: byhand-flow.sh PORT OUTDIR — the README's curl steps (First steps, Datasets, Segments, From audiences to
+# Usage: seed-flows.sh PORT OUTDIR — the README's curl steps (First steps, Datasets, Segments, From audiences to
 # SQL, the Query Service's HTTP API) against one server, every answer saved as OUTDIR/<step>.body and each step's
 # status and seconds in OUTDIR/timings. The server was started with AUDIENCEHUB_BOOTSTRAP_ORG_ID/CLIENT_ID/
 # CLIENT_SECRET as below and `audiencehub orgs tenant-id BYHAND00000000000000001@AdobeOrg demoemea`.
-# Written for the by-hand check of issue 7 (docs/drafts/byhand.md).
+# Written for the by-hand check of issue 7 (docs/seed-flows-by-hand.md).
 set -u
 PORT=$1; OUT=$2; mkdir -p $OUT; : > $OUT/timings
 H=http://127.0.0.1:$PORT
