@@ -202,3 +202,11 @@ def test_size_counts_a_maps_entries_and_an_arrays_items(session: DuckDBSession) 
     )
     assert [r[2] for r in got] == [3, 3, 3]
     assert [r[0] for r in got] == [r[1] for r in got] and all(r[0] >= 1 for r in got), got
+
+
+def test_a_cast_result_column_keeps_sparks_name(session: DuckDBSession) -> None:
+    result = session.execute(f"SELECT year(DATE'2025-05-23'), size(identityMap) FROM {T} GROUP BY 1, 2 ORDER BY 2")
+    assert [(c.name, str(c.type)) for c in result.columns or []] == [
+        ("year(CAST('2025-05-23' AS DATE))", "int32"),
+        ("size(identityMap)", "int32"),
+    ]

@@ -20,6 +20,7 @@ wrong, the tree is changed first, never the text:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import cast
 
@@ -134,6 +135,7 @@ _INT_RESULTS: tuple[type[exp.Expr], ...] = (
 )
 """Spark functions that answer an INT where the DuckDB function sqlglot writes for them answers a BIGINT."""
 _INT_WINDOWS = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile)
+_LEADING_FUNCTION = re.compile(r"^([A-Z_]+)\(")
 _INT_PARTS = {"YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "DAYOFWEEK", "DOW", "DAYOFYEAR", "DOY", "HOUR", "MINUTE"}
 
 
@@ -142,6 +144,9 @@ def _spark_integer_results(tree: exp.Expr) -> exp.Expr:
     ``row_number``...; :data:`_INT_RESULTS`) cast to INTEGER, so that DuckDB's BIGINT does not show through."""
 
     def cast(node: exp.Expr) -> exp.Expr:
+        in_window = isinstance(node.parent, exp.Window)
+        bare = isinstance(node.parent, exp.Select) and node.arg_key == "expressions"
+        written = node.sql(READ) if bare else ""
         if isinstance(node, exp.ArraySize):
             # Spark's size() takes an array or a map; sqlglot writes DuckDB's array_length (lists only).
             node = exp.Anonymous(this="cardinality", expressions=[node.this])
@@ -149,9 +154,14 @@ def _spark_integer_results(tree: exp.Expr) -> exp.Expr:
         wanted |= isinstance(node, exp.Window) and isinstance(node.this, _INT_WINDOWS)
         wanted |= isinstance(node, exp.Extract) and node.name.upper() in _INT_PARTS
         wanted |= isinstance(node, exp.Anonymous) and node.name.lower() == "cardinality"
-        if not wanted or isinstance(node.parent, exp.Window):
+        if not wanted or in_window:
             return node
-        return exp.Cast(this=node, to=exp.DataType.build("INT"))
+        cast_node = exp.Cast(this=node, to=exp.DataType.build("INT"))
+        if not bare:
+            return cast_node
+        # A bare result column keeps a name, Spark's way: the call as written, its function in lower case.
+        name = _LEADING_FUNCTION.sub(lambda m: m.group(1).lower() + "(", written, count=1)
+        return exp.Alias(this=cast_node, alias=exp.to_identifier(name, quoted=True))
 
     return tree.transform(cast, copy=False)
 
