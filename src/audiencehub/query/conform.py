@@ -7,15 +7,21 @@ another by field name, filling missing fields with NULL; Spark casts by position
 builds each nested column field by field: files with the same Parquet schema are read together, each group's columns
 rebuilt into the schema's types (``struct_pack`` by name, ``list_transform`` over lists, map entries rebuilt), and
 the groups joined with ``UNION ALL``. DuckDB reads the result as it reads its own cast; sqlglot writes it for Spark.
+
+Also here: the plain view DuckDB's own session uses (:func:`view_sql`, casts by name) and the files a statement
+run elsewhere reads or writes (:func:`snapshot_file`, :func:`write_parquet`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audiencehub.engines.ingest_sql import ident, lit
-from audiencehub.query.tables import DatasetTable
+from audiencehub.query.tables import DatasetTable, ProfileTable
 
 
 class NoDuckType(ValueError):
@@ -111,3 +117,42 @@ def dataset_select(table: DatasetTable) -> str:
             cols.append(f"{value} AS {ident(name)}")
         parts.append(f"SELECT {', '.join(cols)} FROM read_parquet([{', '.join(lit(f) for f in files)}])")
     return " UNION ALL ".join(parts)
+
+
+def view_sql(table: DatasetTable) -> str:
+    """The native view of a dataset: its files by name, each schema column cast to its type (NULL where no file has
+    it); a dataset whose schema is its files' own reads them as they are."""
+    if table.duck_types is None:
+        if not table.files:
+            raise OSError(f"table {table.name} has no files and no schema")
+        return f"SELECT * FROM read_parquet([{', '.join(lit(f) for f in table.files)}], union_by_name = true)"
+    present = table.file_columns() if table.files else set()
+    cols = ", ".join(
+        f"CAST({ident(n) if n in present else 'NULL'} AS {t}) AS {ident(n)}"
+        for n, t in zip(table.schema.names, table.duck_types, strict=True)
+    )
+    if not table.files:
+        return f"SELECT {cols} LIMIT 0"
+    return f"SELECT {cols} FROM read_parquet([{', '.join(lit(f) for f in table.files)}], union_by_name = true)"
+
+
+def snapshot_file(table: ProfileTable, scratch: Path) -> Path:
+    """The profile table's rows now, streamed into a Parquet file under ``scratch`` (for an engine to read)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / f"{table.name}.parquet"
+    reader = table.snapshot()
+    try:
+        write_parquet(path, reader.schema, reader)
+    finally:
+        reader.close()
+    return path
+
+
+def write_parquet(dest: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+    """Writes record batches, as they come, to the Parquet file ``dest``; answers how many rows it wrote."""
+    count = 0
+    with pq.ParquetWriter(dest, schema) as out:
+        for batch in batches:
+            out.write_batch(batch)
+            count += batch.num_rows
+    return count

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from sqlglot import exp
 from audiencehub.engines.base import EngineError, EngineInputError, EngineSession
 from audiencehub.engines.ingest_sql import ident, lit
 from audiencehub.query import dialect, guard
-from audiencehub.query.conform import dataset_select
+from audiencehub.query.conform import dataset_select, snapshot_file, view_sql, write_parquet
 from audiencehub.query.errors import QueryError
 from audiencehub.query.guard import Kind, Statement
 from audiencehub.query.session import Column, Result
@@ -259,7 +259,7 @@ class DuckDBSession:
         for name, table in self._known.items():
             if isinstance(table, DatasetTable) and name not in self._registered:
                 try:
-                    self._con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {_view_sql(table)}")
+                    self._con.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {view_sql(table)}")
                 except (OSError, pa.ArrowException, duckdb.IOException) as exc:
                     self._broken[name] = _PATH.sub("<file>", str(exc))
                     continue
@@ -416,9 +416,9 @@ class DuckDBSession:
             table = self._known[name]
             if isinstance(table, DatasetTable):
                 # Nested columns rebuilt by field name: Spark casts structs by position (query/conform.py).
-                body = _view_sql(table) if table.duck_types is None or not table.files else dataset_select(table)
+                body = view_sql(table) if table.duck_types is None or not table.files else dataset_select(table)
             else:
-                body = f"SELECT * FROM read_parquet({lit(str(_snapshot_file(table, scratch)))})"
+                body = f"SELECT * FROM read_parquet({lit(str(snapshot_file(table, scratch)))})"
             ctes.append(
                 exp.CTE(this=sqlglot.parse_one(body, read="duckdb"), alias=exp.TableAlias(this=ident_node(name)))
             )
@@ -570,45 +570,6 @@ class DuckDBSession:
 
 
 # ----- results and errors -----
-
-
-def _view_sql(table: DatasetTable) -> str:
-    """The native view of a dataset: its files by name, each schema column cast to its type (NULL where no file has
-    it); a dataset whose schema is its files' own reads them as they are."""
-    if table.duck_types is None:
-        if not table.files:
-            raise OSError(f"table {table.name} has no files and no schema")
-        return f"SELECT * FROM read_parquet([{', '.join(lit(f) for f in table.files)}], union_by_name = true)"
-    present = table.file_columns() if table.files else set()
-    cols = ", ".join(
-        f"CAST({ident(n) if n in present else 'NULL'} AS {t}) AS {ident(n)}"
-        for n, t in zip(table.schema.names, table.duck_types, strict=True)
-    )
-    if not table.files:
-        return f"SELECT {cols} LIMIT 0"
-    return f"SELECT {cols} FROM read_parquet([{', '.join(lit(f) for f in table.files)}], union_by_name = true)"
-
-
-def _snapshot_file(table: ProfileTable, scratch: Path) -> Path:
-    """The profile table's rows now, streamed into a Parquet file under ``scratch`` (for an engine to read)."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    path = scratch / f"{table.name}.parquet"
-    reader = table.snapshot()
-    try:
-        write_parquet(path, reader.schema, reader)
-    finally:
-        reader.close()
-    return path
-
-
-def write_parquet(dest: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
-    """Writes record batches, as they come, to the Parquet file ``dest``; answers how many rows it wrote."""
-    count = 0
-    with pq.ParquetWriter(dest, schema) as out:
-        for batch in batches:
-            out.write_batch(batch)
-            count += batch.num_rows
-    return count
 
 
 def ident_node(name: str) -> exp.Identifier:

@@ -31,8 +31,9 @@ from audiencehub.metadata import jobs
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row
 from audiencehub.query import guard
+from audiencehub.query.conform import write_parquet
 from audiencehub.query.dialect import READ, parse
-from audiencehub.query.duckdb import TIMED_OUT, DuckDBSession, write_parquet
+from audiencehub.query.duckdb import TIMED_OUT, DuckDBSession
 from audiencehub.query.errors import QueryError
 from audiencehub.query.guard import Kind
 from audiencehub.query.tables import assign_names, table_name
