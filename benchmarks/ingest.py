@@ -113,8 +113,17 @@ def phase_ingest(csv: Path, work: Path, threshold: float, engine: str, master: s
             principal, audience_id, RunCreate(dataFilterStartTime=0, errorThresholdPercent=threshold)
         )
 
+        seen: set[tuple[str, bool]] = set()
+
         def finished() -> dict[str, object] | None:
             view = container.audiences.run(principal.scope, audience_id, run["runId"])
+            for stage in view.get("details") or []:  # progress on stderr, which the parent passes through
+                for done in (False, True):
+                    if (stage["stage"], done) not in seen and (not done or stage.get("finishedAt")):
+                        seen.add((stage["stage"], done))
+                        state = "finished" if done else "started"
+                        elapsed = time.perf_counter() - started
+                        print(f"  [{elapsed:6.1f}s] {stage['stage']} {state}", file=sys.stderr, flush=True)
             return view if view["status"] != "PROCESSING" else None
 
         result = wait(finished, interval=0.05)
@@ -160,7 +169,7 @@ def child(phase: str, csv: Path, work: Path, threshold: float, engine: str, mast
             master,
         ],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,  # the result; progress goes to stderr, passed through
         text=True,
     )
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -175,7 +184,7 @@ def main() -> None:
     parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb", help="Engine of the ingest phase")
     parser.add_argument("--spark-master", default="local[2]", help="Spark's master with --engine spark")
     parser.add_argument("--phase", choices=["floor", "ingest"], help=argparse.SUPPRESS)
-    parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--csv", type=Path, help="Keep the generated CSV at this path, or reuse it if it exists")
     args = parser.parse_args()
 
     if args.phase == "floor":
@@ -187,19 +196,24 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
-        csv = work / "audience.csv"
-        t0 = time.perf_counter()
-        generate(csv, args.rows)
-        size_mb = csv.stat().st_size / 1e6
-        print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f}s", flush=True)
+        csv = args.csv or work / "audience.csv"
+        if csv.exists():  # --csv: a file an earlier run generated and kept (runs on both engines share it)
+            print(f"reusing {csv} ({csv.stat().st_size / 1e6:,.0f} MB)", flush=True)
+        else:
+            t0 = time.perf_counter()
+            generate(csv, args.rows)
+            size_mb = csv.stat().st_size / 1e6
+            print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f}s", flush=True)
         floor = child("floor", csv, work, args.threshold, args.engine, args.spark_master)
+        floor_s = float(floor["seconds"])  # type: ignore[arg-type]
+        print(
+            f"floor   (bare DuckDB COPY csv->parquet): {floor_s:7.2f}s  {args.rows / floor_s:>12,.0f} rows/s  "
+            f"peak RSS {floor['peak_rss_mib']:,.0f} MiB",
+            flush=True,
+        )
         ingest = child("ingest", csv, work, args.threshold, args.engine, args.spark_master)
-    floor_s, ingest_s = float(floor["seconds"]), float(ingest["seconds"])  # type: ignore[arg-type]
+    ingest_s = float(ingest["seconds"])  # type: ignore[arg-type]
     metrics = ingest["run"]["metrics"]  # type: ignore[index]
-    print(
-        f"floor   (bare DuckDB COPY csv->parquet): {floor_s:7.2f}s  {args.rows / floor_s:>12,.0f} rows/s  "
-        f"peak RSS {floor['peak_rss_mib']:,.0f} MiB"
-    )
     label = "full run, service layer" if args.engine == "duckdb" else f"full run, Spark {args.spark_master}"
     jvm = f"  JVM peak RSS {ingest['jvm_peak_rss_mib']:,.0f} MiB" if ingest.get("jvm_peak_rss_mib") else ""
     print(

@@ -611,6 +611,7 @@ def main_lake(args: argparse.Namespace) -> None:
         all_plans = plans(cat.segments, audiences, now)
         con = connect(str(path), **settings)
         floor_before, _ = floor_run(con, cat)
+        print(f"  floor (before): {floor_before:.2f}s", flush=True)
         for k in range(len(cat.segments)):
             con.execute(f"DROP TABLE {cat.seg_table(k)}")
         con.close()
@@ -709,13 +710,16 @@ def main() -> None:
         # a load that comes and goes then weighs less on the ratio.
         con = connect(str(path), **settings)
         floor_before, _ = floor_run(con, cat)
+        print(f"  floor (before): {floor_before:.2f}s", flush=True)
         for k in range(len(cat.segments)):
             con.execute(f"DROP TABLE {cat.seg_table(k)}")
         con.execute("CHECKPOINT")
         con.close()
 
         first_s, first, first_parts = evaluate(store, all_plans)
+        print(f"  first evaluation: {first_s:.2f}s", flush=True)
         second_s, second, second_parts = evaluate(store, all_plans)
+        print(f"  second evaluation: {second_s:.2f}s", flush=True)
         lookup_ms = lookups(store, n)
         store.close()
 
