@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +74,21 @@ class Settings(BaseSettings):
 
     engine_memory_limit: str = "1GB"
     """DuckDB memory limit per job; larger work spills to $AUDIENCEHUB_HOME/tmp."""
+
+    profile_memory_limit: str | None = None
+    """DuckDB memory limit of each sandbox's embedded profile store (``profile_store=duckdb``). Its lookup indexes
+    (identities, memberships) must fit in memory while a run writes them: about 200 bytes per profile, so 10M
+    profiles need about 2GB. Default: a quarter of the machine's memory, at least 1GB (``profile_memory``)."""
+
+    def profile_memory(self) -> str:
+        """``profile_memory_limit``, or a quarter of the machine's memory (at least 1GB)."""
+        if self.profile_memory_limit:
+            return self.profile_memory_limit
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system: the floor
+            total = 0
+        return f"{max(1024, total // 4 // 2**20)}MB"
 
     profile_store: Literal["duckdb", "lake"] = "duckdb"
     """The profile store: ``duckdb`` (embedded, one DuckDB file per sandbox that the server process owns) or ``lake``

@@ -158,7 +158,7 @@ def _profile_store(settings: Settings, engine: Engine, store: MetadataStore, tmp
         )
     return DuckDBProfileStore(
         settings.home / "lake",
-        memory_limit=settings.engine_memory_limit,
+        memory_limit=settings.profile_memory(),
         threads=settings.engine_threads,
         temp_dir=tmp,
         owner=owner,
