@@ -23,7 +23,7 @@ _READ_CSV = re.compile(r"read_(?:csv|json_objects)\('((?:[^']|'')*)'")
 _ABSOLUTE = re.compile(r"(?<![^\s\"'(])/[^\s\"'),]+")
 _KIND = re.compile(r"^[A-Za-z ]* Error: ")
 # Where DuckDB's message ends and its hints, search space or the statement begin.
-_TRAILER = ("LINE ", "Possible fixes", "The search space", "* ")
+_TRAILER = ("LINE ", "Possible fixes", "Possible solutions", "The search space", "* ")
 _INPUT_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
 
 

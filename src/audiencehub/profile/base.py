@@ -14,11 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from audiencehub.domain.audiences import FieldType
 from audiencehub.domain.segments import Plan, SegmentCounts
+from audiencehub.errors import InternalError
 from audiencehub.metadata.store import Scope
 from audiencehub.profile.exports import ExportOutput, ExportSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+
+class ProfileStoreFailed(InternalError):
+    """The profile store itself failed mid-operation (e.g. it ran out of memory); ``detail`` says why, for the run or
+    job that failed, and keeps the engine's message. The operation changed nothing; the next one may succeed (the
+    embedded store reopens a database that a fatal error invalidated)."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,7 @@ import pyarrow as pa
 
 from audiencehub.domain.audiences import FieldType
 from audiencehub.domain.segments import SEGMENT_NAMESPACE, Plan, SegmentCounts
-from audiencehub.engines.duckdb import connect
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
-from audiencehub.errors import AudiencehubError
 from audiencehub.metadata.store import Scope
 from audiencehub.profile import exports, segments
 from audiencehub.profile.base import (
@@ -69,6 +66,7 @@ from audiencehub.profile.columns import (
     fragment_table_for,
     table_for,
 )
+from audiencehub.profile.duckdb_files import SandboxFiles, rollback
 from audiencehub.profile.graph import TEMP_TABLES, stitch
 
 # ART indexes on identities and on every table's profile key: the Profile Access API's point lookups need them
@@ -174,84 +172,43 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-class ProfileStoreElsewhere(AudiencehubError):
-    """The sandbox's profile file is held by another process: DuckDB lets one process open a file."""
-
-
 class DuckDBProfileStore(ProfileStore):
     def __init__(
-        self, lake_root: Path, *, memory_limit: str, threads: int | None, temp_dir: Path, owner: bool = True
+        self,
+        lake_root: Path,
+        *,
+        memory_limit: str,
+        threads: int | None,
+        temp_dir: Path,
+        owner: bool = True,
+        memory_setting: str = "AUDIENCEHUB_PROFILE_MEMORY_LIMIT",
     ) -> None:
         """``owner=False`` in an ``audiencehub worker`` process: the files belong to the server, which holds the
-        home's lock; opening one here would fail, or lock the server out of it for as long as this process lives."""
-        self._owner = owner
+        home's lock; opening one here would fail, or lock the server out of it for as long as this process lives.
+        ``memory_setting`` names the setting that ``memory_limit`` came from, for the reason of an out-of-memory
+        failure."""
         self._lake = lake_root
-        self._memory_limit = memory_limit
-        self._threads = threads
-        self._temp_dir = temp_dir
-        self._cons: dict[Scope, duckdb.DuckDBPyConnection] = {}
-        self._write_locks: dict[Scope, threading.Lock] = {}
-        self._evaluation_locks: dict[Scope, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._files = SandboxFiles(
+            self.path,
+            schema=SCHEMA,
+            memory_limit=memory_limit,
+            memory_setting=memory_setting,
+            threads=threads,
+            temp_dir=temp_dir,
+            owner=owner,
+        )
         # The lists of membership and fragment tables, read once per sandbox until a write commits
-        # (``_generation`` counts commits; a list read under an older count is never used).
-        self._generation: dict[Scope, int] = {}
+        # (``SandboxFiles.generation`` counts commits; a list read under an older count is never used).
         self._tables: dict[Scope, tuple[int, list[tuple[str, str, int, str]], list[tuple[str, str, str]]]] = {}
 
     def path(self, scope: Scope) -> Path:
         return self._lake / scope.org_id / scope.sandbox / "_profile" / "profile.duckdb"
 
-    def _connection(self, scope: Scope) -> duckdb.DuckDBPyConnection:
-        with self._guard:
-            con = self._cons.get(scope)
-            if con is None:
-                path = self.path(scope)
-                if not self._owner:
-                    raise ProfileStoreElsewhere(
-                        f"the profile store of sandbox {scope.sandbox!r} is an embedded DuckDB file, which "
-                        "only the audiencehub server holding the home's lock may open: run this job in the server "
-                        "(AUDIENCEHUB_WORKERS >= 1) or share the profile store (AUDIENCEHUB_PROFILE_STORE=lake)"
-                    )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    con = connect(
-                        str(path), threads=self._threads, memory_limit=self._memory_limit, temp_dir=self._temp_dir
-                    )
-                except duckdb.IOException as exc:
-                    if "lock" not in str(exc):
-                        raise
-                    raise ProfileStoreElsewhere(
-                        f"the profile store of sandbox {scope.sandbox!r} is held by another process (an embedded "
-                        "DuckDB file opens in one process at a time)"
-                    ) from exc
-                con.execute(SCHEMA)
-                self._cons[scope] = con
-                self._write_locks[scope] = threading.Lock()
-                self._evaluation_locks[scope] = threading.Lock()
-            return con
+    def _cursor(self, scope: Scope) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return self._files.cursor(scope)
 
-    @contextmanager
-    def _cursor(self, scope: Scope) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._connection(scope).cursor()
-        try:
-            cur.execute("SET TimeZone = 'UTC'")
-            yield cur
-        finally:
-            cur.close()
-
-    @contextmanager
-    def _writer(self, scope: Scope) -> Iterator[duckdb.DuckDBPyConnection]:
-        self._connection(scope)
-        with self._write_locks[scope], self._cursor(scope) as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            finally:
-                self._generation[scope] = self._generation.get(scope, 0) + 1
+    def _writer(self, scope: Scope) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return self._files.writer(scope)
 
     def applied(self, scope: Scope, run_id: str) -> ApplyResult | None:
         with self._cursor(scope) as cur:
@@ -382,8 +339,8 @@ class DuckDBProfileStore(ProfileStore):
             self._put_audience(cur, audience_id, namespace, ttl_days, overwrite=True)
 
     def remove_audience(self, scope: Scope, audience_id: str) -> None:
-        self._connection(scope)
-        with self._evaluation_locks[scope], self._writer(scope) as cur:
+        self._files.connection(scope)
+        with self._files.evaluation_locks[scope], self._writer(scope) as cur:
             segments.drop_relation(cur, table_for(audience_id))
             cur.execute("DELETE FROM audiences WHERE audience_id = ?", [audience_id])
             cur.execute("DELETE FROM segment_results WHERE segment_id = ?", [audience_id])
@@ -397,7 +354,7 @@ class DuckDBProfileStore(ProfileStore):
         self, scope: Scope, cur: duckdb.DuckDBPyConnection
     ) -> tuple[list[tuple[str, str, int, str]], list[tuple[str, str, str]]]:
         """The sandbox's audiences (as ``_audiences``) and fragment tables (dataset id, kind, table)."""
-        generation = self._generation.get(scope, 0)
+        generation = self._files.generation.get(scope, 0)
         cached = self._tables.get(scope)
         if cached is not None and cached[0] == generation:
             return cached[1], cached[2]
@@ -683,8 +640,8 @@ class DuckDBProfileStore(ProfileStore):
         batches go on meanwhile; readers do not see them), then publishes them in one short write transaction with
         the job's marker. Evaluations of one sandbox run one at a time."""
         counts: dict[str, SegmentCounts] = {}
-        self._connection(scope)
-        with self._evaluation_locks[scope]:
+        self._files.connection(scope)
+        with self._files.evaluation_locks[scope]:
             with self._cursor(scope) as cur:
                 cur.execute("BEGIN TRANSACTION")
                 try:
@@ -693,8 +650,8 @@ class DuckDBProfileStore(ProfileStore):
                     for n, plan in enumerate(segments.combine(plans)):  # one plan: every level in one pass
                         counts |= segments.build(cur, have, plan, n, stamps, ttl_days)
                     cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
+                except BaseException as exc:
+                    rollback(cur, exc)
                     raise
             with self._writer(scope) as cur:
                 segments.publish(cur, have, stamps, ttl_days)
@@ -722,10 +679,7 @@ class DuckDBProfileStore(ProfileStore):
         return [str(r[0]) for r in rows]
 
     def close(self) -> None:
-        with self._guard:
-            for con in self._cons.values():
-                con.close()
-            self._cons.clear()
+        self._files.close()
 
     def snapshot(
         self, scope: Scope, *, precedence: list[str] | None = None, batch_rows: int = 65_536
@@ -733,20 +687,27 @@ class DuckDBProfileStore(ProfileStore):
         """Every merged profile of the sandbox, streamed: the merged attributes nested under their top-level
         fields, ``identityMap`` (namespace → [{id, authenticatedState, primary}]) and ``segmentMembership``
         (namespace → segment id → {status, lastQualificationTime}). Merged as :meth:`entity` merges one."""
-        cur = self._connection(scope).cursor()
+        con, cur = self._files.open_cursor(scope)
         try:
-            cur.execute("SET TimeZone = 'UTC'")
             audiences, fragments = self._table_lists(scope, cur)
             reader = cur.sql(exports.snapshot_sql(cur, audiences, fragments, precedence)).to_arrow_reader(batch_rows)
-        except BaseException:
-            cur.close()
-            raise
+        except BaseException as exc:
+            self._files.close_cursor(con, cur)
+            failure = self._files.failure(scope, con, exc)
+            if failure is None:
+                raise
+            raise failure from exc
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 yield from reader
+            except BaseException as exc:
+                failure = self._files.failure(scope, con, exc)
+                if failure is None:
+                    raise
+                raise failure from exc
             finally:
-                cur.close()
+                self._files.close_cursor(con, cur)
 
         return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
@@ -754,6 +715,9 @@ class DuckDBProfileStore(ProfileStore):
         with self._cursor(scope) as cur:
             cur.execute("BEGIN TRANSACTION")  # one snapshot for every output, whatever commits meanwhile
             try:
-                return exports.export(cur, spec, outputs)
-            finally:
-                cur.execute("ROLLBACK")  # it wrote only files and a temporary table
+                written = exports.export(cur, spec, outputs)
+            except BaseException as exc:
+                rollback(cur, exc)
+                raise
+            rollback(cur)  # it wrote only files and a temporary table
+            return written

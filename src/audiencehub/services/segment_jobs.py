@@ -24,7 +24,7 @@ from audiencehub.metadata.store import MetadataStore, Row, Scope, created_ns, ge
 from audiencehub.pql.ast import PQLError
 from audiencehub.pql.compile import compile_segment
 from audiencehub.pql.parser import parse
-from audiencehub.profile.base import ProfileStore
+from audiencehub.profile.base import ProfileStore, ProfileStoreFailed
 from audiencehub.services.merge_policies import MergePolicyService, sandbox_view
 from audiencehub.services.segmentation import MAX_LIMIT, SegmentationService, now_ms, sort_order
 
@@ -162,7 +162,11 @@ class SegmentJobs:
             if self._status(scope, job_id) == CANCELLING:
                 self._finish(scope, job_id, CANCELLED)
                 return
-            counts = self._profiles.evaluate(scope, job_id, plans, ttl)
+            try:
+                counts = self._profiles.evaluate(scope, job_id, plans, ttl)
+            except ProfileStoreFailed as exc:  # e.g. out of memory: say why, not only that the job stopped
+                self._finish(scope, job_id, FAILED, errors=[{"code": "0100000003", "msg": exc.detail}])
+                return
         self._finish(scope, job_id, SUCCEEDED, counts=counts, seg_start=seg_start)
 
     def recover(self, job_id: str, scope: Scope) -> None:
