@@ -267,7 +267,7 @@ class DuckDBProfileStore(ProfileStore):
             ordered = len(ids) > 1  # the place of each row decides who keeps a repeated later identity
             cur.execute(
                 f"CREATE TEMP TABLE resolved AS SELECT r.*, {unknown}, coalesce({found}) IS NULL AS {NEW}, "
-                f"coalesce({found}, gen_random_uuid()) AS {PROFILE_ID} "
+                f"coalesce({found}, uuidv7()) AS {PROFILE_ID} "
                 f"FROM ({_source_sql(rows, dedupe=dedupe, ordered=ordered)}) r {joins} "
                 f"WHERE NOT (r.{DELETE} AND coalesce({found}) IS NULL)"
             )

@@ -41,7 +41,7 @@ def stitch(cur: duckdb.DuckDBPyConnection, result: FragmentResult) -> None:
         # No record links two profiles and no identity is in two records: each record is its known profile
         # or a new one, and the graph needs no walk (the usual case, and the one bulk loads take).
         cur.execute(
-            "CREATE TEMP TABLE rec_profile AS SELECT rec.r, coalesce(k.profile_id, gen_random_uuid()) AS "
+            "CREATE TEMP TABLE rec_profile AS SELECT rec.r, coalesce(k.profile_id, uuidv7()) AS "
             "profile_id, k.profile_id IS NULL AS new FROM rec LEFT JOIN known k USING (r)"
         )
         row = cur.execute("SELECT count(*) FILTER (WHERE new) FROM rec_profile").fetchone()
@@ -88,7 +88,7 @@ def _components(cur: duckdb.DuckDBPyConnection, result: FragmentResult) -> None:
     counted = row.fetchone()
     result.profilesCreated = int(counted[0] or 0) if counted else 0
     result.profilesMerged = int(counted[1] or 0) if counted else 0
-    cur.execute("UPDATE comp SET keeper = CAST(gen_random_uuid() AS VARCHAR) WHERE keeper IS NULL")
+    cur.execute("UPDATE comp SET keeper = CAST(uuidv7() AS VARCHAR) WHERE keeper IS NULL")
     cur.execute(
         "CREATE TEMP TABLE rec_profile AS SELECT CAST(substr(l.node, 3) AS BIGINT) AS r, "
         "CAST(c.keeper AS UUID) AS profile_id FROM labels l JOIN comp c USING (lab) WHERE l.node LIKE 'r:%'"
