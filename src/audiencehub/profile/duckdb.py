@@ -204,6 +204,10 @@ class DuckDBProfileStore(ProfileStore):
     def path(self, scope: Scope) -> Path:
         return self._lake / scope.org_id / scope.sandbox / "_profile" / "profile.duckdb"
 
+    def _connection(self, scope: Scope) -> duckdb.DuckDBPyConnection:
+        """The sandbox's open connection (opened if need be): for tests and tools that load tables directly."""
+        return self._files.connection(scope)
+
     def _cursor(self, scope: Scope) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return self._files.cursor(scope)
 
