@@ -23,25 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audiencehub.engines.base import Engine, EngineError, EngineInputError, EngineSession, Format, Progress
+from audiencehub.engines.spark_csv import CORRUPT, PROBLEM, read_csv_file, rejects
 from audiencehub.engines.spark_sql import Scan, UnsupportedSql, to_spark
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column as SparkColumn
     from pyspark.sql import DataFrame, SparkSession
 
 INSTALL_HINT = "the Spark engine needs pyspark: pip install 'audiencehub[spark]'"
 PROGRESS_INTERVAL_S = 0.5
 MESSAGE_MAX = 500
-CORRUPT = "__ah_corrupt"
-ROW = "__ah_row"
 # Where a reader failed on a file: Spark's error classes and the text of the codecs' exceptions.
 _INPUT_MARKERS = ("FAILED_READ_FILE", "Not in GZIP format", "Unexpected end of", "MALFORMED_RECORD_IN_PARSING")
 _PATH = re.compile(r"(?:file:)?(/[^\s\"'`),\]]+)")
-_CSV_FIELD = r'(?:"(?:[^"]|"")*"|[^",\r\n][^,\r\n]*|)'
-CSV_RECORD = f"^{_CSV_FIELD}(?:,{_CSV_FIELD})*$"
-"""A well-quoted CSV record: a field is quoted (quotes inside doubled) or does not start with a quote."""
-ENCODING_MESSAGE = "Invalid unicode (byte sequence mismatch) detected. This file is not utf-8 encoded."
-UNQUOTED_MESSAGE = "Value with unterminated quote found."
 
 _lock = threading.Lock()
 _shared: SparkSession | None = None
@@ -197,7 +190,8 @@ class SparkJobSession(EngineSession):
         return str(link)
 
     def _csv(self, scan: Scan) -> DataFrame:
-        """DuckDB's ``read_csv`` with the given columns, one DataFrame partition per file, in file order.
+        """DuckDB's ``read_csv`` with the given columns, in file order (``engines/spark_csv.py``: split where that
+        gives the same records, else one task per file).
 
         Malformed records (wrong number of columns, a quote left open, invalid UTF-8) are left out and,
         with ``store_rejects``, described in the view named by ``rejects_table`` as DuckDB describes them.
@@ -213,36 +207,33 @@ class SparkJobSession(EngineSession):
             + [types.StructField(CORRUPT, types.StringType())]
         )
         gzip = str(opts.get("compression", "auto")) == "gzip"
-        frames = []
-        for n, path in enumerate(scan.paths):
-            reader = self._spark.read.schema(schema).options(
-                header=bool(opts.get("header", False)),
-                sep=str(opts.get("delim", opts.get("sep", ","))),
-                quote=str(opts.get("quote", '"')),
-                escape=str(opts.get("escape", '"')),
-                # One partition per file keeps the records in file order and numbered; quoted values may span lines.
-                multiLine=True,
-                mode="PERMISSIVE",
-                columnNameOfCorruptRecord=CORRUPT,
-                encoding="UTF-8",
-            )
-            frame = reader.csv(self._readable(path, gzip))
-            row = f.monotonically_increasing_id() - f.shiftleft(f.spark_partition_id().cast("long"), 33)
-            frames.append(frame.withColumn(ROW, row).withColumn("__ah_file_index", f.lit(n)))
-        frame = frames[0]
-        for other in frames[1:]:
-            frame = frame.unionByName(other)
+        header = bool(opts.get("header", False))
+        keep = bool(opts.get("store_rejects") and opts.get("rejects_table"))
         width = len(columns)
-        fields = [f.col(c) for c in columns]
-        frame = frame.withColumn("__ah_problem", _csv_problem(f, fields, width))
-        if opts.get("store_rejects") and opts.get("rejects_table"):
-            # The rejects are read after the rows, by later statements: keep the parsed file rather than parse it
-            # again (one task per file; about twice as fast for a run). Spills to local disk when large.
-            frame = frame.persist(_storage_level())
-            self._cached.append(frame)
-        good = frame.where(f.col("__ah_problem").isNull()).select(*columns)
-        if opts.get("store_rejects") and opts.get("rejects_table"):
-            _rejects(f, frame, width, bool(opts.get("header"))).createOrReplaceTempView(str(opts["rejects_table"]))
+        options = {
+            "header": header,
+            "sep": str(opts.get("delim", opts.get("sep", ","))),
+            "quote": str(opts.get("quote", '"')),
+            "escape": str(opts.get("escape", '"')),
+            "mode": "PERMISSIVE",
+            "columnNameOfCorruptRecord": CORRUPT,
+            "encoding": "UTF-8",
+        }
+        frames, problems = [], []
+        for n, path in enumerate(scan.paths):
+            frame, clean = read_csv_file(self._spark, self._readable(path, gzip), schema, options, width, header)
+            if keep and not clean:
+                # The rejects are read after the rows, by later statements: keep the parsed file rather than
+                # parse it again (about twice as fast for a run). Spills to local disk when large.
+                frame = frame.persist(_storage_level())
+                self._cached.append(frame)
+            frame = frame.withColumn("__ah_file_index", f.lit(n))
+            frames.append(frame)
+            # A file known to be clean has no rejects: an empty frame (Spark plans no scan for it).
+            problems.append(frame.where(f.lit(False)) if clean else frame)
+        good = _union(frames).where(f.col(PROBLEM).isNull()).select(*columns)
+        if keep:
+            rejects(f, _union(problems), width, header).createOrReplaceTempView(str(opts["rejects_table"]))
         return good
 
     def _json_objects(self, scan: Scan) -> DataFrame:
@@ -279,7 +270,8 @@ class SparkJobSession(EngineSession):
 
     def _frame(self, sql: str) -> DataFrame:
         try:
-            return self._spark.sql(to_spark(sql, self._register))
+            with self._watch():  # reading a CSV file split runs jobs (engines/spark_csv.py)
+                return self._spark.sql(to_spark(sql, self._register))
         except UnsupportedSql as exc:
             raise EngineError(f"the Spark engine cannot run this statement: {exc}") from exc
         except Exception as exc:
@@ -329,9 +321,11 @@ class SparkJobSession(EngineSession):
     def copy(self, select_sql: str, dest: Path, fmt: Format = "parquet", *, row_group_rows: int | None = None) -> int:
         """Writes the result to the single file ``dest`` and returns its row count.
 
-        The query's last stage runs as one task (``coalesce(1)``) so that one part file, in the query's
-        order, comes out; it is written to a folder next to ``dest`` and moved onto ``dest``. Nothing is
-        collected to the driver. The count is observed while writing (the query runs once).
+        Every task of the query's last stage writes its part file (the stage keeps its parallelism), in a folder
+        next to ``dest``; the parts, in partition order (the query's order), are then joined onto ``dest``:
+        Parquet row groups copied as they are (parquet-mr's ``ParquetRewriter``, no decoding), text files
+        concatenated (CSV: Spark's header line once, then the parts written without one). Nothing is collected
+        to the driver. The count is observed while writing (the query runs once).
         ``json_array`` writes JSON lines and then adds the brackets and commas in one streaming pass.
         """
         sql = _pyspark()
@@ -342,31 +336,44 @@ class SparkJobSession(EngineSession):
         observation = sql.Observation(f"rows-{uuid.uuid4().hex}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = dest.parent / f".{dest.name}.spark-{uuid.uuid4().hex}"
+        csv_options = {"escape": '"', "emptyValue": '""'}
         try:
             with self._watch():
                 observed = frame.observe(observation, f.count(f.lit(1)).alias("n"))
                 if fmt == "parquet":
-                    observed.coalesce(1).write.option("compression", "zstd").parquet(str(folder))
+                    observed.write.option("compression", "zstd").parquet(str(folder))
                 elif fmt == "csv":
-                    observed.coalesce(1).write.options(header=True, escape='"', emptyValue='""').csv(str(folder))
+                    observed.write.options(header=False, **csv_options).csv(str(folder))
+                    # Spark's header line, as it writes it (quoted where a name needs it); no rows: no job.
+                    frame.limit(0).coalesce(1).write.options(header=True, **csv_options).csv(str(folder / "header"))
                 elif fmt == "json":
                     (field,) = observed.schema.fields
                     value = f.col(f"`{field.name}`")
                     text = (
                         f.to_json(value) if isinstance(field.dataType, sql.types.VariantType) else value.cast("string")
                     )
-                    observed.coalesce(1).select(f.coalesce(text, f.lit(""))).write.text(str(folder))
+                    observed.select(f.coalesce(text, f.lit(""))).write.text(str(folder))
                 else:
                     row = f.to_json(f.struct(*[f.col(c) for c in frame.columns]))
-                    observed.select(row).coalesce(1).write.text(str(folder))
+                    observed.select(row).write.text(str(folder))
             count = int(observation.get.get("n", 0))
-            parts = sorted(p for p in folder.iterdir() if p.name.startswith("part-"))
-            if len(parts) > 1:
-                raise EngineError(f"the Spark engine wrote {len(parts)} files where one was expected")
+            parts = _parts(folder)
             if fmt == "json_array":
-                _json_array(parts[0] if parts else None, dest)
-            elif parts:
+                _json_array(parts, dest)
+            elif fmt == "parquet" and len(parts) > 1:
+                merged = folder / "merged.parquet"
+                _merge_parquet(self._spark, parts, merged)
+                os.replace(merged, dest)
+            elif fmt == "csv":
+                header = _parts(folder / "header")
+                if header:
+                    _concat([*header, *parts], dest)
+                else:
+                    _empty(dest, fmt, frame.columns)
+            elif len(parts) == 1:
                 os.replace(parts[0], dest)
+            elif parts:
+                _concat(parts, dest)
             else:
                 _empty(dest, fmt, frame.columns)
             return count
@@ -396,79 +403,11 @@ class SparkJobSession(EngineSession):
         self._spark.sparkContext.cancelJobGroup(self._group)
 
 
-def _csv_problem(f: Any, fields: list[SparkColumn], width: int) -> SparkColumn:
-    """Why a CSV record is malformed, NULL when it is not: a struct of ``error_type``, ``csv_line``, the
-    first and last ``column_idx`` DuckDB reports (one row per missing or extra column) and, when single,
-    ``column_name`` and ``error_message``."""
-    corrupt = f.col(CORRUPT)
-    # Fields counted outside quotes; a record that breaks the quoting grammar left a quote open.
-    found = f.size(f.split(f.regexp_replace(corrupt, '"(?:[^"]|"")*"', ""), ",", -1))
-    broken = ~corrupt.rlike(CSV_RECORD)
-    before_broken = f.size(f.split(f.regexp_extract(corrupt, f"^((?:{_CSV_FIELD}),)*", 0), ",", -1)) - f.lit(1)
-    opened = f.coalesce(*[f.when(c.startswith('"'), f.lit(i)) for i, c in enumerate(fields)])
-    invalid = f.coalesce(*[f.when(f.instr(c, "\ufffd") > 0, f.lit(i)) for i, c in enumerate(fields)])
-    quoted = [
-        f.when(
-            c.rlike("[,\r\n]") & ~c.startswith('"'),
-            f.concat(f.lit('"'), f.replace(c, f.lit('"'), f.lit('""')), f.lit('"')),
-        ).otherwise(f.coalesce(c, f.lit("")))
-        for c in fields
-    ]
-    rebuilt = f.concat_ws(",", *quoted)
-    null = f.lit(None).cast("string")
-
-    def problem(kind: str, first: SparkColumn, last: SparkColumn, line: SparkColumn, message: SparkColumn) -> Any:
-        return f.struct(
-            f.lit(kind).alias("error_type"),
-            first.alias("first_idx"),
-            last.alias("last_idx"),
-            line.alias("csv_line"),
-            message.alias("error_message"),
-        )
-
-    return (
-        f.when(
-            corrupt.isNotNull() & broken,
-            problem("UNQUOTED VALUE", before_broken + 1, before_broken + 1, corrupt, f.lit(UNQUOTED_MESSAGE)),
-        )
-        .when(
-            corrupt.isNotNull() & (found > width), problem("TOO MANY COLUMNS", f.lit(width + 1), found, corrupt, null)
-        )
-        .when(corrupt.isNotNull(), problem("MISSING COLUMNS", found, f.lit(width - 1), corrupt, null))
-        .when(opened.isNotNull(), problem("UNQUOTED VALUE", opened + 1, opened + 1, rebuilt, f.lit(UNQUOTED_MESSAGE)))
-        .when(
-            invalid.isNotNull(),
-            problem(
-                "INVALID ENCODING",
-                invalid + 1,
-                invalid + 1,
-                f.replace(rebuilt, f.lit("\ufffd"), f.lit("?")),
-                f.lit(ENCODING_MESSAGE),
-            ),
-        )
-    )
-
-
-def _rejects(f: Any, frame: DataFrame, width: int, header: bool) -> DataFrame:
-    """DuckDB's rejects table of the malformed records of ``frame``: one row per missing or extra column."""
-    p = f.col("__ah_problem")
-    k = f.explode(f.sequence(p.first_idx, p.last_idx)).alias("k")
-    rows = frame.where(p.isNotNull()).select(f.col(ROW), p.alias("p"), k)
-    kind = f.col("p.error_type")
-    counted = kind.isin("MISSING COLUMNS", "TOO MANY COLUMNS")
-    return rows.select(
-        (f.col(ROW) + (2 if header else 1)).alias("line"),
-        f.col("k").cast("long").alias("column_idx"),
-        f.when(kind == "TOO MANY COLUMNS", f.lit(None).cast("string"))
-        .when(counted, f.concat(f.lit("c"), f.col("k").cast("string")))
-        .otherwise(f.concat(f.lit("c"), (f.col("k") - 1).cast("string")))
-        .alias("column_name"),
-        kind.alias("error_type"),
-        f.col("p.csv_line").alias("csv_line"),
-        f.when(counted, f.concat(f.lit(f"Expected Number of Columns: {width} Found: "), f.col("k").cast("string")))
-        .otherwise(f.col("p.error_message"))
-        .alias("error_message"),
-    )
+def _union(frames: Sequence[DataFrame]) -> DataFrame:
+    out = frames[0]
+    for other in frames[1:]:
+        out = out.unionByName(other)
+    return out
 
 
 def _timestamps_as_duckdb_text(sql: Any, frame: DataFrame) -> DataFrame:
@@ -489,12 +428,44 @@ def _timestamps_as_duckdb_text(sql: Any, frame: DataFrame) -> DataFrame:
     return frame.select(*columns)
 
 
-def _json_array(lines: Path | None, dest: Path) -> None:
-    """``[`` + the JSON lines joined by commas + ``]``, streamed from ``lines`` to ``dest``."""
+def _parts(folder: Path) -> list[Path]:
+    """The part files Spark wrote in ``folder``, in partition order (one per non-empty task; task 0's always)."""
+    found = [p for p in folder.iterdir() if p.name.startswith("part-")] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _merge_parquet(spark: SparkSession, parts: Sequence[Path], dest: Path) -> None:
+    """One Parquet file of ``parts``' row groups, in order, copied without decoding (with their page indexes and
+    Spark's schema metadata), by parquet-mr's ``ParquetRewriter`` in the driver's JVM."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a classic (not Connect) session
+    hadoop = jvm.org.apache.hadoop.fs
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    inputs = jvm.java.util.ArrayList()
+    for part in parts:
+        inputs.add(hadoop.Path(jvm.java.net.URI(part.resolve().as_uri())))
+    output = hadoop.Path(jvm.java.net.URI(dest.resolve().as_uri()))
+    rewrite = jvm.org.apache.parquet.hadoop.rewrite
+    rewriter = rewrite.ParquetRewriter(rewrite.RewriteOptions.Builder(conf, inputs, output).build())
+    try:
+        rewriter.processBlocks()
+    finally:
+        rewriter.close()
+
+
+def _concat(parts: Sequence[Path], dest: Path) -> None:
+    with dest.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _json_array(parts: Sequence[Path], dest: Path) -> None:
+    """``[`` + the JSON lines joined by commas + ``]``, streamed from ``parts`` to ``dest``."""
     with dest.open("w", encoding="utf-8") as out:
         out.write("[")
         first = True
-        if lines is not None:
+        for lines in parts:
             with lines.open(encoding="utf-8") as src:
                 for line in src:
                     text = line.rstrip("\n")
