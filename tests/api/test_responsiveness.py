@@ -15,7 +15,7 @@ def test_health_answers_while_a_patch_waits_for_the_profile_store(
 ) -> None:
     audience_id = create_audience(client, headers, seed_audience())
     profiles = client.app.state.container.profiles  # type: ignore[attr-defined]
-    lock = profiles._write_locks[Scope(creds["org_id"], "prod")]
+    lock = profiles._files.write_locks[Scope(creds["org_id"], "prod")]
     patched: list[int] = []
     health: list[int] = []
     lock.acquire()  # what a long profile stage of another audience holds
