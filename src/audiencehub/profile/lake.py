@@ -665,7 +665,10 @@ class LakeProfileStore(ProfileStore):
         columns = [(str(c), str(ty)) for c, ty in aud["columns"]]
         payload = [name for name, _ in rows.payload]
         cutoff = q.timestamp(now - int(aud["ttl_days"]) * 86400)
-        resolved, _ = w.temp("resolved", q.resolved_sql(rows, w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)))
+        keys = w.session.query(q.key_count_sql(rows))[0]
+        dedupe = keys[0] != keys[1]  # a key in two rows: the last one counts
+        identities = w.rel(q.IDENTITIES, q.IDENTITY_COLUMNS)
+        resolved, _ = w.temp("resolved", q.resolved_sql(rows, identities, dedupe=dedupe))
         added, inserted = w.append(q.IDENTITIES, q.new_identities_sql(rows, resolved))
         if added is not None:
             w.add_by_profile(added)

@@ -92,8 +92,9 @@ def _delete_expr(column: str, ftype: FieldType) -> str:
     return f"coalesce(lower(trim(CAST({col} AS VARCHAR))) IN ('1', 'true', 'yes', 'y'), false)"
 
 
-def source_sql(rows: AudienceRows) -> str:
-    """The run's accepted rows, the last one per first non-empty identity, with their place (file, row number)."""
+def _accepted_sql(rows: AudienceRows) -> str:
+    """The run's accepted rows keyed by their first non-empty identity (``ns``, ``id``), with their place (file, row
+    number)."""
     cols = [ident(field_column(i.column)) for i in rows.identities]
     ns = (
         "CASE "
@@ -110,19 +111,39 @@ def source_sql(rows: AudienceRows) -> str:
         f"WHERE {CHECK} IS NULL"
         for n, path in enumerate(rows.files)
     ]
-    names = ", ".join(
-        [NS, ID, DELETE, *(_i(n) for n in range(len(cols))), *(ident(name) for name, _ in rows.payload), FILE, RN]
-    )
+    return " UNION ALL ".join(parts)
+
+
+def key_count_sql(rows: AudienceRows) -> str:
+    """The run's accepted rows and their distinct keys: equal when no key repeats, and :func:`source_sql` then
+    needs no pass that keeps the last row per key (a window that sorts every row with its payload)."""
+    return f"SELECT count(*), count(DISTINCT {NS} || chr(1) || {ID}) FROM ({_accepted_sql(rows)}) k"
+
+
+def source_sql(rows: AudienceRows, *, dedupe: bool = True) -> str:
+    """The run's accepted rows, the last one per first non-empty identity, with their place (file, row number);
+    ``dedupe=False`` when :func:`key_count_sql` found no key twice (every row is then the last of its key)."""
+    payload = [ident(name) for name, _ in rows.payload]
+    names = ", ".join([NS, ID, DELETE, *(_i(n) for n in range(len(rows.identities))), *payload, FILE, RN])
+    if not dedupe:
+        return f"SELECT {names} FROM ({_accepted_sql(rows)}) u"
     return (
         f"SELECT {names} FROM (SELECT *, row_number() OVER (PARTITION BY {NS}, {ID} ORDER BY {FILE} DESC, {RN} DESC) "
-        f"AS {LAST} FROM ({' UNION ALL '.join(parts)}) u) d WHERE {LAST} = 1"
+        f"AS {LAST} FROM ({_accepted_sql(rows)}) u) d WHERE {LAST} = 1"
     )
 
 
-def resolved_sql(rows: AudienceRows, identities: str) -> str:
+def resolved_sql(rows: AudienceRows, identities: str, *, dedupe: bool = True) -> str:
     """Each of the run's rows (:func:`source_sql`) with the profile of the first of its identities that is known, or
-    a fresh one; a delete row whose identities are all unknown is left out (as the embedded store's ``resolved``)."""
+    a fresh one; a delete row whose identities are all unknown is left out (as the embedded store's ``resolved``).
+
+    Only what the later statements read: the identities as text, the payload, and the row's place only where a later
+    identity column may repeat a value (then the first row in place keeps it, and the rows link their identities).
+    """
     ids = rows.identities
+    place = [FILE, RN] if len(ids) > 1 else []
+    payload = [ident(name) for name, _ in rows.payload]
+    kept = ", ".join(f"r.{c}" for c in [DELETE, *(_i(n) for n in range(len(ids))), *payload, *place])
     joins = " ".join(
         f"LEFT JOIN {identities} j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{_i(n)}"
         for n, col in enumerate(ids)
@@ -130,21 +151,27 @@ def resolved_sql(rows: AudienceRows, identities: str) -> str:
     found = ", ".join(f"j{n}.profile_id" for n in range(len(ids)))
     unknown = "".join(f", j{n}.profile_id IS NULL AS {_u(n)}" for n in range(len(ids)))
     return (
-        f"SELECT r.*{unknown}, coalesce({found}) IS NULL AS {NEW}, "
+        f"SELECT {kept}{unknown}, coalesce({found}) IS NULL AS {NEW}, "
         f"coalesce({found}, CAST(uuid() AS VARCHAR)) AS {PROFILE_ID} "
-        f"FROM ({source_sql(rows)}) r {joins} WHERE NOT (r.{DELETE} AND coalesce({found}) IS NULL)"
+        f"FROM ({source_sql(rows, dedupe=dedupe)}) r {joins} WHERE NOT (r.{DELETE} AND coalesce({found}) IS NULL)"
     )
 
 
 def new_identities_sql(rows: AudienceRows, resolved: Path) -> str:
     """The identities the store has not seen, each joined to the profile of the first row (in place) that has it;
-    sorted for point lookups."""
-    parts = []
-    for n, col in enumerate(rows.identities):
+    sorted for point lookups. The first identity column holds each value once (a row's key is its first non-empty
+    identity, and :func:`source_sql` keeps one row per key): it needs no pass that picks the first row."""
+    res = f"read_parquet({path_list([resolved])})"
+    new = f"{_i(0)} IS NOT NULL AND {_u(0)} AND NOT {DELETE}"
+    parts = [
+        f"SELECT {lit(rows.identities[0].namespace)} AS ns, {_i(0)} AS id, {PROFILE_ID} AS profile_id "
+        f"FROM {res} WHERE {new}"
+    ]
+    for n, col in enumerate(rows.identities[1:], start=1):
         parts.append(
             f"SELECT ns, id, profile_id FROM (SELECT {lit(col.namespace)} AS ns, {_i(n)} AS id, {PROFILE_ID} AS "
             f"profile_id, row_number() OVER (PARTITION BY {_i(n)} ORDER BY {FILE}, {RN}) AS {LAST} "
-            f"FROM read_parquet({path_list([resolved])}) WHERE {_i(n)} IS NOT NULL AND {_u(n)} AND NOT {DELETE}) "
+            f"FROM {res} WHERE {_i(n)} IS NOT NULL AND {_u(n)} AND NOT {DELETE}) "
             f"x{n} WHERE {LAST} = 1"
         )
     return f"SELECT ns, id, profile_id FROM ({' UNION ALL '.join(parts)}) n ORDER BY ns, id"
