@@ -25,7 +25,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from audiencehub.domain.audiences import FieldType
 from audiencehub.domain.segments import SEGMENT_NAMESPACE, Plan, SegmentCounts
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
 from audiencehub.metadata.store import Scope
@@ -68,6 +67,7 @@ from audiencehub.profile.columns import (
 )
 from audiencehub.profile.duckdb_files import SandboxFiles, rollback
 from audiencehub.profile.graph import TEMP_TABLES, stitch
+from audiencehub.profile.run_rows import accepted_sql, identity_text, identity_unknown
 
 # ART indexes on identities and on every table's profile key: the Profile Access API's point lookups need them
 # (benchmarks/profile_access.py); they cost bulk writes some time (benchmarks/ingest.py).
@@ -99,50 +99,12 @@ CREATE INDEX IF NOT EXISTS fragment_memberships_profile ON fragment_memberships 
 MEMBERSHIP_LEAF_SQL = ident(MEMBERSHIP_LEAF)
 
 
-def _i(n: int) -> str:
-    """The ``resolved`` column of identity column ``n`` (its value as text)."""
-    return f"{INTERNAL}i{n}"
-
-
-def _u(n: int) -> str:
-    """The ``resolved`` column that says identity ``n`` of the row is not in the store yet."""
-    return f"{INTERNAL}u{n}"
-
-
-def _delete_expr(column: str, ftype: FieldType) -> str:
-    col = ident(field_column(column))
-    if ftype in (FieldType.NUMBER, FieldType.LONG, FieldType.INTEGER):
-        return f"coalesce({col} = 1, false)"
-    if ftype is FieldType.BOOLEAN:
-        return f"coalesce({col}, false)"
-    return f"coalesce(lower(trim(CAST({col} AS VARCHAR))) IN ('1', 'true', 'yes', 'y'), false)"
-
-
 def _source_sql(rows: AudienceRows, *, dedupe: bool, ordered: bool) -> str:
     """The run's accepted rows keyed by their first identity; with ``dedupe``, only the last row per key.
 
     With ``ordered``, the rows keep their place in the run (file, then row number in the file).
     """
-    ids = rows.identities
-    cols = [ident(field_column(i.column)) for i in ids]
-    ns = (
-        "CASE "
-        + " ".join(f"WHEN {c} IS NOT NULL THEN {lit(i.namespace)}" for c, i in zip(cols, ids, strict=True))
-        + " END"
-    )
-    pid = "coalesce(" + ", ".join(f"CAST({c} AS VARCHAR)" for c in cols) + ")"
-    delete = _delete_expr(*rows.delete_column) if rows.delete_column else "false"
-    extra = "".join(f", CAST({c} AS VARCHAR) AS {_i(n)}" for n, c in enumerate(cols))
-    payload = "".join(f", {ident(field_column(name))} AS {ident(name)}" for name, _ in rows.payload)
-    place = dedupe or ordered
-    parts = [
-        f"SELECT {ns} AS {NS}, {pid} AS {ID}, {delete} AS {DELETE}{extra}{payload}"
-        + (f", {n} AS {FILE}, file_row_number AS {RN} " if place else " ")
-        + f"FROM read_parquet({path_list([path])}{', file_row_number = true' if place else ''}) "
-        f"WHERE {CHECK} IS NULL"
-        for n, path in enumerate(rows.files)
-    ]
-    union = " UNION ALL ".join(parts)
+    union = accepted_sql(rows, place=dedupe or ordered)
     if not dedupe:
         return union
     return (
@@ -263,11 +225,11 @@ class DuckDBProfileStore(ProfileStore):
             # it gets a fresh profile id. A delete row whose identities are all unknown creates nothing.
             ids = rows.identities
             joins = " ".join(
-                f"LEFT JOIN identities j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{_i(n)}"
+                f"LEFT JOIN identities j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{identity_text(n)}"
                 for n, col in enumerate(ids)
             )
             found = ", ".join(f"j{n}.profile_id" for n in range(len(ids)))
-            unknown = ", ".join(f"j{n}.profile_id IS NULL AS {_u(n)}" for n in range(len(ids)))
+            unknown = ", ".join(f"j{n}.profile_id IS NULL AS {identity_unknown(n)}" for n in range(len(ids)))
             ordered = len(ids) > 1  # the place of each row decides who keeps a repeated later identity
             cur.execute(
                 f"CREATE TEMP TABLE resolved AS SELECT r.*, {unknown}, coalesce({found}) IS NULL AS {NEW}, "
@@ -281,11 +243,12 @@ class DuckDBProfileStore(ProfileStore):
             # order, files in processing order) keeps it.
             inserted = []
             for n, col in enumerate(ids):
-                first = f"DISTINCT ON ({_i(n)}) " if n else ""
-                order = f" ORDER BY {_i(n)}, {FILE}, {RN}" if n else ""
+                first = f"DISTINCT ON ({identity_text(n)}) " if n else ""
+                order = f" ORDER BY {identity_text(n)}, {FILE}, {RN}" if n else ""
+                text, unknown = identity_text(n), identity_unknown(n)
                 row = cur.execute(
-                    f"INSERT INTO identities SELECT {first}{lit(col.namespace)}, {_i(n)}, {PROFILE_ID} "
-                    f"FROM resolved WHERE {_i(n)} IS NOT NULL AND {_u(n)} AND NOT {DELETE}{order}"
+                    f"INSERT INTO identities SELECT {first}{lit(col.namespace)}, {text}, {PROFILE_ID} "
+                    f"FROM resolved WHERE {text} IS NOT NULL AND {unknown} AND NOT {DELETE}{order}"
                 ).fetchone()
                 inserted.append(int(row[0]) if row else 0)
             if len(ids) == 1:
@@ -539,7 +502,8 @@ class DuckDBProfileStore(ProfileStore):
         """Identities in one row of an audience link, as in a dataset's record: a row whose identities belonged
         to two profiles merges them (the row already joined the first one's)."""
         items = ", ".join(
-            f"{{'ns': {lit(col.namespace)}, 'id': {_i(n)}, 'primary': false}}" for n, col in enumerate(rows.identities)
+            f"{{'ns': {lit(col.namespace)}, 'id': {identity_text(n)}, 'primary': false}}"
+            for n, col in enumerate(rows.identities)
         )
         cur.execute(
             f"CREATE TEMP TABLE rec AS SELECT row_number() OVER () AS r, list_filter([{items}], lambda x: x.id IS "

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from audiencehub.domain.audiences import FieldType
-from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
+from audiencehub.engines.ingest_sql import INTERNAL, SQL_TYPE, ident, lit, path_list
 from audiencehub.profile.base import AudienceRows
 from audiencehub.profile.columns import (
     BATCH,
@@ -39,6 +39,7 @@ from audiencehub.profile.columns import (
     XFILE,
     XRN,
 )
+from audiencehub.profile.run_rows import accepted_sql, identity_text, identity_unknown
 from audiencehub.profile.segments import newest_code
 
 IDENTITIES = "identities"
@@ -53,15 +54,6 @@ APPLIED_COLUMNS = (
 )
 MEMBER_TYPES = ((PROFILE_ID, "VARCHAR"), (STATUS, "VARCHAR"), (QUALIFIED_AT, "TIMESTAMPTZ"), (RUN_ID, "VARCHAR"))
 LAST = INTERNAL + "last"
-
-
-def _i(n: int) -> str:
-    """The column of ``resolved`` that holds identity column ``n`` as text (as the embedded store names it)."""
-    return f"{INTERNAL}i{n}"
-
-
-def _u(n: int) -> str:
-    return f"{INTERNAL}u{n}"
 
 
 def timestamp(epoch: float) -> str:
@@ -82,54 +74,22 @@ def member_columns(payload: Sequence[tuple[str, FieldType]]) -> list[tuple[str, 
     return [*MEMBER_TYPES, *((name, SQL_TYPE[ftype]) for name, ftype in payload)]
 
 
-def _delete_expr(column: str, ftype: FieldType) -> str:
-    # NOTE: the embedded store's rule (profile/duckdb._delete_expr), written portably.
-    col = ident(field_column(column))
-    if ftype in (FieldType.NUMBER, FieldType.LONG, FieldType.INTEGER):
-        return f"coalesce({col} = 1, false)"
-    if ftype is FieldType.BOOLEAN:
-        return f"coalesce({col}, false)"
-    return f"coalesce(lower(trim(CAST({col} AS VARCHAR))) IN ('1', 'true', 'yes', 'y'), false)"
-
-
-def _accepted_sql(rows: AudienceRows) -> str:
-    """The run's accepted rows keyed by their first non-empty identity (``ns``, ``id``), with their place (file, row
-    number)."""
-    cols = [ident(field_column(i.column)) for i in rows.identities]
-    ns = (
-        "CASE "
-        + " ".join(f"WHEN {c} IS NOT NULL THEN {lit(i.namespace)}" for c, i in zip(cols, rows.identities, strict=True))
-        + " END"
-    )
-    pid = "coalesce(" + ", ".join(f"CAST({c} AS VARCHAR)" for c in cols) + ")"
-    delete = _delete_expr(*rows.delete_column) if rows.delete_column else "false"
-    extra = "".join(f", CAST({c} AS VARCHAR) AS {_i(n)}" for n, c in enumerate(cols))
-    payload = "".join(f", {ident(field_column(name))} AS {ident(name)}" for name, _ in rows.payload)
-    parts = [
-        f"SELECT {ns} AS {NS}, {pid} AS {ID}, {delete} AS {DELETE}{extra}{payload}, {n} AS {FILE}, "
-        f"file_row_number AS {RN} FROM read_parquet({path_list([path])}, file_row_number = true) "
-        f"WHERE {CHECK} IS NULL"
-        for n, path in enumerate(rows.files)
-    ]
-    return " UNION ALL ".join(parts)
-
-
 def key_count_sql(rows: AudienceRows) -> str:
     """The run's accepted rows and their distinct keys: equal when no key repeats, and :func:`source_sql` then
     needs no pass that keeps the last row per key (a window that sorts every row with its payload)."""
-    return f"SELECT count(*), count(DISTINCT {NS} || chr(1) || {ID}) FROM ({_accepted_sql(rows)}) k"
+    return f"SELECT count(*), count(DISTINCT {NS} || chr(1) || {ID}) FROM ({accepted_sql(rows)}) k"
 
 
 def source_sql(rows: AudienceRows, *, dedupe: bool = True) -> str:
     """The run's accepted rows, the last one per first non-empty identity, with their place (file, row number);
     ``dedupe=False`` when :func:`key_count_sql` found no key twice (every row is then the last of its key)."""
     payload = [ident(name) for name, _ in rows.payload]
-    names = ", ".join([NS, ID, DELETE, *(_i(n) for n in range(len(rows.identities))), *payload, FILE, RN])
+    names = ", ".join([NS, ID, DELETE, *(identity_text(n) for n in range(len(rows.identities))), *payload, FILE, RN])
     if not dedupe:
-        return f"SELECT {names} FROM ({_accepted_sql(rows)}) u"
+        return f"SELECT {names} FROM ({accepted_sql(rows)}) u"
     return (
         f"SELECT {names} FROM (SELECT *, row_number() OVER (PARTITION BY {NS}, {ID} ORDER BY {FILE} DESC, {RN} DESC) "
-        f"AS {LAST} FROM ({_accepted_sql(rows)}) u) d WHERE {LAST} = 1"
+        f"AS {LAST} FROM ({accepted_sql(rows)}) u) d WHERE {LAST} = 1"
     )
 
 
@@ -143,13 +103,13 @@ def resolved_sql(rows: AudienceRows, identities: str, *, dedupe: bool = True) ->
     ids = rows.identities
     place = [FILE, RN] if len(ids) > 1 else []
     payload = [ident(name) for name, _ in rows.payload]
-    kept = ", ".join(f"r.{c}" for c in [DELETE, *(_i(n) for n in range(len(ids))), *payload, *place])
+    kept = ", ".join(f"r.{c}" for c in [DELETE, *(identity_text(n) for n in range(len(ids))), *payload, *place])
     joins = " ".join(
-        f"LEFT JOIN {identities} j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{_i(n)}"
+        f"LEFT JOIN {identities} j{n} ON j{n}.ns = {lit(col.namespace)} AND j{n}.id = r.{identity_text(n)}"
         for n, col in enumerate(ids)
     )
     found = ", ".join(f"j{n}.profile_id" for n in range(len(ids)))
-    unknown = "".join(f", j{n}.profile_id IS NULL AS {_u(n)}" for n in range(len(ids)))
+    unknown = "".join(f", j{n}.profile_id IS NULL AS {identity_unknown(n)}" for n in range(len(ids)))
     return (
         f"SELECT {kept}{unknown}, coalesce({found}) IS NULL AS {NEW}, "
         f"coalesce({found}, CAST(uuid() AS VARCHAR)) AS {PROFILE_ID} "
@@ -162,16 +122,16 @@ def new_identities_sql(rows: AudienceRows, resolved: Path) -> str:
     sorted for point lookups. The first identity column holds each value once (a row's key is its first non-empty
     identity, and :func:`source_sql` keeps one row per key): it needs no pass that picks the first row."""
     res = f"read_parquet({path_list([resolved])})"
-    new = f"{_i(0)} IS NOT NULL AND {_u(0)} AND NOT {DELETE}"
+    new = f"{identity_text(0)} IS NOT NULL AND {identity_unknown(0)} AND NOT {DELETE}"
     parts = [
-        f"SELECT {lit(rows.identities[0].namespace)} AS ns, {_i(0)} AS id, {PROFILE_ID} AS profile_id "
+        f"SELECT {lit(rows.identities[0].namespace)} AS ns, {identity_text(0)} AS id, {PROFILE_ID} AS profile_id "
         f"FROM {res} WHERE {new}"
     ]
     for n, col in enumerate(rows.identities[1:], start=1):
         parts.append(
-            f"SELECT ns, id, profile_id FROM (SELECT {lit(col.namespace)} AS ns, {_i(n)} AS id, {PROFILE_ID} AS "
-            f"profile_id, row_number() OVER (PARTITION BY {_i(n)} ORDER BY {FILE}, {RN}) AS {LAST} "
-            f"FROM {res} WHERE {_i(n)} IS NOT NULL AND {_u(n)} AND NOT {DELETE}) "
+            f"SELECT ns, id, profile_id FROM (SELECT {lit(col.namespace)} AS ns, {identity_text(n)} AS id, "
+            f"{PROFILE_ID} AS profile_id, row_number() OVER (PARTITION BY {identity_text(n)} ORDER BY {FILE}, {RN}) "
+            f"AS {LAST} FROM {res} WHERE {identity_text(n)} IS NOT NULL AND {identity_unknown(n)} AND NOT {DELETE}) "
             f"x{n} WHERE {LAST} = 1"
         )
     return f"SELECT ns, id, profile_id FROM ({' UNION ALL '.join(parts)}) n ORDER BY ns, id"
@@ -252,8 +212,8 @@ def rid_sql(rows: AudienceRows, resolved: Path) -> str:
     """The identities of each row that is not a delete: (row node, ns, id)."""
     node = f"'r:' || CAST({FILE} AS VARCHAR) || ':' || CAST({RN} AS VARCHAR)"
     parts = [
-        f"SELECT {node} AS r, {lit(col.namespace)} AS ns, {_i(n)} AS id FROM read_parquet({path_list([resolved])}) "
-        f"WHERE NOT {DELETE} AND {_i(n)} IS NOT NULL"
+        f"SELECT {node} AS r, {lit(col.namespace)} AS ns, {identity_text(n)} AS id "
+        f"FROM read_parquet({path_list([resolved])}) WHERE NOT {DELETE} AND {identity_text(n)} IS NOT NULL"
         for n, col in enumerate(rows.identities)
     ]
     return f"SELECT DISTINCT r, ns, id FROM ({' UNION ALL '.join(parts)}) x"
