@@ -320,3 +320,32 @@ def test_tables_are_written_in_row_groups_small_enough_for_point_reads(
     found = store.lookup(SCOPE, "Email", "u4321@x.com")
     assert found is not None and found.memberships
     store.close()
+
+
+def test_compaction_merges_the_small_files_and_keeps_a_big_first_load(
+    tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lake, "COMPACT_AT", 2)
+    files = tmp_path / "files"
+    files.mkdir()
+    big = run(files, "big", [[(f"b{k}@x.com", f"C-{k}", "t", k, None) for k in range(3000)]])
+    small = [run(files, f"s{n}", [[(f"p{n}@x.com", f"C-s{n}", "t", n, None)]]) for n in range(4)]
+    embedded = DuckDBProfileStore(tmp_path / "emb", memory_limit="512MB", threads=2, temp_dir=tmp_path / "etmp")
+    store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
+    try:
+        assert store.apply_audience(SCOPE, big) == embedded.apply_audience(SCOPE, big)
+        (loaded,) = store.manifest(SCOPE).tables["identities"]
+        for rows in small:
+            assert store.apply_audience(SCOPE, rows) == embedded.apply_audience(SCOPE, rows)
+        identities = store.manifest(SCOPE).tables["identities"]
+        assert len(identities) <= 2 and identities[0] == loaded  # the big file was never rewritten
+        for identity in [
+            ("Email", "b0@x.com"),
+            ("Email", "b2999@x.com"),
+            *(("Email", f"p{n}@x.com") for n in range(4)),
+        ]:
+            assert view(store.lookup(SCOPE, *identity)) == view(embedded.lookup(SCOPE, *identity))
+        assert store.count_profiles(SCOPE) == embedded.count_profiles(SCOPE) == 3004
+    finally:
+        store.close()
+        embedded.close()

@@ -201,7 +201,10 @@ class _Work:
         self.append(q.IDENTITIES_BY_PROFILE, f"SELECT * FROM read_parquet({path_list([added])}) ORDER BY profile_id")
 
     def compact(self) -> None:
-        """Rewrites an append-only table of many small files as one sorted file (lookups read fewer footers)."""
+        """Merges the files of an append-only table once it has more than ``COMPACT_AT`` (lookups read fewer
+        footers): the small ones (under a quarter of the largest) into one sorted file, keeping the large ones as
+        they are, so that a big first load is not rewritten every few small runs; all of them when merging the small
+        ones alone would not bring the count down to ``COMPACT_AT``."""
         appended = [
             (q.IDENTITIES, "ns, id"),
             (q.IDENTITIES_BY_PROFILE, "profile_id, ns, id"),
@@ -213,8 +216,31 @@ class _Work:
             key = f"{ENTITY_NS}, {ENTITY_ID}" if f["kind"] == "entity" else PROFILE_ID
             appended.append((f["table"], f"{key}, {BATCH}, {SEQ}"))
         for table, order in appended:
-            if len(self.new.tables.get(table, [])) > COMPACT_AT:
-                self.put(table, f"SELECT * FROM {self.rel(table, self.new.columns(table))} c ORDER BY {order}")
+            files = self.new.tables.get(table, [])
+            if len(files) <= COMPACT_AT:
+                continue
+            size = {f: (self.root / f).stat().st_size for f in files}
+            largest = max(size.values())
+            small = [f for f in files if size[f] * 4 < largest]
+            if len(small) < 2 or len(files) - len(small) + 1 > COMPACT_AT:
+                small = list(files)
+            self._merge(table, small, order)
+
+    def _merge(self, table: str, parts: list[str], order: str) -> None:
+        """Replaces the table's files ``parts`` (in the table's order) by one file of their rows sorted by ``order``,
+        where the first of them was."""
+        files = self.new.tables[table]
+        at = files.index(parts[0])
+        rel, rows = self._write(
+            table,
+            f"SELECT * FROM {q.relation([self.root / f for f in parts], self.new.columns(table))} c ORDER BY {order}",
+        )
+        kept = [f for f in files if f not in parts]
+        if rows:
+            kept.insert(at, rel)
+        else:
+            (self.root / rel).unlink(missing_ok=True)
+        self.new.tables[table] = kept
 
 
 class LakeProfileStore(ProfileStore):
