@@ -18,7 +18,7 @@ from audiencehub.engines.base import Engine, EngineSession, Format, Progress
 from audiencehub.engines.duckdb import DuckDBEngine
 from audiencehub.errors import TransientError
 from audiencehub.metadata.store import MetadataStore
-from audiencehub.profile import lake
+from audiencehub.profile import lake, lake_work
 from audiencehub.profile.duckdb import DuckDBProfileStore
 from audiencehub.profile.lake import LakeProfileStore, Manifest
 from tests.profile.test_lake_parity import (
@@ -234,7 +234,7 @@ def test_many_rows_sharing_a_new_secondary_identity_merge_as_in_the_embedded_sto
 def test_many_small_runs_compact_into_one_file_per_table_and_still_match(
     tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lake, "COMPACT_AT", 2)
+    monkeypatch.setattr(lake_work, "COMPACT_AT", 2)
     files = tmp_path / "files"
     files.mkdir()
     runs = [run(files, f"s{n}", [[(f"p{n}@x.com", f"C-{n % 2}", "t", n, None)]]) for n in range(5)]
@@ -306,7 +306,7 @@ def test_tables_are_written_in_row_groups_small_enough_for_point_reads(
 ) -> None:
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr(lake, "POINT_READ_ROWS", 2048)  # DuckDB's smallest; the real 16,384 needs a large run
+    monkeypatch.setattr(lake_work, "POINT_READ_ROWS", 2048)  # DuckDB's smallest; the real 16,384 needs a large run
     rows = [(f"u{i}@x.com", None, "gold", i, None) for i in range(5000)]
     store = lake_store(tmp_path, duckdb_engine(tmp_path), metadata)
     (tmp_path / "files").mkdir()
@@ -325,7 +325,7 @@ def test_tables_are_written_in_row_groups_small_enough_for_point_reads(
 def test_compaction_merges_the_small_files_and_keeps_a_big_first_load(
     tmp_path: Path, metadata: MetadataStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lake, "COMPACT_AT", 2)
+    monkeypatch.setattr(lake_work, "COMPACT_AT", 2)
     files = tmp_path / "files"
     files.mkdir()
     big = run(files, "big", [[(f"b{k}@x.com", f"C-{k}", "t", k, None) for k in range(3000)]])

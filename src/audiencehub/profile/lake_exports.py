@@ -20,7 +20,7 @@ from audiencehub.profile import lake_sql as q
 from audiencehub.profile.exports import ExportOutput, ExportSpec, Store
 
 if TYPE_CHECKING:
-    from audiencehub.profile.lake import Manifest
+    from audiencehub.profile.lake_work import Manifest
 
 KEY_TYPE = "VARCHAR"
 """The lake store keeps profile ids as text (``lake_sql``'s tables)."""

@@ -3,7 +3,7 @@ fragments (``f_{dataset hex}``, the embedded store's names and columns, with rec
 ``fragment_memberships``), its records stitched into profiles, and the merge of the profiles that a record or an
 audience's row links (the embedded store's ``profile/graph.py``) in every table of the version that holds profile ids.
 
-Each function works on one write (``lake._Work``: the version being built and the engine session that builds it);
+Each function works on one write (``lake_work.Work``: the version being built and the engine session that builds it);
 :class:`lake.LakeProfileStore` decides whether the work is needed and commits it.
 """
 
@@ -19,10 +19,10 @@ from audiencehub.profile.base import AudienceRows, FragmentBatch, FragmentResult
 from audiencehub.profile.columns import MEMBERSHIP_LEAF, PROFILE_ID, fragment_table_for
 
 if TYPE_CHECKING:
-    from audiencehub.profile.lake import _Work
+    from audiencehub.profile.lake_work import Work
 
 
-def apply_batch(w: _Work, batch: FragmentBatch) -> FragmentResult:
+def apply_batch(w: Work, batch: FragmentBatch) -> FragmentResult:
     """Keeps a batch's records as fragments of its dataset (people stitched into profiles first) and marks the batch
     applied."""
     at = q.timestamp(batch.received_at)
@@ -48,7 +48,7 @@ def apply_batch(w: _Work, batch: FragmentBatch) -> FragmentResult:
     return result
 
 
-def fragment_table(w: _Work, batch: FragmentBatch) -> tuple[str, list[tuple[str, str]]]:
+def fragment_table(w: Work, batch: FragmentBatch) -> tuple[str, list[tuple[str, str]]]:
     """The dataset's fragment table and its columns, widened (a schema may gain fields) to hold every leaf: its
     files are rewritten with the new columns, so that every file of a table has one schema."""
     entry = w.new.fragments.get(batch.dataset_id)
@@ -74,7 +74,7 @@ def fragment_table(w: _Work, batch: FragmentBatch) -> tuple[str, list[tuple[str,
     return table, columns
 
 
-def remove_dataset(w: _Work, dataset_id: str) -> None:
+def remove_dataset(w: Work, dataset_id: str) -> None:
     """Drops the dataset's fragment table and its records' memberships (nothing when the version has neither)."""
     entry = w.new.fragments.pop(dataset_id, None)
     if entry is None:
@@ -88,7 +88,7 @@ def remove_dataset(w: _Work, dataset_id: str) -> None:
         w.put(q.FRAGMENT_MEMBERSHIPS, f"SELECT * FROM {members} x WHERE dataset_id <> {lit(dataset_id)}")
 
 
-def stitch(w: _Work, rec: Path, result: FragmentResult) -> Path:
+def stitch(w: Work, rec: Path, result: FragmentResult) -> Path:
     """Resolves every record to one profile (the embedded store's ``graph.stitch``): identities in a record link;
     each connected component of records, identities and the profiles those belong to is one profile, the
     smallest existing profile id of it or a new one, and the other profiles of it merge into that one. Adds the
@@ -114,7 +114,7 @@ def stitch(w: _Work, rec: Path, result: FragmentResult) -> Path:
     return rec_profile
 
 
-def link(w: _Work, rows: AudienceRows, resolved: Path) -> None:
+def link(w: Work, rows: AudienceRows, resolved: Path) -> None:
     """Identities in one row link: a row whose identities belonged to two profiles merges them (in every table
     that holds profile ids), as :func:`stitch` does for records."""
     rid, _ = w.temp("rid", q.rid_sql(rows, resolved))
@@ -124,7 +124,7 @@ def link(w: _Work, rows: AudienceRows, resolved: Path) -> None:
     remap(w, components(w, rid, identities))
 
 
-def components(w: _Work, rid: Path, identities: str) -> Path:
+def components(w: Work, rid: Path, identities: str) -> Path:
     """Labels (node → its component's smallest node) of the graph where a row (``rid``: row node, ns, id) links
     its identities and a known identity its profile: label propagation until nothing changes."""
     edges, _ = w.temp("edges", q.edges_sql(rid, identities))
@@ -139,7 +139,7 @@ def components(w: _Work, rid: Path, identities: str) -> Path:
             return labels
 
 
-def remap(w: _Work, labels: Path) -> None:
+def remap(w: Work, labels: Path) -> None:
     """Moves everything of the profiles a component merged to its smallest profile id, in every table that holds
     profile ids (the embedded store's ``graph._merge_profiles``): identities, memberships (a member under two of
     them keeps its newest row), fragments, records' memberships and segment results (one row per profile, the

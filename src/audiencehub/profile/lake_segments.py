@@ -30,7 +30,7 @@ from audiencehub.profile import segments
 from audiencehub.profile.columns import MEMBER_COLUMNS, PROFILE_ID, table_for
 
 if TYPE_CHECKING:
-    from audiencehub.profile.lake import _Work
+    from audiencehub.profile.lake_work import Work
 
 STAMPS = "segment_stamps"
 STAMP_COLUMNS = (("no", "BIGINT"), ("job_id", "VARCHAR"), ("stamped_at", "TIMESTAMPTZ"))
@@ -67,7 +67,7 @@ class _Reader:
     """The builders' view of the version a write builds: table names → SQL over its files (read when asked, so that
     tables the job writes are seen), with the columns of result tables that have no file."""
 
-    def __init__(self, w: _Work) -> None:
+    def __init__(self, w: Work) -> None:
         self.w = w
         self.widths: dict[str, int] = {}
         """Result table → how many code columns it has (its columns when it has no file)."""
@@ -87,7 +87,7 @@ class _Reader:
         return q.effective_sql(self.ref(table), payload, f"{at} - INTERVAL {int(ttl_days)} DAY", ttl_days)
 
 
-def _job(w: _Work, job_id: str) -> dict[str, SegmentCounts] | None:
+def _job(w: Work, job_id: str) -> dict[str, SegmentCounts] | None:
     rows = w.session.query(
         f"SELECT result FROM {w.rel(APPLIED_JOBS, list(JOB_COLUMNS))} j WHERE job_id = {lit(job_id)}"
     )
@@ -98,7 +98,7 @@ def _counts(result: str) -> dict[str, SegmentCounts]:
     return {k: SegmentCounts(**v) for k, v in json.loads(result).items()}
 
 
-def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int]) -> dict[str, SegmentCounts]:
+def evaluate(w: Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int]) -> dict[str, SegmentCounts]:
     """Evaluates the plans in order into the version ``w`` builds (see the module's docstring); a job the base
     version has already applied answers its recorded counts and changes nothing."""
     done = _job(w, job_id)
@@ -143,7 +143,7 @@ def evaluate(w: _Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int])
     return counts
 
 
-def _publish(w: _Work, reader: _Reader, have: segments.Tables, stamps: segments.Stamps, ttl: dict[str, int]) -> None:
+def _publish(w: Work, reader: _Reader, have: segments.Tables, stamps: segments.Stamps, ttl: dict[str, int]) -> None:
     """The job's stamps, then each evaluated segment's memberships as its membership table, registered as an
     audience of namespace ``ups``."""
     added = " UNION ALL ".join(
