@@ -459,7 +459,7 @@ def parts(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, float]:
         kinds[type(col)][alias] = col
     pieces = {"profiles (DISTINCT identities)": "SELECT DISTINCT profile_id FROM identities"}
     pieces["attributes (arg_max merge)"] = evaluation._attributes(have, kinds[Attribute])[0]
-    pieces["membership flags (bitmask)"] = evaluation._flags(have, plan, kinds[Flag])
+    pieces["profiles and membership flags (bitmasks)"] = evaluation._profiles(have, plan, kinds[Flag])
     payloads = evaluation._payloads(have, plan, kinds[Payload])
     pieces[f"{len(payloads)} payloads"] = " UNION ALL ".join(f"SELECT count(*) FROM ({sql})" for sql in payloads)
     pieces["whole query"] = evaluation.query(have, plan)

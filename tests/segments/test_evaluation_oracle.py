@@ -251,6 +251,58 @@ def test_members_stay_existing_exit_when_they_stop_qualifying_and_reenter_as_rea
     assert stored(cur, adults)[member][0] == "realized"
 
 
+def test_codes_widen_from_16_to_32_bits_when_the_stamps_outgrow_them(store: DuckDBProfileStore) -> None:
+    """The embedded store packs a result table's codes 4 to a BIGINT word while the sandbox's stamps fit 16-bit
+    codes (its first 8,190), then 2 to a word; an evaluation that reads 16-bit codes of the previous one writes the
+    same statuses as 32-bit codes, and both read back through the membership views."""
+    now = STARTS[1]
+    world, segments = loaded_world(store, 8190, now, 6)
+    cur = cursor(store)
+
+    def words() -> list[str]:
+        return [
+            str(r[0])
+            for r in cur.execute(
+                "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE table_name IN "
+                "(SELECT tbl FROM segment_results) AND column_name <> '__ah_profile_id' ORDER BY column_index"
+            ).fetchall()
+        ]
+
+    first = evaluate_and_check(store, world, now, "narrow", [segments], {})
+    assert words() == ["b16_0 BIGINT", "b16_1 BIGINT"]
+    cur.execute("INSERT INTO segment_stamps VALUES (8188, 'an-old-job', ?)", [now])  # the stamps so far
+    second = evaluate_and_check(store, world, now, "wide", [segments], {})
+    assert words() == ["b32_0 BIGINT", "b32_1 BIGINT", "b32_2 BIGINT"]
+    assert {sid: c.existing for sid, c in second.items()} == {sid: c.realized for sid, c in first.items()}
+    assert any(c.existing for c in second.values())
+
+
+def test_a_result_table_with_a_column_per_code_from_before_the_packing_reads_and_is_replaced(
+    store: DuckDBProfileStore,
+) -> None:
+    """Stores written before the codes were packed hold one INTEGER column ``c{k}`` per segment: their membership
+    views and the next evaluation read them as before, and that evaluation writes packed words."""
+    now = STARTS[2]
+    world, segments = loaded_world(store, 77, now, 5)
+    first = evaluate_and_check(store, world, now, "packed", [segments], {})
+    cur = cursor(store)
+    packed = {sid: stored(cur, sid) for sid, _, _ in segments}
+    have = profile_segments.stored(cur)
+    (tbl,) = {st.tbl for st in have.values()}
+    codes = ", ".join(f"CAST({profile_segments.code_of(st)} AS INTEGER) AS c{st.col}" for st in have.values())
+    cur.execute(f'CREATE TABLE legacy AS SELECT __ah_profile_id, {codes} FROM "{tbl}" ORDER BY 1')
+    cur.execute(f'DROP TABLE "{tbl}"')
+    cur.execute(f'ALTER TABLE legacy RENAME TO "{tbl}"')
+    for sid, st in profile_segments.stored(cur).items():
+        assert st.bits == 0
+        cur.execute(f'CREATE OR REPLACE VIEW "{table(sid)}" AS {profile_segments.view(st)}')
+    assert {sid: stored(cur, sid) for sid, _, _ in segments} == packed
+    assert any(packed.values())
+    second = evaluate_and_check(store, world, now, "after", [segments], {})
+    assert {sid: c.existing for sid, c in second.items()} == {sid: c.realized for sid, c in first.items()}
+    assert {st.bits for st in profile_segments.stored(cur).values()} == {16}
+
+
 def snapshot(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Every table of the store and its rows (in a stable order)."""
     names = [

@@ -12,7 +12,7 @@ import duckdb
 from audiencehub.engines.ingest_sql import ident
 from audiencehub.profile.base import FragmentResult
 from audiencehub.profile.columns import PROFILE_ID, QUALIFIED_AT
-from audiencehub.profile.segments import RESULT_PREFIX, newest_code
+from audiencehub.profile.segments import RESULT_PREFIX, newest_codes
 
 TEMP_TABLES = ("rec", "rid", "known", "edges", "labels", "comp", "rec_profile", "remap")
 """The temp tables a stitch leaves behind; the caller drops them before its next batch."""
@@ -136,7 +136,7 @@ def _merge_result_rows(cur: duckdb.DuckDBPyConnection, tbl: str) -> None:
             [tbl, PROFILE_ID],
         ).fetchall()
     ]
-    newest = ", ".join(f"arg_max({ident(c)}, {newest_code(ident(c))}) AS {ident(c)}" for c in codes)
+    newest = ", ".join(newest_codes(codes))
     cur.execute(
         f"CREATE OR REPLACE TEMP TABLE merged_results AS SELECT {PROFILE_ID}, {newest} FROM {ident(tbl)} "
         f"WHERE {PROFILE_ID} IN (SELECT new FROM remap) GROUP BY {PROFILE_ID} HAVING count(*) > 1"

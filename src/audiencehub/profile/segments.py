@@ -164,24 +164,32 @@ def _active_rows(
     return f"SELECT {cols} FROM ({have.members(tbl, ttl, '$now')}) a WHERE {STATUS} IN ({wanted})"
 
 
-def _flags(have: Tables, plan: Plan, flags: dict[str, Flag]) -> str:
-    """One row per profile with any flag: a bitmask per 64 flags, then each flag as a boolean column."""
-    parts = []
-    bits: dict[str, tuple[int, int]] = {}
-    for n, (alias, f) in enumerate(flags.items()):
-        word, bit = divmod(n, WORD)
-        bits[alias] = (word, bit)
+def _profiles(have: Tables, plan: Plan, flags: dict[str, Flag]) -> str:
+    """One row per profile: its id and each flag as a boolean column. The flags are bits of BIGINT masks (63 to a
+    mask) that ONE aggregate computes over the identities and every membership the flags test: bit 0 of the first
+    mask marks a row of ``identities`` (the profiles that exist), so the profiles and their memberships cost one
+    grouping of all those rows, not one each and a join."""
+    profiles = f"SELECT profile_id AS {PROFILE_ID} FROM {have.ref('identities')}"
+    if not flags:
+        return f"SELECT DISTINCT {profiles.removeprefix('SELECT ')}"
+    bits = {alias: divmod(n, WORD) for n, alias in enumerate(flags, start=1)}
+    words = max(w for w, _ in bits.values()) + 1
+
+    def masks(word: int, bit: int) -> str:
+        """The mask columns of a row that sets this bit (the others NULL: bit_or skips them, without a FILTER)."""
+        one = f"CAST(1 AS BIGINT) << {bit}"
+        return ", ".join(f"{one if w == word else 'CAST(NULL AS BIGINT)'} AS m{w}" for w in range(words))
+
+    parts = [f"SELECT {PROFILE_ID}, {masks(0, 0)} FROM ({profiles}) i"]
+    for alias, f in flags.items():
         rows = _active_rows(have, plan, f, f.statuses, PROFILE_ID)
         if rows is not None:
-            parts.append(f"SELECT {PROFILE_ID}, {word} AS w, CAST(1 AS BIGINT) << {bit} AS b FROM ({rows}) r")
-    words = max(w for w, _ in bits.values()) + 1
-    if not parts:
-        return _empty(have, [(alias, "BOOLEAN") for alias in flags])
-    masks = ", ".join(f"bit_or(b) FILTER (WHERE w = {w}) AS m{w}" for w in range(words))
+            parts.append(f"SELECT {PROFILE_ID}, {masks(*bits[alias])} FROM ({rows}) r")
+    aggs = ", ".join(f"bit_or(m{w}) AS m{w}" for w in range(words))
     cols = ", ".join(f"((coalesce(m{w}, 0) >> {b}) & 1) = 1 AS {ident(alias)}" for alias, (w, b) in bits.items())
     return (
-        f"SELECT {PROFILE_ID}, {cols} FROM (SELECT {PROFILE_ID}, {masks} FROM ({' UNION ALL '.join(parts)}) u "
-        f"GROUP BY {PROFILE_ID}) f"
+        f"SELECT {PROFILE_ID}, {cols} FROM (SELECT {PROFILE_ID}, {aggs} FROM ({' UNION ALL '.join(parts)}) u "
+        f"GROUP BY {PROFILE_ID} HAVING (bit_or(m0) & 1) = 1) f"
     )
 
 
@@ -233,15 +241,12 @@ def _joins(have: Tables, plan: Plan) -> tuple[str, dict[str, Flag]]:
             kinds[type(col)][alias] = col
     joins: list[str] = []
     joins += _attributes(have, kinds[Attribute])  # type: ignore[arg-type]
-    if kinds[Flag]:
-        joins.append(_flags(have, plan, kinds[Flag]))  # type: ignore[arg-type]
     joins += _fresh_flags(have, fresh)
     joins += _payloads(have, plan, kinds[Payload])  # type: ignore[arg-type]
     if kinds[EventCount]:
         joins.append(_events(have, kinds[EventCount]))  # type: ignore[arg-type]
     joined = "".join(f" LEFT JOIN ({j}) j{n} USING ({PROFILE_ID})" for n, j in enumerate(joins))
-    profiles = f"SELECT DISTINCT profile_id AS {PROFILE_ID} FROM {have.ref('identities')}"
-    return f"SELECT * FROM ({profiles}) i{joined}", inner
+    return f"SELECT * FROM ({_profiles(have, plan, kinds[Flag])}) i{joined}", inner  # type: ignore[arg-type]
 
 
 def query(have: Tables, plan: Plan) -> str:
@@ -296,14 +301,20 @@ def used(sql: str, params: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in params.items() if k in names}
 
 
-# ----- results: one table per plan and job, one status column per segment --------------------------------------------
+# ----- results: one table per plan and job, one status code per segment ----------------------------------------------
 #
 # A plan's evaluation is written as ONE table ``seg_{job}_{n}``: the profile key, then for the segment in position k
-# a column ``c{k}`` (NULL when the profile is not and never was a member) holding the membership's status code in its
-# two low bits and, above them, the number of the stamp (``segment_stamps``: job id and time) when that status was
-# set. Each segment's memberships are read through a view named like an external audience's membership table
+# a code (none when the profile is not and never was a member) holding the membership's status in its two low bits
+# and, above them, the number of the stamp (``segment_stamps``: job id and time) when that status was set. Each
+# segment's memberships are read through a view named like an external audience's membership table
 # (``m_{segment hex}``), so every reader sees one shape. Writing 100 segments is then one join of the new result
-# with the old codes and one narrow table write, not 100 joins and 100 tables with an index.
+# with the old codes and one table write, not 100 joins and 100 tables with an index.
+#
+# The embedded store packs the codes into BIGINT words ``b{bits}_{j}``, 64 / bits codes to a word (0: none): DuckDB
+# writes, sorts and scans a column at a fixed cost per column and vector, so 25 words of 4 codes cost a quarter of
+# 100 code columns of the same bytes (benchmarks/segment.py). The lake store keeps one INTEGER column ``c{k}`` per
+# code (Parquet compresses them; Spark reads them) and so do the embedded store's tables from before the packing:
+# ``Stored.bits`` 0.
 
 REALIZED, EXISTING, EXITED = 1, 2, 3
 CODES = {"realized": REALIZED, "existing": EXISTING, "exited": EXITED}
@@ -313,7 +324,7 @@ LIVE = "__ah_live"
 
 @dataclass(frozen=True)
 class Stored:
-    """Where a segment's memberships are: column ``c{col}`` of the result table ``tbl``, written by the evaluation
+    """Where a segment's memberships are: code ``col`` of the result table ``tbl``, written by the evaluation
     of stamp ``stamp`` (job ``job_id`` at ``at``: every member of that evaluation qualified then)."""
 
     tbl: str
@@ -321,16 +332,89 @@ class Stored:
     stamp: int
     job_id: str
     at: dt.datetime
+    bits: int = 0
+    """The table's layout: codes of this many bits packed in words (:func:`packed`), or 0: a column per code."""
+
+
+PACKED_BITS = (16, 32)
+
+
+def packed_bits(columns: list[str]) -> int:
+    """The layout (:attr:`Stored.bits`) of a result table with these columns."""
+    return next((bits for bits in PACKED_BITS if f"b{bits}_0" in columns), 0)
 
 
 def stored(cur: duckdb.DuckDBPyConnection) -> dict[str, Stored]:
+    rows = cur.execute(
+        "SELECT r.segment_id, r.tbl, r.col, r.stamp, s.job_id, s.stamped_at FROM segment_results r "
+        "JOIN segment_stamps s ON s.no = r.stamp"
+    ).fetchall()
+    words = cur.execute(
+        "SELECT table_name, list(column_name) FROM duckdb_columns() WHERE database_name <> 'temp' "
+        "AND column_name IN (" + ", ".join(f"'b{bits}_0'" for bits in PACKED_BITS) + ") GROUP BY table_name"
+    ).fetchall()
+    bits = {str(t): packed_bits(list(cols)) for t, cols in words}
     return {
-        str(seg): Stored(str(tbl), int(col), int(no), str(job), at)
-        for seg, tbl, col, no, job, at in cur.execute(
-            "SELECT r.segment_id, r.tbl, r.col, r.stamp, s.job_id, s.stamped_at FROM segment_results r "
-            "JOIN segment_stamps s ON s.no = r.stamp"
-        ).fetchall()
+        str(seg): Stored(str(tbl), int(col), int(no), str(job), at, bits.get(str(tbl), 0))
+        for seg, tbl, col, no, job, at in rows
     }
+
+
+def code_bits(stamps: Stamps, segments: int) -> int:
+    """The bits per packed code that hold every code an evaluation of ``segments`` segments may write: its own
+    stamp's and those of the ttl expiries it may add (one per segment at most), and the older ones it keeps. A
+    sandbox's first 8,190 stamps fit 16 bits (4 codes to a word; the top one below the sign bit)."""
+    return 16 if _code(stamps.now + segments, EXITED) < 1 << 15 else 32
+
+
+def code_field(col: int, bits: int, alias: str = "") -> str:
+    """SQL of the code of segment ``col`` in a row of a result table of layout ``bits``: 0 or NULL when none."""
+    at = f"{alias}." if alias else ""
+    if not bits:
+        return f"{at}c{col}"
+    word, place = divmod(col, 64 // bits)
+    return unpacked(f"{at}b{bits}_{word}", place, bits)
+
+
+def unpacked(word: str, place: int, bits: int) -> str:
+    """SQL of the code in place ``place`` of a word (SQL) of ``bits``-bit codes."""
+    return f"(({word} >> {place * bits}) & {(1 << bits) - 1})"
+
+
+def code_of(st: Stored, alias: str = "") -> str:
+    """SQL of the segment's code in a row of its result table (``alias``), NULL when the profile has none."""
+    code = code_field(st.col, st.bits, alias)
+    return f"nullif({code}, 0)" if st.bits else code
+
+
+def packed(codes: list[str], bits: int) -> list[str]:
+    """The words (SQL) that pack these codes (SQL; NULL for none), 64 / ``bits`` to a word in order."""
+    per = 64 // bits
+    return [
+        " | ".join(
+            f"(coalesce(CAST({code} AS BIGINT), 0) << {place * bits})" for place, code in enumerate(codes[j : j + per])
+        )
+        for j in range(0, len(codes), per)
+    ]
+
+
+def word_columns(count: int, bits: int) -> list[str]:
+    return [f"b{bits}_{j}" for j in range(-(-count // (64 // bits)))]
+
+
+def newest_codes(columns: list[str]) -> list[str]:
+    """Per column of a result table (these, in order), the aggregate that keeps of each segment's codes in the rows
+    of merged profiles the newest one (:func:`newest_code`), as that column again."""
+    bits = packed_bits(columns)
+    if not bits:
+        return [f"arg_max({ident(c)}, {newest_code(ident(c))}) AS {ident(c)}" for c in columns]
+    per = 64 // bits
+    out = []
+    for j, word in enumerate(columns):
+        codes = [f"nullif({code_field(j * per + place, bits)}, 0)" for place in range(per)]
+        newest = [f"arg_max({c}, {newest_code(c)})" for c in codes]
+        out.append(f"{packed(newest, bits)[0]} AS {ident(word)}")
+    return out
 
 
 def result_table(job_id: str, n: int) -> str:
@@ -378,7 +462,7 @@ def _fresh_flags(have: Tables, flags: dict[str, Flag]) -> list[str]:
     for alias, f in flags.items():
         st = have.fresh[f.source.ref]
         wanted = ", ".join(str(CODES[s]) for s in f.statuses)
-        by_table[st.tbl].append(f"coalesce(c{st.col} & 3 IN ({wanted}), false) AS {ident(alias)}")
+        by_table[st.tbl].append(f"coalesce({code_of(st)} & 3 IN ({wanted}), false) AS {ident(alias)}")
     return [f"SELECT {PROFILE_ID}, {', '.join(cols)} FROM {have.ref(tbl)}" for tbl, cols in by_table.items()]
 
 
@@ -388,33 +472,45 @@ def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datet
     entered = _code(stamps.now, REALIZED)
     if st is None:
         return f"CASE WHEN {member} THEN {entered} END"
-    old = f"(o{k} & 3 IN ({REALIZED}, {EXISTING}))"
-    if st.at >= now - dt.timedelta(days=ttl_days):
-        was, expired = old, ""
-    else:  # every member of that evaluation qualified at st.at: all of them are past the ttl now
+    was = f"((o{k} & 3) < {EXITED})"  # realized or existing: a code's status is never 0
+    if st.at < now - dt.timedelta(days=ttl_days):  # every member of that evaluation qualified at st.at: all expired
         gone = stamps.add(st.job_id, st.at + dt.timedelta(days=ttl_days))
-        was, expired = "false", f" WHEN {old} THEN {_code(gone, EXITED)}"
+        return f"CASE WHEN {member} THEN {entered} WHEN {was} THEN {_code(gone, EXITED)} ELSE o{k} END"
+    # Arithmetic, not a nested CASE (a hundred of them per row): realized + 1 is existing.
+    assert EXISTING == REALIZED + 1
     return (
-        f"CASE WHEN {member} THEN CASE WHEN {was} THEN {_code(stamps.now, EXISTING)} ELSE {entered} END "
-        f"WHEN {was} THEN {_code(stamps.now, EXITED)}{expired} ELSE o{k} END"
+        f"CASE WHEN {member} THEN {entered} + coalesce(CAST({was} AS INTEGER), 0) "
+        f"WHEN {was} THEN {_code(stamps.now, EXITED)} ELSE o{k} END"
     )
 
 
-def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[str, int]) -> str:
-    """The plan's result table (:func:`result_table`) as one SELECT: the profile key, then the code ``c{k}`` of the
-    plan's segment ``k``, sorted by profile; profiles that are and were in none of its segments are left out.
+def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[str, int], bits: int = 0) -> str:
+    """The plan's result table (:func:`result_table`) as one SELECT: the profile key, then the codes of the plan's
+    segments in the layout ``bits`` (:attr:`Stored.bits`), sorted by profile; profiles that are and were in none of
+    its segments are left out.
 
     Segments that read segments of the same plan (:func:`combine`) are computed in a later layer of the statement
     than those: a flag on a segment of the plan is its new code's status."""
     joined, inner = _joins(have, plan)  # first: it may bind more of the plan's parameters
     position = {segment_id: k for k, (segment_id, _) in enumerate(plan.segments)}
-    by_table: dict[str, list[str]] = defaultdict(list)
+    # The old codes ``o{k}``: the columns they are in join the new result, packed words unpacked after the join
+    # (a hundred unpacked codes would make the join's hash table four times wider).
+    by_table: dict[str, dict[str, str]] = defaultdict(dict)  # table → its column → that column's name here
+    unpack: list[str] = []
     for k, (segment_id, _) in enumerate(plan.segments):
         st = have.results.get(segment_id)
-        if st is not None:
-            by_table[st.tbl].append(f"c{st.col} AS o{k}")
+        if st is None:
+            continue
+        cols = by_table[st.tbl]
+        if not st.bits:
+            cols[f"c{st.col}"] = f"o{k}"
+            continue
+        word, place = divmod(st.col, 64 // st.bits)
+        name = cols.setdefault(f"b{st.bits}_{word}", f"o{list(by_table).index(st.tbl)}_{word}")
+        unpack.append(f"nullif({unpacked(name, place, st.bits)}, 0) AS o{k}")
     olds = "".join(
-        f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(cols)} FROM {have.ref(t)}) o{m} USING ({PROFILE_ID})"
+        f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(f'{c} AS {a}' for c, a in cols.items())} FROM {have.ref(t)}) "
+        f"o{m} USING ({PROFILE_ID})"
         for m, (t, cols) in enumerate(by_table.items())
     )
     live = ""
@@ -428,6 +524,8 @@ def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[
         reads[k] = [alias for alias in inner if ident(alias) in member]
         level[k] = 1 + max((level[position[inner[a].source.ref]] for a in reads[k]), default=-1)
     sql = f"SELECT * FROM ({joined}) n{olds}"
+    if unpack:
+        sql = f"SELECT *, {', '.join(unpack)} FROM ({sql}) u"
     defined: set[str] = set()
     for layer in range(max(level.values(), default=-1) + 1):
         flags = {a for k in level if level[k] == layer for a in reads[k]} - defined
@@ -446,15 +544,23 @@ def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[
                 status = _status(k, f"({member}{live})", have.results.get(segment_id), ttl, plan.now, stamps)
                 codes.append(f"CAST({status} AS INTEGER) AS c{k}")
         sql = f"SELECT *, {', '.join(codes)} FROM ({sql}) l{layer}"
-    every = ", ".join(f"c{k}" for k in range(len(plan.segments)))
-    return f"SELECT {PROFILE_ID}, {every} FROM ({sql}) r WHERE coalesce({every}) IS NOT NULL ORDER BY {PROFILE_ID}"
+    every = [f"c{k}" for k in range(len(plan.segments))]
+    out = (
+        every
+        if not bits
+        else [f"{w} AS {c}" for w, c in zip(packed(every, bits), word_columns(len(every), bits), strict=True)]
+    )
+    return (
+        f"SELECT {PROFILE_ID}, {', '.join(out)} FROM ({sql}) r WHERE coalesce({', '.join(every)}) IS NOT NULL "
+        f"ORDER BY {PROFILE_ID}"
+    )
 
 
-def counts_sql(result: str, plan: Plan, stamps: Stamps) -> str:
-    """One row: for each segment of the plan, how many of the result's (SQL of its rows) codes are realized, existing
-    and exited by this evaluation."""
+def counts_sql(result: str, plan: Plan, stamps: Stamps, bits: int = 0) -> str:
+    """One row: for each segment of the plan, how many of the result's (SQL of its rows, of layout ``bits``) codes
+    are realized, existing and exited by this evaluation."""
     aggs = ", ".join(
-        f"count_if(c{k} = {_code(stamps.now, status)})"
+        f"count_if({code_field(k, bits)} = {_code(stamps.now, status)})"
         for k in range(len(plan.segments))
         for status in (REALIZED, EXISTING, EXITED)
     )
@@ -462,14 +568,14 @@ def counts_sql(result: str, plan: Plan, stamps: Stamps) -> str:
 
 
 def record(
-    have: Tables, plan: Plan, tbl: str, stamps: Stamps, row: tuple[object, ...] | list[object]
+    have: Tables, plan: Plan, tbl: str, stamps: Stamps, row: tuple[object, ...] | list[object], bits: int = 0
 ) -> dict[str, SegmentCounts]:
     """The plan's counts from :func:`counts_sql`'s row; its segments' results become readable by later plans."""
     counts = {}
     for k, (segment_id, _) in enumerate(plan.segments):
         values = row[3 * k : 3 * k + 3]
         counts[segment_id] = SegmentCounts(*(int(v or 0) for v in values))  # type: ignore[call-overload]
-        have.fresh[segment_id] = Stored(tbl, k, stamps.now, stamps.job_id, stamps.at)
+        have.fresh[segment_id] = Stored(tbl, k, stamps.now, stamps.job_id, stamps.at, bits)
     return counts
 
 
@@ -483,20 +589,20 @@ def build(
 ) -> dict[str, SegmentCounts]:
     """Evaluates the plan and writes its result table (not yet visible to readers: see :func:`publish`)."""
     tbl = result_table(stamps.job_id, n)
-    # The codes are stored uncompressed: that is what DuckDB's analysis picks for them anyway (a column of few
-    # values among NULLs), and analysing a hundred columns for bit-packing and RLE was a fifth of the evaluation.
-    codes = "".join(f", c{k} INTEGER USING COMPRESSION uncompressed" for k in range(len(plan.segments)))
-    cur.execute(f"CREATE OR REPLACE TABLE {ident(tbl)} ({PROFILE_ID} {have.key_type} NOT NULL{codes})")
-    sql = f"INSERT INTO {ident(tbl)} {result_sql(have, plan, n, stamps, ttl_days)}"
+    # The words are stored uncompressed: analysing them for bit-packing and RLE took longer than writing them did.
+    bits = code_bits(stamps, len(plan.segments))
+    words = "".join(f", {w} BIGINT USING COMPRESSION uncompressed" for w in word_columns(len(plan.segments), bits))
+    cur.execute(f"CREATE OR REPLACE TABLE {ident(tbl)} ({PROFILE_ID} {have.key_type} NOT NULL{words})")
+    sql = f"INSERT INTO {ident(tbl)} {result_sql(have, plan, n, stamps, ttl_days, bits)}"
     cur.execute(sql, used(sql, plan.params))
-    row = cur.execute(counts_sql(ident(tbl), plan, stamps)).fetchone()
+    row = cur.execute(counts_sql(ident(tbl), plan, stamps, bits)).fetchone()
     assert row is not None
-    return record(have, plan, tbl, stamps, row)  # count_if of no rows: NULL
+    return record(have, plan, tbl, stamps, row, bits)  # count_if of no rows: NULL
 
 
 def view(st: Stored, ref: Callable[[str], str] = ident) -> str:
     """The segment's memberships in a membership table's shape (``MEMBER_COLUMNS``); ``ref`` as :attr:`Tables.ref`."""
-    c = f"r.c{st.col}"
+    c = code_of(st, "r")
     return (
         f"SELECT r.{PROFILE_ID}, CASE {c} & 3 WHEN {REALIZED} THEN 'realized' WHEN {EXISTING} THEN 'existing' "
         f"ELSE 'exited' END AS {STATUS}, s.stamped_at AS {QUALIFIED_AT}, s.job_id AS {RUN_ID} "
@@ -510,16 +616,16 @@ def memberships(
     """(profile id, segment id, status, qualified at) of the ``wanted`` profiles (SQL and its parameter) in these
     segments (their results and ttl), as read now (ttl applied as :func:`effective` does): one query per result table,
     however many segments it holds."""
-    by_table: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    by_table: dict[str, list[tuple[str, Stored, int]]] = defaultdict(list)
     for segment_id, (st, ttl) in segments.items():
-        by_table[st.tbl].append((segment_id, st.col, ttl))
+        by_table[st.tbl].append((segment_id, st, ttl))
     if not by_table:
         return
     stamps = {int(no): (at, str(job)) for no, job, at in cur.execute("SELECT * FROM segment_stamps").fetchall()}
     now = dt.datetime.now(dt.UTC)
     names = {code: name for name, code in CODES.items()}
     for tbl, cols in by_table.items():
-        codes = ", ".join(f"c{col}" for _, col, _ in cols)
+        codes = ", ".join(code_of(st) for _, st, _ in cols)
         for pid, *row in cur.execute(
             f"SELECT CAST({PROFILE_ID} AS VARCHAR), {codes} FROM {ident(tbl)} WHERE {PROFILE_ID} IN {wanted}", [param]
         ).fetchall():
