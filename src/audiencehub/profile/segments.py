@@ -345,18 +345,15 @@ def packed_bits(columns: list[str]) -> int:
 
 
 def stored(cur: duckdb.DuckDBPyConnection) -> dict[str, Stored]:
-    rows = cur.execute(
-        "SELECT r.segment_id, r.tbl, r.col, r.stamp, s.job_id, s.stamped_at FROM segment_results r "
-        "JOIN segment_stamps s ON s.no = r.stamp"
-    ).fetchall()
-    words = cur.execute(
-        "SELECT table_name, list(column_name) FROM duckdb_columns() WHERE database_name <> 'temp' "
-        "AND column_name IN (" + ", ".join(f"'b{bits}_0'" for bits in PACKED_BITS) + ") GROUP BY table_name"
-    ).fetchall()
-    bits = {str(t): packed_bits(list(cols)) for t, cols in words}
+    firsts = ", ".join(f"'b{bits}_0'" for bits in PACKED_BITS)
     return {
-        str(seg): Stored(str(tbl), int(col), int(no), str(job), at, bits.get(str(tbl), 0))
-        for seg, tbl, col, no, job, at in rows
+        str(seg): Stored(str(tbl), int(col), int(no), str(job), at, packed_bits(list(words or [])))
+        for seg, tbl, col, no, job, at, words in cur.execute(
+            "SELECT r.segment_id, r.tbl, r.col, r.stamp, s.job_id, s.stamped_at, w.words FROM segment_results r "
+            "JOIN segment_stamps s ON s.no = r.stamp LEFT JOIN (SELECT table_name, list(column_name) AS words "
+            f"FROM duckdb_columns() WHERE database_name <> 'temp' AND column_name IN ({firsts}) GROUP BY table_name) w "
+            "ON w.table_name = r.tbl"
+        ).fetchall()
     }
 
 
@@ -379,6 +376,18 @@ def code_field(col: int, bits: int, alias: str = "") -> str:
 def unpacked(word: str, place: int, bits: int) -> str:
     """SQL of the code in place ``place`` of a word (SQL) of ``bits``-bit codes."""
     return f"(({word} >> {place * bits}) & {(1 << bits) - 1})"
+
+
+def column_of(st: Stored) -> str:
+    """The result table's column that holds the segment's code."""
+    return f"b{st.bits}_{st.col // (64 // st.bits)}" if st.bits else f"c{st.col}"
+
+
+def code_in(st: Stored, value: int | None) -> int | None:
+    """The segment's code in the value of its column (:func:`column_of`); 0 or None when none."""
+    if not st.bits or value is None:
+        return value
+    return (value >> (st.col % (64 // st.bits)) * st.bits) & ((1 << st.bits) - 1)
 
 
 def code_of(st: Stored, alias: str = "") -> str:
@@ -490,13 +499,45 @@ def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[
     its segments are left out.
 
     Segments that read segments of the same plan (:func:`combine`) are computed in a later layer of the statement
-    than those: a flag on a segment of the plan is its new code's status."""
+    than those: a flag on a segment of the plan is its new code's status.
+
+    Packed, a word whose segments' old codes are the same word of one old table (the same segments in the same
+    places: a job that evaluates what the last one did) is computed as a word (:func:`_word`), not code by code."""
     joined, inner = _joins(have, plan)  # first: it may bind more of the plan's parameters
     position = {segment_id: k for k, (segment_id, _) in enumerate(plan.segments)}
-    # The old codes ``o{k}``: the columns they are in join the new result, packed words unpacked after the join
-    # (a hundred unpacked codes would make the join's hash table four times wider).
+    count = len(plan.segments)
+    # Layers: a segment's codes are computed after the codes of every segment of the plan it reads.
+    level: dict[int, int] = {}
+    reads: dict[int, list[str]] = {}
+    for k, (_, member) in enumerate(plan.segments):
+        reads[k] = [alias for alias in inner if ident(alias) in member]
+        level[k] = 1 + max((level[position[inner[a].source.ref]] for a in reads[k]), default=-1)
+
+    def expired(segment_id: str, st: Stored) -> bool:  # every member of that evaluation qualified at st.at
+        return st.at < plan.now - dt.timedelta(days=ttl_days.get(segment_id, NO_TTL))
+
+    per = 64 // bits if bits else 1
+    places = {j: range(j * per, min(count, (j + 1) * per)) for j in range(-(-count // per))} if bits else {}
+    aligned: dict[int, Stored | None] = {}  # word → the old code of its first segment (None: none has one)
+    for j, ks in places.items():
+        olds = [have.results.get(plan.segments[k][0]) for k in ks]
+        first = olds[0]
+        if len({level[k] for k in ks}) > 1:
+            continue
+        if first is None and not any(olds):
+            aligned[j] = None
+        elif first is not None and all(
+            st is not None and (st.tbl, st.bits, st.col) == (first.tbl, bits, k) and not expired(segment_id, st)
+            for k, st, (segment_id, _) in zip(ks, olds, plan.segments[ks.start : ks.stop], strict=True)
+        ):
+            aligned[j] = first
+    word_of = {k: j for j, ks in places.items() if j in aligned for k in ks}
+
+    # The old codes ``o{k}`` (and old words ``o{m}_{j}``): the columns they are in join the new result, packed words
+    # unpacked after the join (a hundred unpacked codes would make the join's hash table four times wider).
     by_table: dict[str, dict[str, str]] = defaultdict(dict)  # table → its column → that column's name here
     unpack: list[str] = []
+    old_words: dict[int, str] = {}
     for k, (segment_id, _) in enumerate(plan.segments):
         st = have.results.get(segment_id)
         if st is None:
@@ -507,53 +548,94 @@ def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[
             continue
         word, place = divmod(st.col, 64 // st.bits)
         name = cols.setdefault(f"b{st.bits}_{word}", f"o{list(by_table).index(st.tbl)}_{word}")
-        unpack.append(f"nullif({unpacked(name, place, st.bits)}, 0) AS o{k}")
-    olds = "".join(
+        if k in word_of:
+            old_words[word_of[k]] = name
+        else:
+            unpack.append(f"nullif({unpacked(name, place, st.bits)}, 0) AS o{k}")
+    olds_sql = "".join(
         f" FULL JOIN (SELECT {PROFILE_ID}, {', '.join(f'{c} AS {a}' for c, a in cols.items())} FROM {have.ref(t)}) "
         f"o{m} USING ({PROFILE_ID})"
         for m, (t, cols) in enumerate(by_table.items())
     )
     live = ""
-    if olds:  # a profile that only a past result holds (merged away since): in no segment now
+    if olds_sql:  # a profile that only a past result holds (merged away since): in no segment now
         joined = f"SELECT *, true AS {LIVE} FROM ({joined}) e"
         live = f" AND {LIVE} IS NOT NULL"
-    # Layers: a segment's codes are computed after the codes of every segment of the plan it reads.
-    level: dict[int, int] = {}
-    reads: dict[int, list[str]] = {}
-    for k, (_, member) in enumerate(plan.segments):
-        reads[k] = [alias for alias in inner if ident(alias) in member]
-        level[k] = 1 + max((level[position[inner[a].source.ref]] for a in reads[k]), default=-1)
-    sql = f"SELECT * FROM ({joined}) n{olds}"
+    sql = f"SELECT * FROM ({joined}) n{olds_sql}"
     if unpack:
         sql = f"SELECT *, {', '.join(unpack)} FROM ({sql}) u"
+
+    def status(k: int) -> str:  # the new status of segment k, once its layer is computed
+        if k in word_of:
+            return f"((w{word_of[k]} >> {(k % per) * bits}) & 3)"
+        return f"(c{k} & 3)"
+
     defined: set[str] = set()
     for layer in range(max(level.values(), default=-1) + 1):
         flags = {a for k in level if level[k] == layer for a in reads[k]} - defined
         if flags:
-            cols = []
+            read = []
             for alias in sorted(flags):
                 f = inner[alias]
                 wanted = ", ".join(str(CODES[s]) for s in f.statuses)
-                cols.append(f"coalesce((c{position[f.source.ref]} & 3) IN ({wanted}), false) AS {ident(alias)}")
-            sql = f"SELECT *, {', '.join(cols)} FROM ({sql}) f{layer}"
+                read.append(f"coalesce({status(position[f.source.ref])} IN ({wanted}), false) AS {ident(alias)}")
+            sql = f"SELECT *, {', '.join(read)} FROM ({sql}) f{layer}"
             defined |= flags
         codes = []
         for k, (segment_id, member) in enumerate(plan.segments):
-            if level[k] == layer:
+            if level[k] == layer and k not in word_of:
                 ttl = ttl_days.get(segment_id, NO_TTL)
-                status = _status(k, f"({member}{live})", have.results.get(segment_id), ttl, plan.now, stamps)
-                codes.append(f"CAST({status} AS INTEGER) AS c{k}")
-        sql = f"SELECT *, {', '.join(codes)} FROM ({sql}) l{layer}"
-    every = [f"c{k}" for k in range(len(plan.segments))]
-    out = (
-        every
-        if not bits
-        else [f"{w} AS {c}" for w, c in zip(packed(every, bits), word_columns(len(every), bits), strict=True)]
-    )
+                code = _status(k, f"({member}{live})", have.results.get(segment_id), ttl, plan.now, stamps)
+                codes.append(f"CAST({code} AS INTEGER) AS c{k}")
+        words = [j for j, ks in places.items() if j in aligned and level[ks[0]] == layer]
+        if words:
+            masks = []
+            for j in words:
+                members = [f"({plan.segments[k][1]}{live})" for k in places[j]]
+                masks += _word_masks(j, members, old_words.get(j), bits)
+            sql = f"SELECT *, {', '.join(masks)} FROM ({sql}) m{layer}"
+            codes += [f"{_word(j, len(places[j]), j in old_words, bits, stamps.now)} AS w{j}" for j in words]
+        if codes:
+            sql = f"SELECT *, {', '.join(codes)} FROM ({sql}) l{layer}"
+    every = [f"c{k}" for k in range(count)]
+    if not bits:
+        return (
+            f"SELECT {PROFILE_ID}, {', '.join(every)} FROM ({sql}) r WHERE coalesce({', '.join(every)}) IS NOT NULL "
+            f"ORDER BY {PROFILE_ID}"
+        )
+    names = word_columns(count, bits)
+    out = [f"w{j}" if j in aligned else packed([every[k] for k in ks], bits)[0] for j, ks in places.items()]
     return (
-        f"SELECT {PROFILE_ID}, {', '.join(out)} FROM ({sql}) r WHERE coalesce({', '.join(every)}) IS NOT NULL "
-        f"ORDER BY {PROFILE_ID}"
+        f"SELECT * FROM (SELECT {PROFILE_ID}, {', '.join(f'{w} AS {c}' for w, c in zip(out, names, strict=True))} "
+        f"FROM ({sql}) r) p WHERE ({' | '.join(names)}) <> 0 ORDER BY {PROFILE_ID}"
     )
+
+
+def _word_masks(j: int, members: list[str], old: str | None, bits: int) -> list[str]:
+    """The masks :func:`_word` reads, per place of word ``j``: ``mm{j}`` 1 where the profile is a member now
+    (``members``: SQL, NULL is false), and with an old word (its column ``old``) ``ow{j}`` that word (0 for none)
+    and ``mw{j}`` 1 where its code is active (status 1 or 2: the status's two bits differ)."""
+    ones = sum(1 << place * bits for place in range(len(members)))
+    member = " | ".join(f"(CAST(coalesce({m}, false) AS BIGINT) << {p * bits})" for p, m in enumerate(members))
+    out = [f"({member}) AS mm{j}"]
+    if old is not None:
+        word = f"coalesce({old}, 0)"
+        out += [f"{word} AS ow{j}", f"(xor({word}, {word} >> 1) & {ones}) AS mw{j}"]
+    return out
+
+
+def _word(j: int, used: int, old: bool, bits: int, now: int) -> str:
+    """Word ``j``'s new codes (``used`` of its places), all at once (:func:`_status` code by code): with ``m`` a
+    member now and ``w`` active before, the new code is ``N + 3 - 2m + mw`` (``N`` the stamp's code base: realized
+    ``N + 1``, existing ``N + 2``, exited ``N + 3``) where ``m`` or ``w``, and the old code elsewhere. Each place's
+    value stays within its bits (codes are below ``1 << bits - 1``), so whole-word arithmetic computes every place."""
+    base = _code(now, 0)
+    if not old:
+        return f"(mm{j} * {base + REALIZED})"
+    code = (1 << (bits - 1)) - 1  # a code's bits: the place's top bit is never set
+    keep = sum(code << place * bits for place in range(used))
+    new = f"(mm{j} | mw{j})"
+    return f"((ow{j} & {keep} & ~({new} * {code})) | ({new} * {base + EXITED} - 2 * mm{j} + (mm{j} & mw{j})))"
 
 
 def counts_sql(result: str, plan: Plan, stamps: Stamps, bits: int = 0) -> str:
@@ -625,12 +707,18 @@ def memberships(
     now = dt.datetime.now(dt.UTC)
     names = {code: name for name, code in CODES.items()}
     for tbl, cols in by_table.items():
-        codes = ", ".join(code_of(st) for _, st, _ in cols)
+        # The columns as stored, unpacked here: a point lookup's few rows cost less than binding a hundred
+        # expressions that unpack them in SQL (20 ms).
+        columns = sorted({column_of(st) for _, st, _ in cols})
         for pid, *row in cur.execute(
-            f"SELECT CAST({PROFILE_ID} AS VARCHAR), {codes} FROM {ident(tbl)} WHERE {PROFILE_ID} IN {wanted}", [param]
+            f"SELECT CAST({PROFILE_ID} AS VARCHAR), {', '.join(columns)} FROM {ident(tbl)} "
+            f"WHERE {PROFILE_ID} IN {wanted}",
+            [param],
         ).fetchall():
-            for (segment_id, _, ttl), code in zip(cols, row, strict=True):
-                if code is None:
+            values = dict(zip(columns, row, strict=True))
+            for segment_id, st, ttl in cols:
+                code = code_in(st, values[column_of(st)])
+                if not code:
                     continue
                 status, (at, _) = names[code & 3], stamps[code >> 2]
                 if status != "exited" and at < now - dt.timedelta(days=ttl):
