@@ -277,6 +277,30 @@ def test_codes_widen_from_16_to_32_bits_when_the_stamps_outgrow_them(store: Duck
     assert any(c.existing for c in second.values())
 
 
+def test_a_job_of_fewer_segments_computes_their_words_without_the_old_codes_of_the_others(
+    store: DuckDBProfileStore,
+) -> None:
+    """A job that evaluates the first 5 of 6 segments finds each of them in its old place: their words are computed
+    whole from the old ones, and the sixth's old code, in the same old word, is not carried into the new table."""
+    now = STARTS[3]
+    world, segments = loaded_world(store, 56, now, 5)
+    world.defined.add("aged")
+    segments.append(("aged", A.Compare(A.Field(("person", "age"), 0), ">=", A.Value(0, "number", 0), 0), None))
+    evaluate_and_check(store, world, now, "six", [segments], {})
+    world.mutate(now + dt.timedelta(days=1))
+    world.load(store._connection(SCOPE))
+    later = now + dt.timedelta(days=1)
+    evaluate_and_check(store, world, later, "five", [segments[:5]], {})
+    cur = cursor(store)
+    have = profile_segments.stored(cur)
+    sixth = have[segments[5][0]]
+    fifth = have[segments[4][0]]
+    assert sixth.tbl != fifth.tbl and (fifth.col, fifth.bits) == (4, 16)
+    assert cur.execute(f'SELECT count(*) FROM "{fifth.tbl}" WHERE b16_1 >> 16 <> 0').fetchone() == (0,)
+    assert cur.execute(f'SELECT count(*) FROM "{sixth.tbl}" WHERE b16_1 >> 16 <> 0').fetchone() != (0,)
+    evaluate_and_check(store, world, later + dt.timedelta(hours=1), "six again", [segments], {})
+
+
 def test_a_result_table_with_a_column_per_code_from_before_the_packing_reads_and_is_replaced(
     store: DuckDBProfileStore,
 ) -> None:
