@@ -1,14 +1,18 @@
 """A run that the embedded profile store has too little memory for: it fails and says which setting to raise, and
-the next run of the sandbox succeeds without a restart (DuckDB invalidated the database; the store reopened it)."""
+the next run of the sandbox succeeds without a restart (DuckDB invalidated the database; the store reopened it).
+And a run whose store failed after its commit reached the log: the run completes, nothing is lost."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from audiencehub.app import create_app
+from audiencehub.metadata.store import Scope
+from audiencehub.profile.base import AudienceRows, ProfileStoreFailed
 from tests.api.support import member_counts, seed_csv
 from tests.conftest import create_audience, run_and_wait, seed_audience, test_settings, token_for, upload
 
@@ -46,3 +50,39 @@ def test_a_run_the_profile_store_has_no_memory_for_fails_with_the_setting_and_th
         upload(client, headers, FILE, seed_csv(["a@example.com", "L1", 0, "yes"], ["b@example.com", "L2", 0, "no"]))
         assert run_and_wait(client, headers, audience_id)["status"] == "SUCCESS"
         assert member_counts(client, headers, audience_id)["realized"] == 2  # and none of the failed run's
+
+
+def test_a_run_the_store_applied_before_it_failed_completes_with_its_members_and_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB invalidates a database whose COMMIT fails after the commit reached its write-ahead log (out of memory
+    while checkpointing, say): the store reports a failure, yet the run is in the store once it opens the file
+    again. The run must then complete (members, dataset batch, SUCCESS), not fail with its members kept."""
+    settings = test_settings(tmp_path / "home")
+    with TestClient(create_app(settings)) as client:
+        creds = json.loads((settings.home / "credentials.json").read_text())
+        headers = {
+            "Authorization": f"Bearer {token_for(client, creds['client_id'], creds['client_secret'])}",
+            "x-api-key": creds["client_id"],
+            "x-gw-ims-org-id": creds["org_id"],
+            "x-sandbox-name": "prod",
+        }
+        store = client.app.state.container.profiles
+        apply = store.apply_audience
+
+        def applied_then_failed(scope: Scope, rows: AudienceRows) -> object:
+            apply(scope, rows)
+            raise ProfileStoreFailed("the profile store failed and was closed, to be opened again; DuckDB: FATAL")
+
+        monkeypatch.setattr(store, "apply_audience", applied_then_failed)
+        upload(client, headers, FILE, seed_csv(["a@example.com", "L1", 0, "yes"], ["b@example.com", "L2", 0, "no"]))
+        audience_id = create_audience(client, headers, seed_audience())
+
+        run = run_and_wait(client, headers, audience_id)
+
+        assert run["status"] == "SUCCESS", run
+        assert member_counts(client, headers, audience_id)["realized"] == 2
+        assert {d["stage"]: d["status"] for d in run["details"]} == {
+            "DATASET_INGEST": "SUCCESS",
+            "PROFILE_STORE_INGEST": "SUCCESS",
+        }

@@ -34,7 +34,7 @@ from audiencehub.errors import AudiencehubError
 from audiencehub.metadata import evaluations
 from audiencehub.metadata import tables as t
 from audiencehub.metadata.store import MetadataStore, Row, Scope, get_row, insert_row, now, update_row
-from audiencehub.profile.base import AudienceRows, IdentityColumn, ProfileStore
+from audiencehub.profile.base import ApplyResult, AudienceRows, IdentityColumn, ProfileStore, ProfileStoreFailed
 from audiencehub.services.lake import Lake
 from audiencehub.sources.base import FileInfo, Source, SourceNotFound
 
@@ -129,7 +129,16 @@ class IngestionService:
                 validated = self._dataset_stage(session, audience, run, files, staging, metrics)
             self._transition(state, Stage.PROFILE_STORE_INGEST)
             self._hold(run_id, "before_profile")
-            result = self._profiles.apply_audience(scope, self._audience_rows(audience, run, validated))
+            rows = self._audience_rows(audience, run, validated)
+            try:
+                result = self._profiles.apply_audience(scope, rows)
+            except ProfileStoreFailed:
+                # The store failed at its commit (DuckDB invalidates a database whose COMMIT fails, e.g. out of
+                # memory): the commit may have reached its log all the same. The store, opened again, knows.
+                found = self._applied_after_failure(scope, run_id)
+                if found is None:
+                    raise
+                result = found
         except Exception as exc:
             self._fail(state, exc)
             self._lake.remove(staging)
@@ -137,6 +146,16 @@ class IngestionService:
         # The profile store has the run: from here the only way is forward.
         self._hold(run_id, "after_profile_commit")
         self._roll_forward(state, result.to_dict())
+
+    def _applied_after_failure(self, scope: Scope, run_id: str) -> ApplyResult | None:
+        try:
+            found = self._profiles.applied(scope, run_id)
+        except Exception:
+            log.exception("asking the profile store whether run %s was applied failed", run_id)
+            return None
+        if found is not None:
+            log.warning("the profile store failed at the end of run %s but had applied it; completing it", run_id)
+        return found
 
     def recover(self, run_id: str, scope: Scope) -> None:
         """A run whose worker died: roll forward if the profile store applied it, else fail it."""
