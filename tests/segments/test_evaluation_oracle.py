@@ -26,6 +26,7 @@ from audiencehub.domain.segments import Plan, SegmentCounts
 from audiencehub.metadata.store import Scope
 from audiencehub.pql import ast as A
 from audiencehub.pql.compile import compile_segment
+from audiencehub.profile import segment_codes
 from audiencehub.profile import segments as profile_segments
 from audiencehub.profile.base import ProfileStore
 from audiencehub.profile.duckdb import DuckDBProfileStore
@@ -292,7 +293,7 @@ def test_a_job_of_fewer_segments_computes_their_words_without_the_old_codes_of_t
     later = now + dt.timedelta(days=1)
     evaluate_and_check(store, world, later, "five", [segments[:5]], {})
     cur = cursor(store)
-    have = profile_segments.stored(cur)
+    have = segment_codes.stored(cur)
     sixth = have[segments[5][0]]
     fifth = have[segments[4][0]]
     assert sixth.tbl != fifth.tbl and (fifth.col, fifth.bits) == (4, 16)
@@ -311,20 +312,20 @@ def test_a_result_table_with_a_column_per_code_from_before_the_packing_reads_and
     first = evaluate_and_check(store, world, now, "packed", [segments], {})
     cur = cursor(store)
     packed = {sid: stored(cur, sid) for sid, _, _ in segments}
-    have = profile_segments.stored(cur)
+    have = segment_codes.stored(cur)
     (tbl,) = {st.tbl for st in have.values()}
-    codes = ", ".join(f"CAST({profile_segments.code_of(st)} AS INTEGER) AS c{st.col}" for st in have.values())
+    codes = ", ".join(f"CAST({segment_codes.code_of(st)} AS INTEGER) AS c{st.col}" for st in have.values())
     cur.execute(f'CREATE TABLE legacy AS SELECT __ah_profile_id, {codes} FROM "{tbl}" ORDER BY 1')
     cur.execute(f'DROP TABLE "{tbl}"')
     cur.execute(f'ALTER TABLE legacy RENAME TO "{tbl}"')
-    for sid, st in profile_segments.stored(cur).items():
+    for sid, st in segment_codes.stored(cur).items():
         assert st.bits == 0
-        cur.execute(f'CREATE OR REPLACE VIEW "{table(sid)}" AS {profile_segments.view(st)}')
+        cur.execute(f'CREATE OR REPLACE VIEW "{table(sid)}" AS {segment_codes.view(st)}')
     assert {sid: stored(cur, sid) for sid, _, _ in segments} == packed
     assert any(packed.values())
     second = evaluate_and_check(store, world, now, "after", [segments], {})
     assert {sid: c.existing for sid, c in second.items()} == {sid: c.realized for sid, c in first.items()}
-    assert {st.bits for st in profile_segments.stored(cur).values()} == {16}
+    assert {st.bits for st in segment_codes.stored(cur).values()} == {16}
 
 
 def snapshot(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import pyarrow as pa
 from audiencehub.domain.segments import SEGMENT_NAMESPACE, Plan, SegmentCounts
 from audiencehub.engines.ingest_sql import CHECK, INTERNAL, SQL_TYPE, field_column, ident, lit, path_list
 from audiencehub.metadata.store import Scope
-from audiencehub.profile import exports, segments
+from audiencehub.profile import exports, segment_codes, segments
 from audiencehub.profile.base import (
     ApplyResult,
     AudienceRows,
@@ -353,7 +353,7 @@ class DuckDBProfileStore(ProfileStore):
             [param],
         ).fetchall():
             out[pid].identities.append((ns, value))
-        results = segments.stored(cur)
+        results = segment_codes.stored(cur)
         evaluated = {}
         for audience_id, namespace, ttl, tbl in self._audiences(cur) if audiences is None else audiences:
             if audience_id in results:  # read below, one query per result table
@@ -371,7 +371,7 @@ class DuckDBProfileStore(ProfileStore):
                 out[row[PROFILE_ID]].memberships.append(
                     Membership(namespace, audience_id, row[STATUS], int(row[QUALIFIED_AT].timestamp()), payload)
                 )
-        for pid, segment_id, status, at in segments.memberships(cur, wanted, param, evaluated):
+        for pid, segment_id, status, at in segment_codes.memberships(cur, wanted, param, evaluated):
             out[pid].memberships.append(Membership(SEGMENT_NAMESPACE, segment_id, status, int(at.timestamp())))
         for profile in out.values():
             profile.memberships.sort(key=lambda m: m.audience_id)
@@ -614,7 +614,7 @@ class DuckDBProfileStore(ProfileStore):
                 cur.execute("BEGIN TRANSACTION")
                 try:
                     have = segments.tables(cur)
-                    stamps = segments.Stamps.next(cur, job_id, plans[0].now if plans else dt.datetime.now(dt.UTC))
+                    stamps = segment_codes.Stamps.next(cur, job_id, plans[0].now if plans else dt.datetime.now(dt.UTC))
                     for n, plan in enumerate(segments.combine(plans)):  # one plan: every level in one pass
                         counts |= segments.build(cur, have, plan, n, stamps, ttl_days)
                     cur.execute("COMMIT")

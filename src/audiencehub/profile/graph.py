@@ -12,7 +12,7 @@ import duckdb
 from audiencehub.engines.ingest_sql import ident
 from audiencehub.profile.base import FragmentResult
 from audiencehub.profile.columns import PROFILE_ID, QUALIFIED_AT
-from audiencehub.profile.segments import RESULT_PREFIX, newest_codes
+from audiencehub.profile.segment_codes import RESULT_PREFIX, newest_codes
 
 TEMP_TABLES = ("rec", "rid", "known", "edges", "labels", "comp", "rec_profile", "remap")
 """The temp tables a stitch leaves behind; the caller drops them before its next batch."""

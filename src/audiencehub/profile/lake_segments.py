@@ -26,7 +26,7 @@ import duckdb
 from audiencehub.domain.segments import SEGMENT_NAMESPACE, Plan, SegmentCounts
 from audiencehub.engines.ingest_sql import lit, path_list
 from audiencehub.profile import lake_sql as q
-from audiencehub.profile import segments
+from audiencehub.profile import segment_codes, segments
 from audiencehub.profile.columns import MEMBER_COLUMNS, PROFILE_ID, table_for
 
 if TYPE_CHECKING:
@@ -105,14 +105,14 @@ def evaluate(w: Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int]) 
     if done is not None:
         return done
     reader = _Reader(w)
-    results: dict[str, segments.Stored] = {}
+    results: dict[str, segment_codes.Stored] = {}
     audiences: dict[str, tuple[str, int, str]] = {}
     for audience_id, aud in w.new.members():
         audiences[audience_id] = (str(aud["namespace"]), int(aud["ttl_days"]), str(aud["table"]))
         seg = aud.get("segment")
         if seg is not None and seg.get("table") in w.new.tables:
             at = dt.datetime.fromisoformat(seg["at"])
-            results[audience_id] = segments.Stored(seg["table"], int(seg["col"]), 0, str(seg["job_id"]), at)
+            results[audience_id] = segment_codes.Stored(seg["table"], int(seg["col"]), 0, str(seg["job_id"]), at)
             reader.widths[seg["table"]] = int(seg["width"])
     fragments = [
         (dataset_id, str(f["kind"]), str(f["table"]), {str(c) for c, _ in f["columns"]})
@@ -122,10 +122,10 @@ def evaluate(w: Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int]) 
     have = segments.Tables(audiences, fragments, results, ref=reader.ref, members=reader.members, key_type="VARCHAR")
     at = plans[0].now if plans else dt.datetime.now(dt.UTC)
     first = w.query(f"SELECT coalesce(max(no), 0) + 1 FROM {reader.ref(STAMPS)} s")
-    stamps = segments.Stamps(first, job_id, at, {first: (job_id, at)})
+    stamps = segment_codes.Stamps(first, job_id, at, {first: (job_id, at)})
     counts: dict[str, SegmentCounts] = {}
     for n, plan in enumerate(segments.combine(plans)):  # one plan: every level in one pass
-        tbl = segments.result_table(job_id, n)
+        tbl = segment_codes.result_table(job_id, n)
         reader.widths[tbl] = len(plan.segments)
         w.put(tbl, inline(segments.result_sql(have, plan, n, stamps, ttl_days), plan.params))
         row = w.session.query(segments.counts_sql(reader.ref(tbl), plan, stamps))[0]
@@ -143,7 +143,9 @@ def evaluate(w: Work, job_id: str, plans: list[Plan], ttl_days: dict[str, int]) 
     return counts
 
 
-def _publish(w: Work, reader: _Reader, have: segments.Tables, stamps: segments.Stamps, ttl: dict[str, int]) -> None:
+def _publish(
+    w: Work, reader: _Reader, have: segments.Tables, stamps: segment_codes.Stamps, ttl: dict[str, int]
+) -> None:
     """The job's stamps, then each evaluated segment's memberships as its membership table, registered as an
     audience of namespace ``ups``."""
     added = " UNION ALL ".join(
@@ -166,9 +168,9 @@ def _publish(w: Work, reader: _Reader, have: segments.Tables, stamps: segments.S
                 "width": reader.widths[st.tbl],
             },
         }
-        w.put(table, f"SELECT * FROM ({segments.view(st, reader.ref)}) v ORDER BY {PROFILE_ID}")
+        w.put(table, f"SELECT * FROM ({segment_codes.view(st, reader.ref)}) v ORDER BY {PROFILE_ID}")
     read = {str(aud["segment"]["table"]) for aud in w.new.audiences.values() if "segment" in aud}
-    for table in [t for t in w.new.tables if t.startswith(segments.RESULT_PREFIX) and t not in read]:
+    for table in [t for t in w.new.tables if t.startswith(segment_codes.RESULT_PREFIX) and t not in read]:
         w.drop(table)  # replaced: no segment reads it any more
 
 

@@ -40,7 +40,7 @@ from audiencehub.profile.columns import (
     XRN,
 )
 from audiencehub.profile.run_rows import accepted_sql, identity_text, identity_unknown
-from audiencehub.profile.segments import newest_code
+from audiencehub.profile.segment_codes import newest_code
 
 IDENTITIES = "identities"
 IDENTITIES_BY_PROFILE = "identities_by_profile"
@@ -467,7 +467,7 @@ def applied_batch_sql(batch_id: str, dataset_id: str, at: str, result: str) -> s
 
 def remapped_results_sql(table: str, width: int, remap: Path) -> str:
     """A segment result table (``profile/segments.py``: the profile id, then ``c0``... codes) with merged profiles
-    moved and folded into one row each: per segment the newest status (``segments.newest_code``)."""
+    moved and folded into one row each: per segment the newest status (``segment_codes.newest_code``)."""
     codes = ", ".join(f"max_by(c{k}, {newest_code(f'c{k}')}) AS c{k}" for k in range(width))
     kept = "".join(f", t.c{k}" for k in range(width))
     moved = f"SELECT coalesce(m.new, t.{PROFILE_ID}) AS {PROFILE_ID}{kept} FROM {table} t "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -32,9 +32,7 @@ from audiencehub.profile.columns import (
     BATCH,
     MERGE_KEY,
     PROFILE_ID,
-    QUALIFIED_AT,
     RANK,
-    RUN_ID,
     SEQ,
     STATUS,
     TS,
@@ -43,6 +41,27 @@ from audiencehub.profile.columns import (
     effective,
     merge_key,
     table_for,
+)
+from audiencehub.profile.segment_codes import (
+    CODES,
+    EXISTING,
+    EXITED,
+    REALIZED,
+    RESULT_PREFIX,
+    Stamps,
+    Stored,
+    code,
+    code_bits,
+    code_field,
+    code_of,
+    new_word,
+    new_word_masks,
+    packed,
+    result_table,
+    stored,
+    unpacked,
+    view,
+    word_columns,
 )
 
 WORD = 63  # membership flags per bitmask column: a signed BIGINT's bits (Spark has no UBIGINT)
@@ -301,168 +320,9 @@ def used(sql: str, params: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in params.items() if k in names}
 
 
-# ----- results: one table per plan and job, one status code per segment ----------------------------------------------
-#
-# A plan's evaluation is written as ONE table ``seg_{job}_{n}``: the profile key, then for the segment in position k
-# a code (none when the profile is not and never was a member) holding the membership's status in its two low bits
-# and, above them, the number of the stamp (``segment_stamps``: job id and time) when that status was set. Each
-# segment's memberships are read through a view named like an external audience's membership table
-# (``m_{segment hex}``), so every reader sees one shape. Writing 100 segments is then one join of the new result
-# with the old codes and one table write, not 100 joins and 100 tables with an index.
-#
-# The embedded store packs the codes into BIGINT words ``b{bits}_{j}``, 64 / bits codes to a word (0: none): DuckDB
-# writes, sorts and scans a column at a fixed cost per column and vector, so 25 words of 4 codes cost a quarter of
-# 100 code columns of the same bytes (benchmarks/segment.py). The lake store keeps one INTEGER column ``c{k}`` per
-# code (Parquet compresses them; Spark reads them) and so do the embedded store's tables from before the packing:
-# ``Stored.bits`` 0.
+# ----- results: one table per plan and job (profile/segment_codes.py: how it holds the codes) -------------------------
 
-REALIZED, EXISTING, EXITED = 1, 2, 3
-CODES = {"realized": REALIZED, "existing": EXISTING, "exited": EXITED}
-RESULT_PREFIX = "seg_"
 LIVE = "__ah_live"
-
-
-@dataclass(frozen=True)
-class Stored:
-    """Where a segment's memberships are: code ``col`` of the result table ``tbl``, written by the evaluation
-    of stamp ``stamp`` (job ``job_id`` at ``at``: every member of that evaluation qualified then)."""
-
-    tbl: str
-    col: int
-    stamp: int
-    job_id: str
-    at: dt.datetime
-    bits: int = 0
-    """The table's layout: codes of this many bits packed in words (:func:`packed`), or 0: a column per code."""
-
-
-PACKED_BITS = (16, 32)
-
-
-def packed_bits(columns: list[str]) -> int:
-    """The layout (:attr:`Stored.bits`) of a result table with these columns."""
-    return next((bits for bits in PACKED_BITS if f"b{bits}_0" in columns), 0)
-
-
-def stored(cur: duckdb.DuckDBPyConnection) -> dict[str, Stored]:
-    firsts = ", ".join(f"'b{bits}_0'" for bits in PACKED_BITS)
-    return {
-        str(seg): Stored(str(tbl), int(col), int(no), str(job), at, packed_bits(list(words or [])))
-        for seg, tbl, col, no, job, at, words in cur.execute(
-            "SELECT r.segment_id, r.tbl, r.col, r.stamp, s.job_id, s.stamped_at, w.words FROM segment_results r "
-            "JOIN segment_stamps s ON s.no = r.stamp LEFT JOIN (SELECT table_name, list(column_name) AS words "
-            f"FROM duckdb_columns() WHERE database_name <> 'temp' AND column_name IN ({firsts}) GROUP BY table_name) w "
-            "ON w.table_name = r.tbl"
-        ).fetchall()
-    }
-
-
-def code_bits(stamps: Stamps, segments: int) -> int:
-    """The bits per packed code that hold every code an evaluation of ``segments`` segments may write: its own
-    stamp's and those of the ttl expiries it may add (one per segment at most), and the older ones it keeps. A
-    sandbox's first 8,190 stamps fit 16 bits (4 codes to a word; the top one below the sign bit)."""
-    return 16 if _code(stamps.now + segments, EXITED) < 1 << 15 else 32
-
-
-def code_field(col: int, bits: int, alias: str = "") -> str:
-    """SQL of the code of segment ``col`` in a row of a result table of layout ``bits``: 0 or NULL when none."""
-    at = f"{alias}." if alias else ""
-    if not bits:
-        return f"{at}c{col}"
-    word, place = divmod(col, 64 // bits)
-    return unpacked(f"{at}b{bits}_{word}", place, bits)
-
-
-def unpacked(word: str, place: int, bits: int) -> str:
-    """SQL of the code in place ``place`` of a word (SQL) of ``bits``-bit codes."""
-    return f"(({word} >> {place * bits}) & {(1 << bits) - 1})"
-
-
-def column_of(st: Stored) -> str:
-    """The result table's column that holds the segment's code."""
-    return f"b{st.bits}_{st.col // (64 // st.bits)}" if st.bits else f"c{st.col}"
-
-
-def code_in(st: Stored, value: int | None) -> int | None:
-    """The segment's code in the value of its column (:func:`column_of`); 0 or None when none."""
-    if not st.bits or value is None:
-        return value
-    return (value >> (st.col % (64 // st.bits)) * st.bits) & ((1 << st.bits) - 1)
-
-
-def code_of(st: Stored, alias: str = "") -> str:
-    """SQL of the segment's code in a row of its result table (``alias``), NULL when the profile has none."""
-    code = code_field(st.col, st.bits, alias)
-    return f"nullif({code}, 0)" if st.bits else code
-
-
-def packed(codes: list[str], bits: int) -> list[str]:
-    """The words (SQL) that pack these codes (SQL; NULL for none), 64 / ``bits`` to a word in order."""
-    per = 64 // bits
-    return [
-        " | ".join(
-            f"(coalesce(CAST({code} AS BIGINT), 0) << {place * bits})" for place, code in enumerate(codes[j : j + per])
-        )
-        for j in range(0, len(codes), per)
-    ]
-
-
-def word_columns(count: int, bits: int) -> list[str]:
-    return [f"b{bits}_{j}" for j in range(-(-count // (64 // bits)))]
-
-
-def newest_codes(columns: list[str]) -> list[str]:
-    """Per column of a result table (these, in order), the aggregate that keeps of each segment's codes in the rows
-    of merged profiles the newest one (:func:`newest_code`), as that column again."""
-    bits = packed_bits(columns)
-    if not bits:
-        return [f"arg_max({ident(c)}, {newest_code(ident(c))}) AS {ident(c)}" for c in columns]
-    per = 64 // bits
-    out = []
-    for j, word in enumerate(columns):
-        codes = [f"nullif({code_field(j * per + place, bits)}, 0)" for place in range(per)]
-        newest = [f"arg_max({c}, {newest_code(c)})" for c in codes]
-        out.append(f"{packed(newest, bits)[0]} AS {ident(word)}")
-    return out
-
-
-def result_table(job_id: str, n: int) -> str:
-    return f"{RESULT_PREFIX}{''.join(c for c in job_id.lower() if c.isalnum())}_{n}"
-
-
-@dataclass
-class Stamps:
-    """The stamps an evaluation adds: its own (number ``now``) and one per ttl expiry it records."""
-
-    now: int
-    job_id: str
-    at: dt.datetime
-    added: dict[int, tuple[str, dt.datetime]] = field(default_factory=dict)
-
-    @classmethod
-    def next(cls, cur: duckdb.DuckDBPyConnection, job_id: str, at: dt.datetime) -> Stamps:
-        row = cur.execute("SELECT coalesce(max(no), 0) + 1 FROM segment_stamps").fetchone()
-        no = int(row[0]) if row else 1
-        return cls(no, job_id, at, {no: (job_id, at)})
-
-    def add(self, job_id: str, at: dt.datetime) -> int:
-        for no, have in self.added.items():
-            if have == (job_id, at):
-                return no
-        no = max(self.added) + 1
-        self.added[no] = (job_id, at)
-        return no
-
-
-def newest_code(col: str) -> str:
-    """The ``arg_max`` key that picks, among the codes two merged profiles had for one segment, the status set by the
-    newest evaluation (the stamp in the upper bits), an active one before an exit of the same evaluation. Portable
-    arithmetic (``//`` and ``%``: Spark runs it)."""
-    return f"(({col}) // 4) * 2 + CASE WHEN ({col}) % 4 = {EXITED} THEN 0 ELSE 1 END"
-
-
-def _code(stamp: int, status: int) -> int:
-    return stamp << 2 | status
 
 
 def _fresh_flags(have: Tables, flags: dict[str, Flag]) -> list[str]:
@@ -478,18 +338,18 @@ def _fresh_flags(have: Tables, flags: dict[str, Flag]) -> list[str]:
 def _status(k: int, member: str, st: Stored | None, ttl_days: int, now: dt.datetime, stamps: Stamps) -> str:
     """The new code of segment ``k`` (position in the plan) from ``member`` (SQL; NULL is false) and the old code
     ``o{k}``."""
-    entered = _code(stamps.now, REALIZED)
+    entered = code(stamps.now, REALIZED)
     if st is None:
         return f"CASE WHEN {member} THEN {entered} END"
     was = f"((o{k} & 3) < {EXITED})"  # realized or existing: a code's status is never 0
     if st.at < now - dt.timedelta(days=ttl_days):  # every member of that evaluation qualified at st.at: all expired
         gone = stamps.add(st.job_id, st.at + dt.timedelta(days=ttl_days))
-        return f"CASE WHEN {member} THEN {entered} WHEN {was} THEN {_code(gone, EXITED)} ELSE o{k} END"
+        return f"CASE WHEN {member} THEN {entered} WHEN {was} THEN {code(gone, EXITED)} ELSE o{k} END"
     # Arithmetic, not a nested CASE (a hundred of them per row): realized + 1 is existing.
     assert EXISTING == REALIZED + 1
     return (
         f"CASE WHEN {member} THEN {entered} + coalesce(CAST({was} AS INTEGER), 0) "
-        f"WHEN {was} THEN {_code(stamps.now, EXITED)} ELSE o{k} END"
+        f"WHEN {was} THEN {code(stamps.now, EXITED)} ELSE o{k} END"
     )
 
 
@@ -502,7 +362,7 @@ def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[
     than those: a flag on a segment of the plan is its new code's status.
 
     Packed, a word whose segments' old codes are the same word of one old table (the same segments in the same
-    places: a job that evaluates what the last one did) is computed as a word (:func:`_word`), not code by code."""
+    places: a job that evaluates what the last one did) is computed as a word (:func:`new_word`), not code by code."""
     joined, inner = _joins(have, plan)  # first: it may bind more of the plan's parameters
     position = {segment_id: k for k, (segment_id, _) in enumerate(plan.segments)}
     count = len(plan.segments)
@@ -592,9 +452,9 @@ def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[
             masks = []
             for j in words:
                 members = [f"({plan.segments[k][1]}{live})" for k in places[j]]
-                masks += _word_masks(j, members, old_words.get(j), bits)
+                masks += new_word_masks(j, members, old_words.get(j), bits)
             sql = f"SELECT *, {', '.join(masks)} FROM ({sql}) m{layer}"
-            codes += [f"{_word(j, len(places[j]), j in old_words, bits, stamps.now)} AS w{j}" for j in words]
+            codes += [f"{new_word(j, len(places[j]), j in old_words, bits, stamps.now)} AS w{j}" for j in words]
         if codes:
             sql = f"SELECT *, {', '.join(codes)} FROM ({sql}) l{layer}"
     every = [f"c{k}" for k in range(count)]
@@ -611,38 +471,11 @@ def result_sql(have: Tables, plan: Plan, n: int, stamps: Stamps, ttl_days: dict[
     )
 
 
-def _word_masks(j: int, members: list[str], old: str | None, bits: int) -> list[str]:
-    """The masks :func:`_word` reads, per place of word ``j``: ``mm{j}`` 1 where the profile is a member now
-    (``members``: SQL, NULL is false), and with an old word (its column ``old``) ``ow{j}`` that word (0 for none)
-    and ``mw{j}`` 1 where its code is active (status 1 or 2: the status's two bits differ)."""
-    ones = sum(1 << place * bits for place in range(len(members)))
-    member = " | ".join(f"(CAST(coalesce({m}, false) AS BIGINT) << {p * bits})" for p, m in enumerate(members))
-    out = [f"({member}) AS mm{j}"]
-    if old is not None:
-        word = f"coalesce({old}, 0)"
-        out += [f"{word} AS ow{j}", f"(xor({word}, {word} >> 1) & {ones}) AS mw{j}"]
-    return out
-
-
-def _word(j: int, used: int, old: bool, bits: int, now: int) -> str:
-    """Word ``j``'s new codes (``used`` of its places), all at once (:func:`_status` code by code): with ``m`` a
-    member now and ``w`` active before, the new code is ``N + 3 - 2m + mw`` (``N`` the stamp's code base: realized
-    ``N + 1``, existing ``N + 2``, exited ``N + 3``) where ``m`` or ``w``, and the old code elsewhere. Each place's
-    value stays within its bits (codes are below ``1 << bits - 1``), so whole-word arithmetic computes every place."""
-    base = _code(now, 0)
-    if not old:
-        return f"(mm{j} * {base + REALIZED})"
-    code = (1 << (bits - 1)) - 1  # a code's bits: the place's top bit is never set
-    keep = sum(code << place * bits for place in range(used))
-    new = f"(mm{j} | mw{j})"
-    return f"((ow{j} & {keep} & ~({new} * {code})) | ({new} * {base + EXITED} - 2 * mm{j} + (mm{j} & mw{j})))"
-
-
 def counts_sql(result: str, plan: Plan, stamps: Stamps, bits: int = 0) -> str:
     """One row: for each segment of the plan, how many of the result's (SQL of its rows, of layout ``bits``) codes
     are realized, existing and exited by this evaluation."""
     aggs = ", ".join(
-        f"count_if({code_field(k, bits)} = {_code(stamps.now, status)})"
+        f"count_if({code_field(k, bits)} = {code(stamps.now, status)})"
         for k in range(len(plan.segments))
         for status in (REALIZED, EXISTING, EXITED)
     )
@@ -680,50 +513,6 @@ def build(
     row = cur.execute(counts_sql(ident(tbl), plan, stamps, bits)).fetchone()
     assert row is not None
     return record(have, plan, tbl, stamps, row, bits)  # count_if of no rows: NULL
-
-
-def view(st: Stored, ref: Callable[[str], str] = ident) -> str:
-    """The segment's memberships in a membership table's shape (``MEMBER_COLUMNS``); ``ref`` as :attr:`Tables.ref`."""
-    c = code_of(st, "r")
-    return (
-        f"SELECT r.{PROFILE_ID}, CASE {c} & 3 WHEN {REALIZED} THEN 'realized' WHEN {EXISTING} THEN 'existing' "
-        f"ELSE 'exited' END AS {STATUS}, s.stamped_at AS {QUALIFIED_AT}, s.job_id AS {RUN_ID} "
-        f"FROM {ref(st.tbl)} r JOIN {ref('segment_stamps')} s ON s.no = {c} >> 2"
-    )
-
-
-def memberships(
-    cur: duckdb.DuckDBPyConnection, wanted: str, param: object, segments: dict[str, tuple[Stored, int]]
-) -> Iterator[tuple[str, str, str, dt.datetime]]:
-    """(profile id, segment id, status, qualified at) of the ``wanted`` profiles (SQL and its parameter) in these
-    segments (their results and ttl), as read now (ttl applied as :func:`effective` does): one query per result table,
-    however many segments it holds."""
-    by_table: dict[str, list[tuple[str, Stored, int]]] = defaultdict(list)
-    for segment_id, (st, ttl) in segments.items():
-        by_table[st.tbl].append((segment_id, st, ttl))
-    if not by_table:
-        return
-    stamps = {int(no): (at, str(job)) for no, job, at in cur.execute("SELECT * FROM segment_stamps").fetchall()}
-    now = dt.datetime.now(dt.UTC)
-    names = {code: name for name, code in CODES.items()}
-    for tbl, cols in by_table.items():
-        # The columns as stored, unpacked here: a point lookup's few rows cost less than binding a hundred
-        # expressions that unpack them in SQL (20 ms).
-        columns = sorted({column_of(st) for _, st, _ in cols})
-        for pid, *row in cur.execute(
-            f"SELECT CAST({PROFILE_ID} AS VARCHAR), {', '.join(columns)} FROM {ident(tbl)} "
-            f"WHERE {PROFILE_ID} IN {wanted}",
-            [param],
-        ).fetchall():
-            values = dict(zip(columns, row, strict=True))
-            for segment_id, st, ttl in cols:
-                code = code_in(st, values[column_of(st)])
-                if not code:
-                    continue
-                status, (at, _) = names[code & 3], stamps[code >> 2]
-                if status != "exited" and at < now - dt.timedelta(days=ttl):
-                    status, at = "exited", at + dt.timedelta(days=ttl)
-                yield pid, segment_id, status, at
 
 
 def drop_relation(cur: duckdb.DuckDBPyConnection, name: str) -> None:
