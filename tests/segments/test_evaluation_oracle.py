@@ -276,6 +276,10 @@ def test_codes_widen_from_16_to_32_bits_when_the_stamps_outgrow_them(store: Duck
     assert words() == ["b32_0 BIGINT", "b32_1 BIGINT", "b32_2 BIGINT"]
     assert {sid: c.existing for sid, c in second.items()} == {sid: c.realized for sid, c in first.items()}
     assert any(c.existing for c in second.values())
+    world.mutate(now + dt.timedelta(days=1))  # and words of 32-bit codes computed whole, over changed data
+    world.load(store._connection(SCOPE))
+    evaluate_and_check(store, world, now + dt.timedelta(days=1), "wide again", [segments], {})
+    assert words() == ["b32_0 BIGINT", "b32_1 BIGINT", "b32_2 BIGINT"]
 
 
 def test_a_job_of_fewer_segments_computes_their_words_without_the_old_codes_of_the_others(
