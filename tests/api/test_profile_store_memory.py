@@ -4,7 +4,6 @@ And a run whose store failed after its commit reached the log: the run completes
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ from fastapi.testclient import TestClient
 from audiencehub.app import create_app
 from audiencehub.metadata.store import Scope
 from audiencehub.profile.base import AudienceRows, ProfileStoreFailed
-from tests.api.support import member_counts, seed_csv
-from tests.conftest import create_audience, run_and_wait, seed_audience, test_settings, token_for, upload
+from tests.api.support import headers_for, member_counts, seed_csv
+from tests.conftest import create_audience, run_and_wait, seed_audience, test_settings, upload
 
 FILE = "activation/sample-source/example.csv"
 ROWS = 400_000
@@ -26,13 +25,7 @@ def test_a_run_the_profile_store_has_no_memory_for_fails_with_the_setting_and_th
 ) -> None:
     settings = test_settings(tmp_path / "home", profile_memory_limit=LIMIT)
     with TestClient(create_app(settings)) as client:
-        creds = json.loads((settings.home / "credentials.json").read_text())
-        headers = {
-            "Authorization": f"Bearer {token_for(client, creds['client_id'], creds['client_secret'])}",
-            "x-api-key": creds["client_id"],
-            "x-gw-ims-org-id": creds["org_id"],
-            "x-sandbox-name": "prod",
-        }
+        headers = headers_for(client, settings.home)
         upload(client, headers, FILE, seed_csv(*([f"u{n}@example.com", "L1", 0, "yes"] for n in range(ROWS))))
         audience_id = create_audience(client, headers, seed_audience())
 
@@ -60,13 +53,7 @@ def test_a_run_the_store_applied_before_it_failed_completes_with_its_members_and
     again. The run must then complete (members, dataset batch, SUCCESS), not fail with its members kept."""
     settings = test_settings(tmp_path / "home")
     with TestClient(create_app(settings)) as client:
-        creds = json.loads((settings.home / "credentials.json").read_text())
-        headers = {
-            "Authorization": f"Bearer {token_for(client, creds['client_id'], creds['client_secret'])}",
-            "x-api-key": creds["client_id"],
-            "x-gw-ims-org-id": creds["org_id"],
-            "x-sandbox-name": "prod",
-        }
+        headers = headers_for(client, settings.home)
         store = client.app.state.container.profiles
         apply = store.apply_audience
 
